@@ -1,0 +1,71 @@
+# morsel: top-level build.
+#
+#   make          module, library, tool, tests, benchmarks
+#   make test     host unit tests, then the VM suite in 5- and 4-level paging
+#   make demo     the main job, in the VM
+#   make bench    benchmarks, in the VM (one BENCH line per comparison)
+#   make check    kernel coding style (checkpatch.pl from linux-source-6.12)
+#   make deps     install what the project needs (Debian packages)
+
+B        := build
+CC       ?= gcc
+UCFLAGS  := -std=c11 -Wall -Wextra -Werror -O2 -g \
+            -Iinclude/uapi -Ilib -Itests
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+
+LIB_SRC    := $(wildcard lib/*.c)
+LIB_HDR    := $(wildcard lib/*.h) include/uapi/linux/morsel.h
+VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.c))
+HOST_TESTS := $(patsubst tests/host/%.c,$(B)/tests/host/%,$(wildcard tests/host/test_*.c))
+BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+TOOLS      := $(patsubst tools/%.c,$(B)/tools/%,$(wildcard tools/*.c))
+
+all: kmod $(B)/libmorsel.a $(TOOLS) $(VM_TESTS) $(HOST_TESTS) $(BENCHES)
+
+deps:
+	scripts/deps.sh
+
+kmod:
+	$(MAKE) -C kmod
+
+# The library, static (test programs and the tool run in a busybox guest).
+$(B)/libmorsel.a: $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p $(B)/lib
+	$(foreach s,$(LIB_SRC),$(CC) $(UCFLAGS) -c $(s) -o $(B)/lib/$(notdir $(s:.c=.o)) &&) true
+	ar rcs $@ $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC))
+
+$(B)/tools/%: tools/%.c $(B)/libmorsel.a $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) -static -o $@ $< $(B)/libmorsel.a
+
+$(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
+
+$(B)/bench/%: bench/%.c $(B)/libmorsel.a $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
+
+# Host tests are built with the sanitizers and link the library sources.
+$(B)/tests/host/%: tests/host/%.c tests/tap.h $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) $(SANFLAGS) -o $@ $< $(LIB_SRC)
+
+test: deps all
+	scripts/test.sh
+
+demo: deps all
+	./vm/run --mem 4G -- $(B)/tools/morsel-demo
+
+bench: deps all
+	scripts/bench.sh
+
+check:
+	scripts/checkpatch.sh
+
+clean:
+	$(MAKE) -C kmod clean
+	rm -rf $(B)
+
+.PHONY: all deps kmod test demo bench check clean

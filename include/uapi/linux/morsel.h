@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * morsel: memory objects that are page-table subtrees.
+ *
+ * A morsel is a regular file in a morselfs mount.  Its contents live in a
+ * subtree of x86-64 page tables owned by the object; mmap(MAP_SHARED) links
+ * that subtree into the caller's page tables instead of copying entries.
+ *
+ * Every ioctl argument starts with its own size and carries reserved
+ * fields.  The kernel rejects unknown flags and non-zero reserved fields
+ * with EINVAL, so later versions can give them a meaning.
+ */
+#ifndef _UAPI_LINUX_MORSEL_H
+#define _UAPI_LINUX_MORSEL_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define MORSELFS_MAGIC		0x6d6f7273	/* "mors" */
+
+/* Granules a mapping links at, and the largest object. */
+#define MORSEL_PTE_SPAN		(1ULL << 21)	/* one PTE table: 2 MiB */
+#define MORSEL_PMD_SPAN		(1ULL << 30)	/* one PMD table: 1 GiB */
+#define MORSEL_MAX_SIZE		(1ULL << 39)	/* one PUD table: 512 GiB */
+
+/* Root levels reported by MORSEL_IOC_STAT. */
+#define MORSEL_LEVEL_NONE	0	/* size 0: no table yet */
+#define MORSEL_LEVEL_PTE	1	/* root is a PTE table (<= 2 MiB) */
+#define MORSEL_LEVEL_PMD	2	/* root is a PMD table (<= 1 GiB) */
+#define MORSEL_LEVEL_PUD	3	/* root is a PUD table (<= 512 GiB) */
+
+/**
+ * struct morsel_stat - usage figures of one morsel (MORSEL_IOC_STAT)
+ * @argsz:       in: sizeof(struct morsel_stat) as the caller knows it
+ * @flags:       in: must be 0
+ * @size:        out: size in bytes
+ * @level:       out: MORSEL_LEVEL_* of the root table
+ * @data_pages:  out: populated 4 KiB data frames
+ * @table_pages: out: page-table pages owned by the object
+ * @links:       out: table links currently present in address spaces
+ * @mappers:     out: VMAs currently mapping the object
+ * @reserved:    must be 0 on input; 0 on output for now
+ */
+struct morsel_stat {
+	__u32 argsz;
+	__u32 flags;
+	__u64 size;
+	__u32 level;
+	__u32 __pad;
+	__u64 data_pages;
+	__u64 table_pages;
+	__u64 links;
+	__u64 mappers;
+	__u64 reserved[8];
+};
+
+/* MORSEL_IOC_MAP flags */
+#define MORSEL_MAP_POPULATE	(1U << 0)	/* allocate every frame first */
+#define MORSEL_MAP_FLAGS	(MORSEL_MAP_POPULATE)
+
+/**
+ * struct morsel_map - link an existing mapping eagerly (MORSEL_IOC_MAP)
+ * @argsz:    in: sizeof(struct morsel_map)
+ * @flags:    in: MORSEL_MAP_*
+ * @addr:     in: start of a range of the caller's mappings of this file,
+ *            page aligned
+ * @length:   in: length of the range, page aligned, non-zero
+ * @linked:   out: table links made by this call
+ * @pages:    out: pages mapped one by one (parts of the range that do not
+ *            cover a whole 2 MiB granule, or read-only 2 MiB granules)
+ * @reserved: must be 0
+ *
+ * After success every populated page of the range is accessible without a
+ * further page fault.  The range must lie entirely inside VMAs that map the
+ * same morsel (EINVAL otherwise) and allow reading (EACCES otherwise).
+ */
+struct morsel_map {
+	__u32 argsz;
+	__u32 flags;
+	__u64 addr;
+	__u64 length;
+	__u64 linked;
+	__u64 pages;
+	__u64 reserved[4];
+};
+
+#define MORSEL_IOC_MAGIC	0xBA
+#define MORSEL_IOC_STAT		_IOWR(MORSEL_IOC_MAGIC, 0x01, struct morsel_stat)
+#define MORSEL_IOC_MAP		_IOWR(MORSEL_IOC_MAGIC, 0x02, struct morsel_map)
+
+#endif /* _UAPI_LINUX_MORSEL_H */

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The VMA side of morsels: mmap, placement, page faults, VMA callbacks and
+ * eager mapping.
+ *
+ * A fault decides, from the VMA alone, how the faulting address reaches
+ * the object:
+ *  - a 1 GiB granule the VMA covers whole (start and file offset aligned)
+ *    links one of the object's PMD tables from the process PUD entry
+ *    (->huge_fault(PUD_ORDER)); read-only VMAs clear RW in that entry;
+ *  - a 2 MiB granule a writable VMA covers whole links one PTE table from
+ *    the process PMD entry (->huge_fault(PMD_ORDER), or ->fault when the
+ *    THP setting keeps ->huge_fault from being called);
+ *  - anything else (a granule cut by the VMA's ends, a read-only VMA below
+ *    1 GiB) maps the page alone into the process's own PTE table, with the
+ *    VMA's protection: a PMD entry must stay writable (pmd_bad()), so a
+ *    shared PTE table cannot be made read-only for one mapper.
+ * Below a link, missing leaves are populated in the object's own tables.
+ */
+#include <linux/mman.h>
+#include <linux/pgtable.h>
+#include <linux/sched/mm.h>
+#include <linux/uaccess.h>
+
+#include "morsel.h"
+
+static const struct vm_operations_struct morsel_vm_ops;
+
+static struct morsel *vma_morsel(struct vm_area_struct *vma)
+{
+	return MORSEL(file_inode(vma->vm_file));
+}
+
+/* The object offset that @addr of @vma maps. */
+static loff_t vma_offset(struct vm_area_struct *vma, unsigned long addr)
+{
+	return ((loff_t)vma->vm_pgoff << PAGE_SHIFT) + (addr - vma->vm_start);
+}
+
+static bool offset_matches_address(unsigned long addr, unsigned long pgoff,
+				   unsigned long span)
+{
+	return IS_ALIGNED(addr - (pgoff << PAGE_SHIFT), span);
+}
+
+/* Does @vma cover the whole @span-aligned granule of @addr, aligned? */
+static bool vma_covers_granule(struct vm_area_struct *vma, unsigned long addr,
+			       unsigned long span)
+{
+	unsigned long start = ALIGN_DOWN(addr, span);
+
+	return start >= vma->vm_start && vma->vm_end - start >= span &&
+	       IS_ALIGNED(vma_offset(vma, start), span);
+}
+
+static vm_fault_t errno_to_fault(int err)
+{
+	return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
+}
+
+/* Populate the leaf of @off; the fault's address reaches it by a link. */
+static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
+{
+	struct page *page = morsel_frame(m, off >> PAGE_SHIFT, true);
+
+	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
+}
+
+static vm_fault_t link_result(int err)
+{
+	if (!err || err == -EAGAIN)	/* -EAGAIN: the access faults again */
+		return VM_FAULT_NOPAGE;
+	if (err == -EEXIST)
+		return VM_FAULT_FALLBACK;
+	return errno_to_fault(err);
+}
+
+/* Is vmf->pmd an entry of the object's own PMD table, linked by PUD? */
+static bool fault_below_pud_link(struct vm_fault *vmf, struct morsel *m,
+				 loff_t off)
+{
+	pud_t pud = pudp_get(vmf->pud);
+	pmd_t *table;
+
+	if (!pud_present(pud) || pud_leaf(pud))
+		return false;
+	table = morsel_pmd_table(m, off, false);
+	return table && pud_pfn(pud) == PHYS_PFN(__pa(table));
+}
+
+static bool fault_beyond_eof(struct vm_fault *vmf, loff_t off)
+{
+	return off >= i_size_read(file_inode(vmf->vma->vm_file));
+}
+
+static vm_fault_t fault_pud(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct morsel_mm *mmm = vma->vm_private_data;
+	struct morsel *m = vma_morsel(vma);
+	loff_t off = vma_offset(vma, vmf->address);
+	pmd_t *table;
+
+	if (!mmm || fault_beyond_eof(vmf, off))
+		return VM_FAULT_SIGBUS;
+	if (m->level < MORSEL_LEVEL_PMD ||
+	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
+		return VM_FAULT_FALLBACK;
+	table = morsel_pmd_table(m, off, true);
+	if (!table)
+		return VM_FAULT_OOM;
+	return link_result(morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
+				       ALIGN_DOWN(vmf->address, PUD_SIZE),
+				       table, !(vma->vm_flags & VM_WRITE)));
+}
+
+/* vmf->pmd is empty: fill it in the object, link it, or fall back. */
+static vm_fault_t fault_pmd(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct morsel_mm *mmm = vma->vm_private_data;
+	struct morsel *m = vma_morsel(vma);
+	loff_t off = vma_offset(vma, vmf->address);
+	pte_t *table;
+
+	if (!mmm || fault_beyond_eof(vmf, off))
+		return VM_FAULT_SIGBUS;
+	if (fault_below_pud_link(vmf, m, off))
+		return fill_linked_leaf(m, off);
+	if (!(vma->vm_flags & VM_WRITE) ||
+	    !vma_covers_granule(vma, vmf->address, PMD_SIZE))
+		return VM_FAULT_FALLBACK;
+	table = morsel_pte_table(m, off, true);
+	if (!table)
+		return VM_FAULT_OOM;
+	return link_result(morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
+				       ALIGN_DOWN(vmf->address, PMD_SIZE),
+				       table, false));
+}
+
+static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
+{
+	if (order == PUD_ORDER)
+		return fault_pud(vmf);
+	if (order == PMD_ORDER && pmd_none(pmdp_get_lockless(vmf->pmd)))
+		return fault_pmd(vmf);
+	return VM_FAULT_FALLBACK;
+}
+
+/* Map one page into the process's own PTE table. */
+static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
+				 loff_t off)
+{
+	struct page *page;
+	vm_fault_t ret;
+
+	/* Shared: punching a hole must not run between lookup and insert. */
+	down_read(&m->lock);
+	page = morsel_frame(m, off >> PAGE_SHIFT, true);
+	if (IS_ERR(page)) {
+		ret = errno_to_fault(PTR_ERR(page));
+	} else {
+		WRITE_ONCE(m->pfn_mapped, true);
+		ret = vmf_insert_pfn_prot(vmf->vma, vmf->address,
+					  page_to_pfn(page),
+					  vmf->vma->vm_page_prot);
+	}
+	up_read(&m->lock);
+	return ret;
+}
+
+static vm_fault_t morsel_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct morsel *m = vma_morsel(vma);
+	loff_t off = vma_offset(vma, vmf->address);
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+	vm_fault_t ret;
+	pte_t *table;
+
+	if (!vma->vm_private_data || fault_beyond_eof(vmf, off))
+		return VM_FAULT_SIGBUS;
+	if (pmd_none(pmd)) {
+		ret = fault_pmd(vmf);
+		if (ret != VM_FAULT_FALLBACK)
+			return ret;
+		/* Somebody filled the entry meanwhile: look again. */
+		if (!pmd_none(pmdp_get_lockless(vmf->pmd)))
+			return VM_FAULT_NOPAGE;
+	} else if (!pmd_leaf(pmd)) {
+		table = morsel_pte_table(m, off, false);
+		if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
+			return fill_linked_leaf(m, off);
+	}
+	return fault_one_page(vmf, m, off);
+}
+
+static void morsel_vma_open(struct vm_area_struct *vma)
+{
+	struct morsel_mm *mmm = morsel_mm_get(vma->vm_mm);
+	struct morsel *m = vma_morsel(vma);
+
+	/*
+	 * A split half or a fork child.  Without a link record (ENOMEM) the
+	 * VMA must not link: its faults fail with SIGBUS instead.
+	 */
+	vma->vm_private_data = IS_ERR(mmm) ? NULL : mmm;
+	/*
+	 * fork() copies the page tables of a VM_PFNMAP VMA unless it has
+	 * VM_WIPEONFORK; copied leaf entries would outlive every link rule.
+	 * MADV_KEEPONFORK can clear the flag, so set it again here: dup_mmap()
+	 * calls ->open() before it decides whether to copy.
+	 */
+	if (!(vma->vm_flags & VM_WIPEONFORK))
+		vm_flags_set(vma, VM_WIPEONFORK);
+	atomic_inc(&m->mappers);
+	atomic_long_inc(&morsel_totals.mappers);
+}
+
+static void morsel_vma_close(struct vm_area_struct *vma)
+{
+	struct morsel *m = vma_morsel(vma);
+
+	if (vma->vm_private_data)
+		morsel_mm_put(vma->vm_private_data);
+	atomic_dec(&m->mappers);
+	atomic_long_dec(&morsel_totals.mappers);
+}
+
+/* A link never spans two VMAs: drop the one a split would cut. */
+static int morsel_vma_may_split(struct vm_area_struct *vma, unsigned long addr)
+{
+	vma_start_write(vma);
+	if (vma->vm_private_data)
+		morsel_unlink_range(vma->vm_private_data, addr, addr + 1);
+	return 0;
+}
+
+static int morsel_vma_mremap(struct vm_area_struct *vma)
+{
+	/* The links went with the old range; refuse an unlinkable place. */
+	if (!offset_matches_address(vma->vm_start, vma->vm_pgoff, PMD_SIZE))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * change_protection() would rewrite leaf entries every mapper shares, and
+ * cannot be told to stop at a link.  Remove the links first; the VMA is
+ * write-locked so no fault can link again before the change is done, and
+ * later faults link with the new protection.
+ */
+static int morsel_vma_mprotect(struct vm_area_struct *vma, unsigned long start,
+			       unsigned long end, unsigned long newflags)
+{
+	vma_start_write(vma);
+	if (vma->vm_private_data)
+		morsel_unlink_range(vma->vm_private_data, start, end);
+	return 0;
+}
+
+/* ptrace and /proc/PID/mem: GUP refuses VM_PFNMAP, so copy directly. */
+static int morsel_vma_access(struct vm_area_struct *vma, unsigned long addr,
+			     void *buf, int len, int write)
+{
+	if (write && !(vma->vm_flags & VM_WRITE))
+		return -EACCES;
+	len = min_t(unsigned long, len, vma->vm_end - addr);
+	return morsel_access_kernel(vma_morsel(vma), vma_offset(vma, addr),
+				    buf, len, write);
+}
+
+static const struct vm_operations_struct morsel_vm_ops = {
+	.open = morsel_vma_open,
+	.close = morsel_vma_close,
+	.may_split = morsel_vma_may_split,
+	.mremap = morsel_vma_mremap,
+	.mprotect = morsel_vma_mprotect,
+	.fault = morsel_fault,
+	.huge_fault = morsel_huge_fault,
+	.access = morsel_vma_access,
+};
+
+int morsel_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct morsel *m = MORSEL(file_inode(file));
+	struct morsel_mm *mmm;
+
+	/* Private (copy-on-write) mappings are not supported. */
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	/* Leaf entries are shared and never executable. */
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	if (!offset_matches_address(vma->vm_start, vma->vm_pgoff, PMD_SIZE))
+		return -EINVAL;
+	mmm = morsel_mm_get(vma->vm_mm);
+	if (IS_ERR(mmm))
+		return PTR_ERR(mmm);
+	vm_flags_mod(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP |
+		     VM_WIPEONFORK | VM_HUGEPAGE, VM_MAYEXEC);
+	vma->vm_ops = &morsel_vm_ops;
+	vma->vm_private_data = mmm;
+	/* Shared m->lock orders this against a resize checking mappers. */
+	down_read(&m->lock);
+	atomic_inc(&m->mappers);
+	up_read(&m->lock);
+	atomic_long_inc(&morsel_totals.mappers);
+	return 0;
+}
+
+/*
+ * Place mappings so that address and file offset agree modulo the link
+ * granule: 1 GiB for mappings of 1 GiB or more, 2 MiB otherwise.
+ */
+unsigned long morsel_get_unmapped_area(struct file *file, unsigned long addr,
+				       unsigned long len, unsigned long pgoff,
+				       unsigned long flags)
+{
+	unsigned long off = pgoff << PAGE_SHIFT;
+	unsigned long align, ret;
+
+	if (len > TASK_SIZE)
+		return -ENOMEM;
+	if (flags & MAP_FIXED)
+		return offset_matches_address(addr, pgoff, PMD_SIZE) ?
+			addr : -EINVAL;
+	if (addr && offset_matches_address(addr, pgoff, PMD_SIZE)) {
+		ret = mm_get_unmapped_area(current->mm, NULL, addr, len, 0,
+					   flags);
+		if (ret == addr)
+			return ret;
+	}
+	align = len >= PUD_SIZE ? PUD_SIZE : PMD_SIZE;
+	for (;;) {
+		if (len + align < len)
+			return -ENOMEM;
+		ret = mm_get_unmapped_area(current->mm, NULL, 0, len + align,
+					   0, flags);
+		if (!IS_ERR_VALUE(ret))
+			return ret + ((off - ret) & (align - 1));
+		if (align == PMD_SIZE)
+			return ret;
+		align = PMD_SIZE;
+	}
+}
+
+/* Does @addr start a granule this VMA links rather than maps by page? */
+static bool address_links(struct vm_area_struct *vma, struct morsel *m,
+			  unsigned long addr)
+{
+	if (m->level >= MORSEL_LEVEL_PMD &&
+	    vma_covers_granule(vma, addr, PUD_SIZE))
+		return true;
+	return (vma->vm_flags & VM_WRITE) &&
+	       vma_covers_granule(vma, addr, PMD_SIZE);
+}
+
+static int fault_in(struct vm_area_struct *vma, unsigned long addr)
+{
+	vm_fault_t ret = handle_mm_fault(vma, addr, 0, NULL);
+
+	return ret & VM_FAULT_ERROR ? vm_fault_to_errno(ret, 0) ?: -EFAULT : 0;
+}
+
+/* Link or map [@addr, @end) of one VMA; mmap_lock held for reading. */
+static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
+			 unsigned long end, struct morsel_map *arg)
+{
+	struct morsel_mm *mmm = vma->vm_private_data;
+	struct morsel *m = vma_morsel(vma);
+	loff_t size = i_size_read(&m->vfs_inode);
+	loff_t off = vma_offset(vma, addr);
+	unsigned long next;
+	struct page *page;
+	int err;
+
+	if (off >= size)
+		return 0;
+	end = min_t(unsigned long, end, addr + (size - off));
+	if (arg->flags & MORSEL_MAP_POPULATE) {
+		err = morsel_populate(m, off >> PAGE_SHIFT,
+				      vma_offset(vma, end) >> PAGE_SHIFT);
+		if (err)
+			return err;
+	}
+	while (addr < end) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		if (morsel_linked_at(mmm, addr, &next)) {
+			addr = next;
+			continue;
+		}
+		if (address_links(vma, m, addr)) {
+			err = fault_in(vma, addr);
+			if (err)
+				return err;
+			if (morsel_linked_at(mmm, addr, &next)) {
+				arg->linked++;
+				addr = next;
+				continue;
+			}
+		}
+		/* Map populated pages one by one; holes stay holes. */
+		page = morsel_get_frame(m, vma_offset(vma, addr) >> PAGE_SHIFT,
+					false);
+		if (page) {
+			put_page(page);
+			err = fault_in(vma, addr);
+			if (err)
+				return err;
+			arg->pages++;
+		}
+		addr += PAGE_SIZE;
+		cond_resched();
+	}
+	return 0;
+}
+
+long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg)
+{
+	struct inode *inode = file_inode(file);
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	unsigned long addr, end;
+	struct morsel_map arg;
+	int err = 0;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_MAP_FLAGS ||
+	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	if (!arg.length || !PAGE_ALIGNED(arg.addr) ||
+	    !PAGE_ALIGNED(arg.length) || arg.addr + arg.length < arg.addr ||
+	    arg.addr + arg.length > TASK_SIZE)
+		return -EINVAL;
+	arg.linked = 0;
+	arg.pages = 0;
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	for (addr = arg.addr, end = arg.addr + arg.length; addr < end;
+	     addr = vma->vm_end) {
+		vma = vma_lookup(mm, addr);
+		if (!vma || vma->vm_ops != &morsel_vm_ops ||
+		    file_inode(vma->vm_file) != inode) {
+			err = -EINVAL;
+			break;
+		}
+		if (!(vma->vm_flags & VM_READ)) {
+			err = -EACCES;
+			break;
+		}
+		if (!vma->vm_private_data) {
+			err = -ENOMEM;
+			break;
+		}
+		err = map_vma_range(vma, addr, min(end, vma->vm_end), &arg);
+		if (err)
+			break;
+	}
+	mmap_read_unlock(mm);
+	if (copy_to_user(uarg, &arg, sizeof(arg)))
+		return -EFAULT;
+	return err;
+}

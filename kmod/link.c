@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Links between morsel tables and process page tables.
+ *
+ * A link is one entry of a process page table that points at a table of a
+ * morsel: a PMD entry pointing at one of its PTE tables (2 MiB), or a PUD
+ * entry pointing at one of its PMD tables (1 GiB).  This file owns making
+ * and removing links, the per-address-space record of them, and the TLB
+ * flushes that removing them needs.
+ *
+ * The core mm must never zap or free a morsel table as if it were its own.
+ * Every core-mm path that tears down page tables (munmap, mremap, exit,
+ * unmap_mapping_range) first calls mmu_notifier_invalidate_range_start()
+ * or ->release(), and the notifier here removes the links in that range
+ * before the walk starts.  mprotect and VMA splits are covered by VMA
+ * callbacks in fault.c, which call morsel_unlink_range() directly.
+ */
+#include <linux/mmu_notifier.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <asm/tlbflush.h>
+
+#include "morsel.h"
+
+/*
+ * Links of one address space.  One per mm that maps any morsel, found with
+ * mmu_notifier_get_locked(); each morsel VMA holds a reference.
+ */
+struct morsel_mm {
+	struct mmu_notifier mn;
+	/*
+	 * @lock protects @links, @invalidating and @dead, and is held across
+	 * writing or clearing a link entry (outside the entry's own lock), so
+	 * a record exists exactly while its entry links the table.
+	 */
+	spinlock_t lock;
+	struct rb_root links;		/* struct morsel_link, by @start */
+	int invalidating;		/* open invalidate_range_start()s */
+	bool dead;			/* ->release() ran: no new links */
+};
+
+struct morsel_link {
+	struct rb_node node;
+	struct list_head gone;		/* on a private list while removed */
+	unsigned long start, end;	/* virtual range the entry covers */
+	unsigned long table_pfn;	/* the morsel table it points at */
+	enum morsel_link_level level;
+	struct morsel *m;
+};
+
+static struct kmem_cache *morsel_link_cache;
+
+static void flush_this_cpu(void *unused)
+{
+	__flush_tlb_all();
+}
+
+/*
+ * Flush every TLB and paging-structure cache on every CPU.  Linked tables
+ * are shared by address spaces the kernel does not know are related, so
+ * the kernel's per-mm flush tracking cannot help; a full flush also drops
+ * stale entries of address spaces a CPU is not running right now (PCID).
+ */
+void morsel_flush_tlb(void)
+{
+	on_each_cpu(flush_this_cpu, NULL, 1);
+}
+
+static struct morsel_link *first_link_ending_after(struct morsel_mm *mmm,
+						   unsigned long addr)
+{
+	struct rb_node *n = mmm->links.rb_node;
+	struct morsel_link *best = NULL, *l;
+
+	while (n) {
+		l = rb_entry(n, struct morsel_link, node);
+		if (l->end > addr) {
+			best = l;
+			n = n->rb_left;
+		} else {
+			n = n->rb_right;
+		}
+	}
+	return best;
+}
+
+static bool insert_link(struct morsel_mm *mmm, struct morsel_link *new)
+{
+	struct rb_node **p = &mmm->links.rb_node, *parent = NULL;
+	struct morsel_link *l;
+
+	while (*p) {
+		parent = *p;
+		l = rb_entry(parent, struct morsel_link, node);
+		if (new->end <= l->start)
+			p = &parent->rb_left;
+		else if (new->start >= l->end)
+			p = &parent->rb_right;
+		else
+			return false;
+	}
+	rb_link_node(&new->node, parent, p);
+	rb_insert_color(&new->node, &mmm->links);
+	return true;
+}
+
+/* The process entry of @l, if the upper levels above it still exist. */
+static void clear_link_entry(struct mm_struct *mm, struct morsel_link *l)
+{
+	pgd_t *pgd = pgd_offset(mm, l->start);
+	spinlock_t *ptl;
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+
+	if (!pgd_present(pgdp_get(pgd)))
+		goto missing;
+	p4d = p4d_offset(pgd, l->start);
+	if (!p4d_present(p4dp_get(p4d)))
+		goto missing;
+	pud = pud_offset(p4d, l->start);
+	if (l->level == MORSEL_LINK_PUD) {
+		ptl = pud_lock(mm, pud);
+		if (pud_present(pudp_get(pud)) &&
+		    pud_pfn(pudp_get(pud)) == l->table_pfn)
+			pud_clear(pud);
+		else
+			WARN_ONCE(1, "morsel: PUD link at %lx changed\n",
+				  l->start);
+		spin_unlock(ptl);
+		return;
+	}
+	if (!pud_present(pudp_get(pud)) || pud_leaf(pudp_get(pud)))
+		goto missing;
+	pmd = pmd_offset(pud, l->start);
+	ptl = pmd_lock(mm, pmd);
+	if (pmd_present(pmdp_get(pmd)) && !pmd_leaf(pmdp_get(pmd)) &&
+	    pmd_pfn(pmdp_get(pmd)) == l->table_pfn)
+		pmd_clear(pmd);
+	else
+		WARN_ONCE(1, "morsel: PMD link at %lx changed\n", l->start);
+	spin_unlock(ptl);
+	return;
+missing:
+	WARN_ONCE(1, "morsel: tables above link at %lx are gone\n", l->start);
+}
+
+static void drop_links(struct list_head *gone)
+{
+	struct morsel_link *l, *next;
+
+	list_for_each_entry_safe(l, next, gone, gone) {
+		atomic_long_dec(&l->m->links);
+		atomic_long_dec(&morsel_totals.links);
+		kmem_cache_free(morsel_link_cache, l);
+	}
+}
+
+/* Remove links overlapping [@start, @end); caller holds mmm->lock. */
+static void unlink_locked(struct morsel_mm *mmm, unsigned long start,
+			  unsigned long end, struct list_head *gone)
+{
+	struct morsel_link *l = first_link_ending_after(mmm, start);
+	struct rb_node *next;
+
+	while (l && l->start < end) {
+		next = rb_next(&l->node);
+		clear_link_entry(mmm->mn.mm, l);
+		rb_erase(&l->node, &mmm->links);
+		list_add(&l->gone, gone);
+		l = next ? rb_entry(next, struct morsel_link, node) : NULL;
+	}
+}
+
+static void unlink_and_flush(struct morsel_mm *mmm, unsigned long start,
+			     unsigned long end, bool invalidate_begins)
+{
+	LIST_HEAD(gone);
+
+	spin_lock(&mmm->lock);
+	if (invalidate_begins)
+		mmm->invalidating++;
+	unlink_locked(mmm, start, end, &gone);
+	spin_unlock(&mmm->lock);
+	if (list_empty(&gone))
+		return;
+	morsel_flush_tlb();
+	drop_links(&gone);
+}
+
+/*
+ * Remove every link of @mmm that overlaps [@start, @end).  Whole links go:
+ * a link is never left covering less than its table spans.
+ */
+void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
+			 unsigned long end)
+{
+	unlink_and_flush(mmm, start, end, false);
+}
+
+/* Is @addr covered by a link?  If so, *@end is where that link ends. */
+bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
+		      unsigned long *end)
+{
+	struct morsel_link *l;
+	bool found;
+
+	spin_lock(&mmm->lock);
+	l = first_link_ending_after(mmm, addr);
+	found = l && l->start <= addr;
+	if (found)
+		*end = l->end;
+	spin_unlock(&mmm->lock);
+	return found;
+}
+
+/*
+ * Make the process entry @entry (a pmd_t * or pud_t * of mmm's mm) point
+ * at @table of @m.  @start is the first address the entry covers.
+ * Returns 0, -EAGAIN while an invalidation is running (the caller lets
+ * the access fault again), -EEXIST if the entry is no longer empty.
+ */
+int morsel_link(struct morsel_mm *mmm, struct morsel *m,
+		enum morsel_link_level level, void *entry,
+		unsigned long start, void *table, bool read_only)
+{
+	struct mm_struct *mm = mmm->mn.mm;
+	struct morsel_link *l;
+	spinlock_t *ptl;
+	int err = 0;
+
+	l = kmem_cache_alloc(morsel_link_cache, GFP_KERNEL);
+	if (!l)
+		return -ENOMEM;
+	l->start = start;
+	l->end = start + (level == MORSEL_LINK_PUD ? PUD_SIZE : PMD_SIZE);
+	l->table_pfn = PHYS_PFN(__pa(table));
+	l->level = level;
+	l->m = m;
+
+	spin_lock(&mmm->lock);
+	if (mmm->dead || mmm->invalidating) {
+		err = -EAGAIN;
+		goto out;
+	}
+	if (level == MORSEL_LINK_PUD) {
+		pud_t *pud = entry;
+		pudval_t flags = _PAGE_TABLE & ~(read_only ? _PAGE_RW : 0);
+
+		ptl = pud_lock(mm, pud);
+		if (!pud_none(pudp_get(pud)))
+			err = -EEXIST;
+		else if (!insert_link(mmm, l))
+			err = -EEXIST;
+		else
+			set_pud(pud, __pud(__pa(table) | flags));
+	} else {
+		pmd_t *pmd = entry;
+
+		/* pmd_bad() accepts exactly a writable table entry. */
+		WARN_ON_ONCE(read_only);
+		ptl = pmd_lock(mm, pmd);
+		if (!pmd_none(pmdp_get(pmd)))
+			err = -EEXIST;
+		else if (!insert_link(mmm, l))
+			err = -EEXIST;
+		else
+			set_pmd(pmd, __pmd(__pa(table) | _PAGE_TABLE));
+	}
+	spin_unlock(ptl);
+out:
+	spin_unlock(&mmm->lock);
+	if (err) {
+		kmem_cache_free(morsel_link_cache, l);
+		return err;
+	}
+	atomic_long_inc(&m->links);
+	atomic_long_inc(&morsel_totals.links);
+	return 0;
+}
+
+static int morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
+				const struct mmu_notifier_range *range)
+{
+	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
+
+	unlink_and_flush(mmm, range->start, range->end, true);
+	return 0;
+}
+
+static void morsel_mn_invalidate_range_end(struct mmu_notifier *mn,
+				const struct mmu_notifier_range *range)
+{
+	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
+
+	spin_lock(&mmm->lock);
+	mmm->invalidating--;
+	spin_unlock(&mmm->lock);
+}
+
+/* The address space is going away: exit_mmap() calls this first. */
+static void morsel_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
+	LIST_HEAD(gone);
+
+	spin_lock(&mmm->lock);
+	mmm->dead = true;
+	unlink_locked(mmm, 0, ULONG_MAX, &gone);
+	spin_unlock(&mmm->lock);
+	if (list_empty(&gone))
+		return;
+	morsel_flush_tlb();
+	drop_links(&gone);
+}
+
+static struct mmu_notifier *morsel_mn_alloc(struct mm_struct *mm)
+{
+	struct morsel_mm *mmm = kzalloc(sizeof(*mmm), GFP_KERNEL_ACCOUNT);
+
+	if (!mmm)
+		return ERR_PTR(-ENOMEM);
+	spin_lock_init(&mmm->lock);
+	mmm->links = RB_ROOT;
+	atomic_long_inc(&morsel_totals.address_spaces);
+	return &mmm->mn;
+}
+
+static void morsel_mn_free(struct mmu_notifier *mn)
+{
+	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
+
+	WARN_ON_ONCE(!RB_EMPTY_ROOT(&mmm->links));
+	atomic_long_dec(&morsel_totals.address_spaces);
+	kfree(mmm);
+}
+
+static const struct mmu_notifier_ops morsel_mn_ops = {
+	.invalidate_range_start = morsel_mn_invalidate_range_start,
+	.invalidate_range_end = morsel_mn_invalidate_range_end,
+	.release = morsel_mn_release,
+	.alloc_notifier = morsel_mn_alloc,
+	.free_notifier = morsel_mn_free,
+};
+
+/* A reference on the link record of @mm; mmap_lock held for writing. */
+struct morsel_mm *morsel_mm_get(struct mm_struct *mm)
+{
+	struct mmu_notifier *mn = mmu_notifier_get_locked(&morsel_mn_ops, mm);
+
+	if (IS_ERR(mn))
+		return ERR_CAST(mn);
+	return container_of(mn, struct morsel_mm, mn);
+}
+
+void morsel_mm_put(struct morsel_mm *mmm)
+{
+	mmu_notifier_put(&mmm->mn);
+}
+
+int morsel_link_init(void)
+{
+	morsel_link_cache = KMEM_CACHE(morsel_link, 0);
+	return morsel_link_cache ? 0 : -ENOMEM;
+}
+
+void morsel_link_exit(void)
+{
+	/* Wait for notifiers put by the last VMAs to be freed. */
+	mmu_notifier_synchronize();
+	kmem_cache_destroy(morsel_link_cache);
+}

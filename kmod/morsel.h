@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Internal interfaces of the morsel module.
+ *
+ * A morsel is a regular file of morselfs whose contents are a subtree of
+ * x86-64 page tables: a PTE table (up to 2 MiB), a PMD table of PTE tables
+ * (up to 1 GiB) or a PUD table of PMD tables (up to 512 GiB).  Mapping the
+ * file links whole tables of that subtree into the process page tables.
+ *
+ * Files and what they own:
+ *   pgtable.c  the object's own subtree: tables, frames, punch, resize
+ *   link.c     links into address spaces, the per-mm notifier, TLB flushes
+ *   fault.c    the VMA side: mmap, faults, VMA callbacks, eager mapping
+ *   fs.c       morselfs: mount options, inodes, file operations
+ *   main.c     module init/exit and the usage figures
+ */
+#ifndef _MORSEL_INTERNAL_H
+#define _MORSEL_INTERNAL_H
+
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/rbtree.h>
+#include <linux/rwsem.h>
+#include <linux/spinlock.h>
+#include <uapi/linux/morsel.h>
+
+/* Per-mount state and limits (mount options). */
+struct morsel_sb {
+	spinlock_t lock;		/* protects the counters below */
+	unsigned long max_pages;	/* size=, in data pages; 0: none */
+	unsigned long used_pages;
+	unsigned long max_morsels;	/* nr_morsels=; 0: no limit */
+	unsigned long nr_morsels;
+	umode_t mode;			/* mode= of the root directory */
+	kuid_t uid;
+	kgid_t gid;
+};
+
+/*
+ * One memory object.  The subtree below @root is the object's state; no
+ * other per-page metadata exists.
+ *
+ * Locking:
+ *  - @lock (rwsem) is taken exclusively to change @level/@root (resize)
+ *    and to free frames (punch hole, truncate); it is taken shared to look
+ *    up or populate entries from syscalls and from the page-by-page fault
+ *    path.  Faults through a linked table never take it: while a morsel is
+ *    mapped its tables are never freed or re-rooted.
+ *  - entries of a PTE or PMD table are written under that table's split
+ *    page-table lock (ptlock_ptr of its ptdesc), the same lock the core mm
+ *    takes when it walks a linked table;
+ *  - entries of a PUD root and the @root pointer under @root_lock.
+ */
+struct morsel {
+	struct rw_semaphore lock;
+	spinlock_t root_lock;
+	int level;			/* MORSEL_LEVEL_* */
+	void *root;			/* root table, NULL while empty */
+	bool pfn_mapped;		/* pages were mapped one by one */
+	atomic_long_t data_pages;
+	atomic_long_t table_pages;
+	atomic_long_t links;
+	atomic_t mappers;
+	struct mem_cgroup *memcg;	/* charged for frames and tables */
+	struct morsel_sb *sbi;
+	struct list_head node;		/* on morsel_list, for debugfs */
+	struct inode vfs_inode;
+};
+
+static inline struct morsel *MORSEL(struct inode *inode)
+{
+	return container_of(inode, struct morsel, vfs_inode);
+}
+
+/* Module-wide usage figures, exported under /sys/kernel/morsel. */
+struct morsel_totals {
+	atomic_long_t morsels;
+	atomic_long_t data_pages;
+	atomic_long_t table_pages;
+	atomic_long_t links;
+	atomic_long_t mappers;
+	atomic_long_t address_spaces;
+};
+extern struct morsel_totals morsel_totals;
+
+extern struct list_head morsel_list;
+extern spinlock_t morsel_list_lock;
+
+/* pgtable.c */
+int morsel_level_for_size(loff_t size);
+pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
+pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
+struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc);
+struct page *morsel_get_frame(struct morsel *m, pgoff_t index, bool alloc);
+int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);
+void morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
+int morsel_set_size(struct morsel *m, loff_t size);
+void morsel_destroy(struct morsel *m);
+loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence);
+void morsel_free_frame(struct morsel *m, struct page *page);
+
+/* link.c */
+enum morsel_link_level {
+	MORSEL_LINK_PMD,	/* a PTE table linked from a process PMD entry */
+	MORSEL_LINK_PUD,	/* a PMD table linked from a process PUD entry */
+};
+
+struct morsel_mm;
+struct morsel_mm *morsel_mm_get(struct mm_struct *mm);
+void morsel_mm_put(struct morsel_mm *mmm);
+int morsel_link(struct morsel_mm *mmm, struct morsel *m,
+		enum morsel_link_level level, void *entry,
+		unsigned long start, void *table, bool read_only);
+void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
+			 unsigned long end);
+bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
+		      unsigned long *end);
+void morsel_flush_tlb(void);
+int morsel_link_init(void);
+void morsel_link_exit(void);
+
+/* fault.c */
+int morsel_mmap(struct file *file, struct vm_area_struct *vma);
+unsigned long morsel_get_unmapped_area(struct file *file, unsigned long addr,
+				       unsigned long len, unsigned long pgoff,
+				       unsigned long flags);
+long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg);
+
+/* fs.c */
+int morselfs_init(void);
+void morselfs_exit(void);
+ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
+			     size_t len, bool write);
+
+/* main.c */
+int morsel_stats_init(void);
+void morsel_stats_exit(void);
+
+#endif /* _MORSEL_INTERNAL_H */

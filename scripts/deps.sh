@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# scripts/deps.sh - install everything the morsel project needs (Debian 12).
+#
+# Idempotent: when every package is already installed it only runs
+# dpkg-query and exits. Otherwise it runs `apt-get update` once and installs
+# the missing packages without recommends. Must run as root (or via sudo).
+set -euo pipefail
+
+# --- package list -----------------------------------------------------------
+# linux-headers-6.12-amd64 is a meta package: it pulls the versioned headers,
+# which depend on the exactly matching linux-image (gives /boot/vmlinuz-X).
+PACKAGES=(
+    build-essential gcc make libc6-dev binutils coreutils kmod
+    linux-headers-6.12-amd64 linux-source-6.12
+    qemu-system-x86 busybox-static cpio xz-utils
+)
+
+# --- find what is missing ---------------------------------------------------
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == installed ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "deps.sh: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+# --- install ----------------------------------------------------------------
+SUDO=()
+if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=(sudo)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "deps.sh: installing: ${missing[*]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+echo "deps.sh: done"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make test: host unit tests (sanitizers on), then the VM suite once in
+# 5-level and once in 4-level paging.  Each test program is one test per
+# run; a kernel BUG/WARNING/leak seen by vm/run fails the suite run.
+# Ends with one line "N passed, M failed".
+#   MORSEL_TESTS="test_a test_b" scripts/test.sh   runs only those VM tests
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+pass=0; fail=0; failed=()
+
+for t in build/tests/host/test_*; do
+	[ -x "$t" ] || continue
+	echo "== host: $t"
+	if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed+=("host:${t##*/}"); fi
+done
+
+for paging in 5 4; do
+	log="build/vm/suite-paging$paging.log"
+	echo "== VM suite, $paging-level paging (log: $log)"
+	out=$(./vm/run --paging "$paging" --mem 2G --timeout 1800 \
+		--files build/tests/vm --keep-log "$log" \
+		-- tests/vm/run-suite.sh ${MORSEL_TESTS:-} 2>&1 | tee /dev/stderr)
+	rc=$?
+	p=$(grep -c '^SUITE: PASS ' <<<"$out")
+	f=$(grep -c '^SUITE: FAIL ' <<<"$out")
+	pass=$((pass + p)); fail=$((fail + f))
+	while read -r name; do failed+=("paging$paging:$name"); done < \
+		<(sed -n 's/^SUITE: FAIL \([^ ]*\).*/\1/p' <<<"$out")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		# The kernel log, the counters or the harness failed the run.
+		fail=$((fail + 1)); failed+=("paging$paging:vm-run")
+	fi
+	if ! grep -q '^SUITE: [0-9]* passed' <<<"$out"; then
+		echo "VM suite in $paging-level paging did not finish"
+		[ "$rc" -ne 0 ] || { fail=$((fail + 1)); failed+=("paging$paging:unfinished"); }
+	fi
+done
+
+[ ${#failed[@]} -eq 0 ] || echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
