@@ -226,13 +226,12 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 		page = morsel_get_frame(m, off >> PAGE_SHIFT, write);
 		if (IS_ERR(page))
 			return done ? done : PTR_ERR(page);
-		if (write) {
+		if (write)
 			memcpy_to_page(page, in_page, buf + done, n);
-		} else if (page) {
+		else if (page)
 			memcpy_from_page(buf + done, page, in_page, n);
-		} else {
+		else
 			memset(buf + done, 0, n);
-		}
 		if (page)
 			put_page(page);
 		done += n;
@@ -568,14 +567,14 @@ static const struct super_operations morselfs_ops = {
 
 /* Mounting */
 
-enum { Opt_size, Opt_nr_morsels, Opt_mode, Opt_uid, Opt_gid };
+enum { OPT_SIZE, OPT_NR_MORSELS, OPT_MODE, OPT_UID, OPT_GID };
 
 static const struct fs_parameter_spec morselfs_params[] = {
-	fsparam_string("size", Opt_size),
-	fsparam_string("nr_morsels", Opt_nr_morsels),
-	fsparam_u32oct("mode", Opt_mode),
-	fsparam_u32("uid", Opt_uid),
-	fsparam_u32("gid", Opt_gid),
+	fsparam_string("size", OPT_SIZE),
+	fsparam_string("nr_morsels", OPT_NR_MORSELS),
+	fsparam_u32oct("mode", OPT_MODE),
+	fsparam_u32("uid", OPT_UID),
+	fsparam_u32("gid", OPT_GID),
 	{}
 };
 
@@ -611,23 +610,23 @@ static int morselfs_parse_param(struct fs_context *fc,
 	if (opt < 0)
 		return opt;
 	switch (opt) {
-	case Opt_size:
+	case OPT_SIZE:
 		err = parse_count(fc, param, &ctx->opts.max_pages, PAGE_SIZE);
 		break;
-	case Opt_nr_morsels:
+	case OPT_NR_MORSELS:
 		err = parse_count(fc, param, &ctx->opts.max_morsels, 1);
 		break;
-	case Opt_mode:
+	case OPT_MODE:
 		ctx->opts.mode = result.uint_32 & 07777;
 		break;
-	case Opt_uid:
+	case OPT_UID:
 		uid = make_kuid(current_user_ns(), result.uint_32);
 		if (!uid_valid(uid))
 			return invalfc(fc, "uid=%u: not mapped in this user namespace",
 				       result.uint_32);
 		ctx->opts.uid = uid;
 		break;
-	case Opt_gid:
+	case OPT_GID:
 		gid = make_kgid(current_user_ns(), result.uint_32);
 		if (!gid_valid(gid))
 			return invalfc(fc, "gid=%u: not mapped in this user namespace",
@@ -680,15 +679,15 @@ static int morselfs_reconfigure(struct fs_context *fc)
 	int err = 0;
 
 	spin_lock(&sbi->lock);
-	if ((ctx->seen & BIT(Opt_size)) && ctx->opts.max_pages &&
+	if ((ctx->seen & BIT(OPT_SIZE)) && ctx->opts.max_pages &&
 	    ctx->opts.max_pages < sbi->used_pages)
 		err = -EBUSY;
-	else if ((ctx->seen & BIT(Opt_nr_morsels)) && ctx->opts.max_morsels &&
+	else if ((ctx->seen & BIT(OPT_NR_MORSELS)) && ctx->opts.max_morsels &&
 		 ctx->opts.max_morsels < sbi->nr_morsels)
 		err = -EBUSY;
-	if (!err && (ctx->seen & BIT(Opt_size)))
+	if (!err && (ctx->seen & BIT(OPT_SIZE)))
 		sbi->max_pages = ctx->opts.max_pages;
-	if (!err && (ctx->seen & BIT(Opt_nr_morsels)))
+	if (!err && (ctx->seen & BIT(OPT_NR_MORSELS)))
 		sbi->max_morsels = ctx->opts.max_morsels;
 	spin_unlock(&sbi->lock);
 	if (err)

@@ -108,7 +108,7 @@ static bool insert_link(struct morsel_mm *mmm, struct morsel_link *new)
 static void clear_link_entry(struct mm_struct *mm, struct morsel_link *l)
 {
 	pgd_t *pgd = pgd_offset(mm, l->start);
-	spinlock_t *ptl;
+	spinlock_t *ptl;	/* of the process entry */
 	p4d_t *p4d;
 	pud_t *pud;
 	pmd_t *pmd;
@@ -226,7 +226,7 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 {
 	struct mm_struct *mm = mmm->mn.mm;
 	struct morsel_link *l;
-	spinlock_t *ptl;
+	spinlock_t *ptl;	/* of the process entry */
 	int err = 0;
 
 	l = kmem_cache_alloc(morsel_link_cache, GFP_KERNEL);
@@ -279,8 +279,9 @@ out:
 	return 0;
 }
 
-static int morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
-				const struct mmu_notifier_range *range)
+static int
+morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
+				 const struct mmu_notifier_range *range)
 {
 	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
 
@@ -288,8 +289,9 @@ static int morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
 	return 0;
 }
 
-static void morsel_mn_invalidate_range_end(struct mmu_notifier *mn,
-				const struct mmu_notifier_range *range)
+static void
+morsel_mn_invalidate_range_end(struct mmu_notifier *mn,
+			       const struct mmu_notifier_range *range)
 {
 	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
 

@@ -54,7 +54,7 @@ struct morsel_sb {
  */
 struct morsel {
 	struct rw_semaphore lock;
-	spinlock_t root_lock;
+	spinlock_t root_lock;		/* see above */
 	int level;			/* MORSEL_LEVEL_* */
 	void *root;			/* root table, NULL while empty */
 	bool pfn_mapped;		/* pages were mapped one by one */
@@ -82,6 +82,7 @@ struct morsel_totals {
 	atomic_long_t mappers;
 	atomic_long_t address_spaces;
 };
+
 extern struct morsel_totals morsel_totals;
 
 extern struct list_head morsel_list;
@@ -107,6 +108,7 @@ enum morsel_link_level {
 };
 
 struct morsel_mm;
+
 struct morsel_mm *morsel_mm_get(struct mm_struct *mm);
 void morsel_mm_put(struct morsel_mm *mmm);
 int morsel_link(struct morsel_mm *mmm, struct morsel *m,

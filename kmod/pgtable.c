@@ -135,9 +135,14 @@ static pte_t morsel_leaf(struct page *page)
 	return pte_mkspecial(pfn_pte(page_to_pfn(page), PAGE_SHARED));
 }
 
+/*
+ * The root table, allocated on first use.  Lock-free readers pair their
+ * acquire with the release that publishes a root after it was zeroed and
+ * constructed.
+ */
 static void *get_root(struct morsel *m, bool alloc)
 {
-	void *root = smp_load_acquire(&m->root);
+	void *root = smp_load_acquire(&m->root);	/* pairs, see above */
 
 	if (root || !alloc || m->level == MORSEL_LEVEL_NONE)
 		return root;
@@ -146,7 +151,7 @@ static void *get_root(struct morsel *m, bool alloc)
 		return NULL;
 	spin_lock(&m->root_lock);
 	if (!m->root) {
-		smp_store_release(&m->root, root);
+		smp_store_release(&m->root, root);	/* see get_root() */
 		root = NULL;
 	}
 	spin_unlock(&m->root_lock);
@@ -194,8 +199,8 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 /* The PTE table covering the 2 MiB chunk of @off, allocated on demand. */
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 {
+	spinlock_t *ptl;	/* of the PMD table that gets the entry */
 	pmd_t *pmdp, pmd;
-	spinlock_t *ptl;
 	pte_t *table;
 
 	if (m->level == MORSEL_LEVEL_PTE)
@@ -232,9 +237,9 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
+	spinlock_t *ptl;	/* of the PTE table */
 	struct page *page;
 	pte_t *ptep, pte;
-	spinlock_t *ptl;
 
 	ptep = morsel_pte_table(m, off, alloc);
 	if (!ptep)
@@ -448,7 +453,7 @@ static int grow_root(struct morsel *m)
 	else
 		set_pud((pud_t *)root, __pud(__pa(m->root) | _PAGE_TABLE));
 	m->level = level;
-	smp_store_release(&m->root, root);
+	smp_store_release(&m->root, root);	/* see get_root() */
 	return 0;
 }
 
