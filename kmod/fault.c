@@ -8,13 +8,13 @@
  *  - a 1 GiB granule the VMA covers whole (start and file offset aligned)
  *    links one of the object's PMD tables from the process PUD entry
  *    (->huge_fault(PUD_ORDER)); read-only VMAs clear RW in that entry;
- *  - a 2 MiB granule a writable VMA covers whole links one PTE table from
- *    the process PMD entry (->huge_fault(PMD_ORDER), or ->fault when the
- *    THP setting keeps ->huge_fault from being called);
- *  - anything else (a granule cut by the VMA's ends, a read-only VMA below
- *    1 GiB) maps the page alone into the process's own PTE table, with the
- *    VMA's protection: a PMD entry must stay writable (pmd_bad()), so a
- *    shared PTE table cannot be made read-only for one mapper.
+ *  - a 2 MiB granule the VMA covers whole links one PTE table from the
+ *    process PMD entry (->huge_fault(PMD_ORDER), or ->fault when the THP
+ *    setting keeps ->huge_fault from being called).  A PMD entry must stay
+ *    writable (pmd_bad()), so read-only VMAs link the table's read-only
+ *    twin, which holds the same frames with RW clear;
+ *  - anything else (a granule cut by the VMA's ends) maps the page alone
+ *    into the process's own PTE table, with the VMA's protection.
  * Below a link, missing leaves are populated in the object's own tables.
  */
 #include <linux/mman.h>
@@ -127,10 +127,12 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return VM_FAULT_SIGBUS;
 	if (fault_below_pud_link(vmf, m, off))
 		return fill_linked_leaf(m, off);
-	if (!(vma->vm_flags & VM_WRITE) ||
-	    !vma_covers_granule(vma, vmf->address, PMD_SIZE))
+	if (!vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
-	table = morsel_pte_table(m, off, true);
+	if (vma->vm_flags & VM_WRITE)
+		table = morsel_pte_table(m, off, true);
+	else
+		table = morsel_ro_pte_table(m, off);
 	if (!table)
 		return VM_FAULT_OOM;
 	return link_result(morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
@@ -189,6 +191,9 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 			return VM_FAULT_NOPAGE;
 	} else if (!pmd_leaf(pmd)) {
 		table = morsel_pte_table(m, off, false);
+		if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
+			return fill_linked_leaf(m, off);
+		table = xa_load(&m->twins, off >> PMD_SHIFT);
 		if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
 			return fill_linked_leaf(m, off);
 	}
@@ -352,8 +357,7 @@ static bool address_links(struct vm_area_struct *vma, struct morsel *m,
 	if (m->level >= MORSEL_LEVEL_PMD &&
 	    vma_covers_granule(vma, addr, PUD_SIZE))
 		return true;
-	return (vma->vm_flags & VM_WRITE) &&
-	       vma_covers_granule(vma, addr, PMD_SIZE);
+	return vma_covers_granule(vma, addr, PMD_SIZE);
 }
 
 static int fault_in(struct vm_area_struct *vma, unsigned long addr)

@@ -483,6 +483,7 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	spin_lock_init(&m->root_lock);
 	m->level = MORSEL_LEVEL_NONE;
 	m->root = NULL;
+	xa_init(&m->twins);
 	m->pfn_mapped = false;
 	atomic_long_set(&m->data_pages, 0);
 	atomic_long_set(&m->table_pages, 0);

@@ -62,6 +62,7 @@ struct morsel {
 	atomic_long_t table_pages;
 	atomic_long_t links;
 	atomic_t mappers;
+	struct xarray twins;		/* read-only twins of PTE tables */
 	struct mem_cgroup *memcg;	/* charged for frames and tables */
 	struct morsel_sb *sbi;
 	struct list_head node;		/* on morsel_list, for debugfs */
@@ -92,6 +93,7 @@ extern spinlock_t morsel_list_lock;
 int morsel_level_for_size(loff_t size);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
+pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
 struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc);
 struct page *morsel_get_frame(struct morsel *m, pgoff_t index, bool alloc);
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);

@@ -16,6 +16,11 @@
  * Upper entries are encoded like the kernel's own (_PAGE_TABLE), leaf
  * entries are special, writable, non-executable PTEs.  The leaf entry is
  * the only record that a frame belongs to the object.
+ *
+ * A PTE table may have a read-only twin (m->twins, by 2 MiB chunk): the
+ * same frames with RW clear, made when a read-only mapping links that
+ * chunk.  The twin is written only together with its primary, under the
+ * primary's lock and then its own, so both always hold the same frames.
  */
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
@@ -135,6 +140,40 @@ static pte_t morsel_leaf(struct page *page)
 	return pte_mkspecial(pfn_pte(page_to_pfn(page), PAGE_SHARED));
 }
 
+static pte_t read_only_leaf(pte_t pte)
+{
+	return pte_mkspecial(pfn_pte(pte_pfn(pte), PAGE_READONLY));
+}
+
+static pte_t *twin_of(struct morsel *m, pgoff_t index)
+{
+	return xa_load(&m->twins, index >> (PMD_SHIFT - PAGE_SHIFT));
+}
+
+/* Copy entry @index of a primary table into @twin; primary lock held. */
+static void mirror_leaf(pte_t *twin, pgoff_t index, pte_t pte)
+{
+	spinlock_t *ptl = table_lock(twin);	/* of the twin */
+	pte_t *ptep = twin + (index & (PTRS_PER_PTE - 1));
+
+	spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
+	if (pte_present(pte))
+		set_pte(ptep, read_only_leaf(pte));
+	else
+		pte_clear(&init_mm, 0, ptep);
+	spin_unlock(ptl);
+}
+
+/* Free a PTE table of chunk @chunk and its twin; their leaves are gone. */
+static void free_pte_table(struct morsel *m, pte_t *table, unsigned long chunk)
+{
+	pte_t *twin = xa_erase(&m->twins, chunk);
+
+	if (twin)
+		free_table(m, twin, MORSEL_LEVEL_PTE);
+	free_table(m, table, MORSEL_LEVEL_PTE);
+}
+
 /*
  * The root table, allocated on first use.  Lock-free readers pair their
  * acquire with the release that publishes a root after it was zeroed and
@@ -230,6 +269,49 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 }
 
 /*
+ * The read-only twin of the PTE table covering @off, made on first use.
+ * NULL on ENOMEM.
+ */
+pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
+{
+	unsigned long chunk = off >> PMD_SHIFT;
+	pte_t *table, *twin, *found;
+	spinlock_t *ptl;	/* of the primary table */
+	int i;
+
+	table = morsel_pte_table(m, off, true);
+	if (!table)
+		return NULL;
+	found = xa_load(&m->twins, chunk);
+	if (found)
+		return found;
+	if (xa_reserve(&m->twins, chunk, GFP_KERNEL))
+		return NULL;
+	twin = alloc_table(m, MORSEL_LEVEL_PTE);
+	if (!twin)
+		return NULL;
+	ptl = table_lock(table);
+	spin_lock(ptl);
+	found = xa_load(&m->twins, chunk);
+	if (!found) {
+		/* Not visible yet: nobody else can walk or write it. */
+		for (i = 0; i < PTRS_PER_PTE; i++)
+			if (pte_present(ptep_get(table + i)))
+				set_pte(twin + i,
+					read_only_leaf(ptep_get(table + i)));
+		/* The slot is reserved: storing allocates nothing. */
+		if (!xa_err(xa_store(&m->twins, chunk, twin, GFP_NOWAIT))) {
+			found = twin;
+			twin = NULL;
+		}
+	}
+	spin_unlock(ptl);
+	if (twin)
+		free_table(m, twin, MORSEL_LEVEL_PTE);
+	return found;
+}
+
+/*
  * The frame at page @index: NULL for a hole when !@alloc, ERR_PTR on
  * failure.  The caller keeps the frame from being freed (m->lock shared,
  * or the object is mapped and the frame only reaches a linked table).
@@ -256,7 +338,11 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc)
 	ptl = table_lock(ptep);
 	spin_lock(ptl);
 	if (pte_none(ptep_get(ptep))) {
+		pte_t *twin = twin_of(m, index);
+
 		set_pte(ptep, morsel_leaf(page));
+		if (twin)
+			mirror_leaf(twin, index, ptep_get(ptep));
 		atomic_long_inc(&m->data_pages);
 		atomic_long_inc(&morsel_totals.data_pages);
 		page = NULL;
@@ -307,20 +393,25 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	return err;
 }
 
-/* Clear the leaves of pages [@first, @end) of one PTE table. */
-static void clear_leaves(pte_t *table, pgoff_t first, pgoff_t end,
-			 struct list_head *frames)
+/* Clear the leaves of pages [@first, @end) of one PTE table and twin. */
+static void clear_leaves(struct morsel *m, pte_t *table, pgoff_t first,
+			 pgoff_t end, struct list_head *frames)
 {
 	spinlock_t *ptl = table_lock(table);
 	pgoff_t i;
+	pte_t *twin;
 	pte_t pte;
 
 	spin_lock(ptl);
+	twin = twin_of(m, first);
 	for (i = first; i < end; i++) {
 		pte = ptep_get_and_clear(&init_mm, 0,
 					 table + (i & (PTRS_PER_PTE - 1)));
-		if (pte_present(pte))
-			list_add(&pte_page(pte)->lru, frames);
+		if (!pte_present(pte))
+			continue;
+		if (twin)
+			mirror_leaf(twin, i, __pte(0));
+		list_add(&pte_page(pte)->lru, frames);
 	}
 	spin_unlock(ptl);
 }
@@ -352,7 +443,7 @@ void morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
 				  (index | (PTRS_PER_PTE - 1)) + 1);
 		table = morsel_pte_table(m, (loff_t)index << PAGE_SHIFT, false);
 		if (table)
-			clear_leaves(table, index, chunk_end, &frames);
+			clear_leaves(m, table, index, chunk_end, &frames);
 		cond_resched();
 	}
 	if (list_empty(&frames))
@@ -383,8 +474,8 @@ static void free_subtree(struct morsel *m, void *table, int level,
 		LIST_HEAD(frames);
 		pgoff_t first = max(base, from) >> PAGE_SHIFT;
 
-		clear_leaves(table, first, (base >> PAGE_SHIFT) + PTRS_PER_PTE,
-			     &frames);
+		clear_leaves(m, table, first,
+			     (base >> PAGE_SHIFT) + PTRS_PER_PTE, &frames);
 		free_frames(m, &frames);
 		return;
 	}
@@ -402,7 +493,7 @@ static void free_subtree(struct morsel *m, void *table, int level,
 			free_subtree(m, lower, level - 1, child, from);
 			if (child >= from) {
 				pmd_clear(pmdp);
-				free_table(m, lower, level - 1);
+				free_pte_table(m, lower, child >> PMD_SHIFT);
 			}
 		} else {
 			pud_t *pudp = (pud_t *)table + i;
@@ -434,6 +525,18 @@ static void *first_child(void *root, int level)
 		return pud_present(pud) ? (void *)pud_pgtable(pud) : NULL;
 	}
 	return NULL;
+}
+
+/* Free the (emptied) root table. */
+static void free_root(struct morsel *m)
+{
+	if (!m->root)
+		return;
+	if (m->level == MORSEL_LEVEL_PTE)
+		free_pte_table(m, m->root, 0);
+	else
+		free_table(m, m->root, m->level);
+	m->root = NULL;
 }
 
 static int grow_root(struct morsel *m)
@@ -482,9 +585,7 @@ int morsel_set_size(struct morsel *m, loff_t size)
 	if (size < i_size_read(&m->vfs_inode) && m->root)
 		free_subtree(m, m->root, m->level, 0, size);
 	if (level == MORSEL_LEVEL_NONE) {
-		if (m->root)
-			free_table(m, m->root, m->level);
-		m->root = NULL;
+		free_root(m);
 		m->level = MORSEL_LEVEL_NONE;
 	}
 	if (m->level == MORSEL_LEVEL_NONE && level != MORSEL_LEVEL_NONE)
@@ -505,9 +606,9 @@ void morsel_destroy(struct morsel *m)
 {
 	if (m->root) {
 		free_subtree(m, m->root, m->level, 0, 0);
-		free_table(m, m->root, m->level);
-		m->root = NULL;
+		free_root(m);
 	}
+	xa_destroy(&m->twins);
 	WARN_ON_ONCE(atomic_long_read(&m->data_pages));
 	WARN_ON_ONCE(atomic_long_read(&m->table_pages));
 }
