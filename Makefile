@@ -56,7 +56,7 @@ test: deps all
 	scripts/test.sh
 
 demo: deps all
-	./vm/run --mem 4G -- $(B)/tools/morsel-demo
+	./vm/run --mem 6G -- $(B)/tools/morsel-demo
 
 bench: deps all
 	scripts/bench.sh

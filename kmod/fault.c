@@ -291,8 +291,11 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	struct morsel *m = MORSEL(file_inode(file));
 	struct morsel_mm *mmm;
 
-	/* Private (copy-on-write) mappings are not supported. */
-	if (!(vma->vm_flags & VM_SHARED))
+	/*
+	 * Private (copy-on-write) mappings are not supported.  VM_MAYSHARE:
+	 * do_mmap() clears VM_SHARED for a file not open for writing.
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	/* Leaf entries are shared and never executable. */
 	if (vma->vm_flags & VM_EXEC)

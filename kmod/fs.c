@@ -404,6 +404,8 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 		if (offset < size)
 			punch_hole(m, offset, min(end, size));
 	} else {
+		loff_t old_size = size;
+
 		if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
 			err = morsel_resize(m, PAGE_ALIGN(end));
 			size = i_size_read(inode);
@@ -413,6 +415,9 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 			err = morsel_populate(m, offset >> PAGE_SHIFT,
 					      PAGE_ALIGN(min(end, size)) >>
 					      PAGE_SHIFT);
+		/* A failed call leaves the size as it was. */
+		if (err && size != old_size)
+			morsel_resize(m, old_size);
 	}
 	if (!err)
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
@@ -714,6 +719,11 @@ static int morselfs_init_fs_context(struct fs_context *fc)
 
 	if (!ctx)
 		return -ENOMEM;
+	/*
+	 * As tmpfs: by default at most half of RAM.  Frames belong to no
+	 * process, so the OOM killer cannot free them by killing one.
+	 */
+	ctx->opts.max_pages = totalram_pages() / 2;
 	ctx->opts.mode = 01777;
 	ctx->opts.uid = current_fsuid();
 	ctx->opts.gid = current_fsgid();

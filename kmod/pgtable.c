@@ -356,13 +356,21 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc)
 	return pte_page(pte);
 }
 
-/* Like morsel_frame(), with a reference the caller drops by put_page(). */
+/*
+ * Like morsel_frame(), with a reference the caller drops by put_page().
+ * The size is checked under m->lock: a caller that read it before may
+ * race with a shrink, and past the size the root may no longer cover
+ * @index at all.
+ */
 struct page *morsel_get_frame(struct morsel *m, pgoff_t index, bool alloc)
 {
 	struct page *page;
 
 	down_read(&m->lock);
-	page = morsel_frame(m, index, alloc);
+	if ((loff_t)index << PAGE_SHIFT >= i_size_read(&m->vfs_inode))
+		page = alloc ? ERR_PTR(-ENXIO) : NULL;
+	else
+		page = morsel_frame(m, index, alloc);
 	if (!IS_ERR_OR_NULL(page))
 		get_page(page);
 	up_read(&m->lock);
@@ -376,6 +384,7 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	int err = 0;
 
 	down_read(&m->lock);
+	end = min_t(pgoff_t, end, i_size_read(&m->vfs_inode) >> PAGE_SHIFT);
 	for (; first < end; first++) {
 		page = morsel_frame(m, first, true);
 		if (IS_ERR(page)) {
