@@ -9,8 +9,8 @@
  *    links one of the object's PMD tables from the process PUD entry
  *    (->huge_fault(PUD_ORDER)); read-only VMAs clear RW in that entry;
  *  - a 2 MiB granule the VMA covers whole links one PTE table from the
- *    process PMD entry (->huge_fault(PMD_ORDER), or ->fault when the THP
- *    setting keeps ->huge_fault from being called).  A PMD entry must stay
+ *    process PMD entry (->huge_fault(PMD_ORDER), or ->fault when
+ *    ->huge_fault is not called: MADV_NOHUGEPAGE, PR_SET_THP_DISABLE).  A PMD entry must stay
  *    writable (pmd_bad()), so read-only VMAs link the table's read-only
  *    twin, which holds the same frames with RW clear;
  *  - anything else (a granule cut by the VMA's ends) maps the page alone
@@ -237,7 +237,7 @@ static int morsel_vma_may_split(struct vm_area_struct *vma, unsigned long addr)
 {
 	vma_start_write(vma);
 	if (vma->vm_private_data)
-		morsel_unlink_range(vma->vm_private_data, addr, addr + 1);
+		morsel_unlink_straddling(vma->vm_private_data, addr);
 	return 0;
 }
 

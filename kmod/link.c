@@ -198,6 +198,21 @@ void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
 	unlink_and_flush(mmm, start, end, false);
 }
 
+/* Remove the link that @addr falls strictly inside, if any. */
+void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr)
+{
+	struct morsel_link *l;
+	unsigned long start = 0;
+
+	spin_lock(&mmm->lock);
+	l = first_link_ending_after(mmm, addr);
+	if (l && l->start < addr)
+		start = l->start;
+	spin_unlock(&mmm->lock);
+	if (start)
+		unlink_and_flush(mmm, start, start + 1, false);
+}
+
 /* Is @addr covered by a link?  If so, *@end is where that link ends. */
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end)

@@ -118,6 +118,7 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		unsigned long start, void *table, bool read_only);
 void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
 			 unsigned long end);
+void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr);
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);
 void morsel_flush_tlb(void);
