@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libmorsel: a thin user-space library for morselfs / morsel.ko.
+ *
+ * In the style of liburing: every function returns 0 (or a non-negative
+ * value such as a file descriptor) on success and a negative errno on
+ * failure.  errno itself is not part of the interface (it may be clobbered).
+ *
+ *   int fd = morsel_create("demo", 2ULL << 30, 0600);   // /dev/morsel/demo
+ *   void *p;
+ *   int ret = morsel_map(fd, 0, PROT_READ | PROT_WRITE,
+ *                        MORSEL_MAP_EAGER | MORSEL_MAP_POPULATE, &p);
+ *   if (ret < 0)
+ *           fprintf(stderr, "map: %s\n", strerror(-ret));
+ *
+ * Names: a path without a leading '/' is relative to the morselfs mount,
+ * MORSEL_DIR ("/dev/morsel") unless the environment variable MORSEL_DIR
+ * names another directory.
+ */
+#ifndef LIBMORSEL_H
+#define LIBMORSEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/morsel.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MORSEL_DIR		"/dev/morsel"
+#define MORSEL_SYSFS_DIR	"/sys/kernel/morsel"
+#define MORSEL_PAGE_SIZE	4096ULL
+
+/*
+ * morsel_map() flags.  MORSEL_MAP_POPULATE (uapi) is passed to
+ * MORSEL_IOC_MAP and implies MORSEL_MAP_EAGER.
+ */
+#define MORSEL_MAP_EAGER	(1U << 16)	/* MORSEL_IOC_MAP the whole range */
+
+/* Module-wide totals from /sys/kernel/morsel/ (see docs/semantics.md). */
+struct morsel_totals_u {
+	uint64_t morsels;
+	uint64_t data_pages;
+	uint64_t table_pages;
+	uint64_t links;
+	uint64_t mappers;
+};
+
+/* The morselfs directory: $MORSEL_DIR if set and non-empty, else MORSEL_DIR. */
+const char *morsel_dir(void);
+
+/*
+ * Resolve @name (absolute, or relative to morsel_dir()) into @buf.
+ * Returns 0, -EINVAL for an empty name, -ENAMETOOLONG if @len is too small.
+ */
+int morsel_path(const char *name, char *buf, size_t len);
+
+/*
+ * Create a new morsel of @size bytes (a multiple of 4 KiB) with @mode.
+ * Fails with -EEXIST if it exists.  Returns an O_RDWR|O_CLOEXEC fd or -errno.
+ * If sizing fails the new file is removed again.
+ */
+int morsel_create(const char *path, uint64_t size, mode_t mode);
+
+/* open(2) a morsel by name (O_CLOEXEC added).  Returns fd or -errno. */
+int morsel_open(const char *path, int flags);
+
+/* MORSEL_IOC_STAT.  @st is cleared and argsz set by the library. */
+int morsel_stat(int fd, struct morsel_stat *st);
+
+/*
+ * mmap(MAP_SHARED) @size bytes of @fd from offset 0 (@size 0: the whole
+ * object) with @prot; with MORSEL_MAP_EAGER or MORSEL_MAP_POPULATE in
+ * @flags, then link the whole mapping at once (MORSEL_IOC_MAP).  On success
+ * *@addr is the mapping; on failure nothing stays mapped.  -EINVAL for
+ * unknown flags or a size-0 object.
+ */
+int morsel_map(int fd, uint64_t size, int prot, unsigned int flags,
+	       void **addr);
+
+/*
+ * MORSEL_IOC_MAP on [@addr, @addr + @len) of the caller's mappings of @fd.
+ * @flags: MORSEL_MAP_*.  @out (may be NULL) receives linked/pages counts.
+ */
+int morsel_link_range(int fd, void *addr, uint64_t len, unsigned int flags,
+		      struct morsel_map *out);
+
+/* munmap(2).  Returns 0 or -errno. */
+int morsel_unmap(void *addr, uint64_t size);
+
+/*
+ * Parse a size: decimal digits with an optional binary suffix k, m, g, t
+ * (either case; "4096", "4k", "2M", "1G", "64G").  The result must be a
+ * multiple of 4 KiB.  No sign, spaces, hex, fractions or extra characters.
+ * Returns 0 and sets *@out, or -EINVAL (garbage, overflow, not a multiple
+ * of 4 KiB); *@out is untouched on error.
+ */
+int morsel_size_parse(const char *s, uint64_t *out);
+
+/*
+ * Format @bytes for humans into @buf: exact binary units when the value is
+ * a whole multiple ("4K", "2M", "64G"), otherwise one decimal ("1.5G") or
+ * plain bytes below 1 KiB.  Returns @buf.
+ */
+char *morsel_size_format(uint64_t bytes, char *buf, size_t len);
+
+/* "none", "pte", "pmd", "pud" for MORSEL_LEVEL_*, "unknown" otherwise. */
+const char *morsel_level_name(unsigned int level);
+
+/*
+ * Replace the contents of morsel @fd with those of @src_fd.  A regular
+ * source is copied sparsely (SEEK_DATA/SEEK_HOLE, and all-zero pages are
+ * skipped too): the morsel is sized to the source size rounded up to 4 KiB
+ * and only pages with data get frames.  Any other source (pipe, tty) is
+ * streamed to its end.  Fails with -EBUSY while the morsel is mapped.
+ */
+int morsel_copy_in(int fd, int src_fd);
+
+/* Write the whole contents of morsel @fd (holes as zeros) to @dst_fd. */
+int morsel_copy_out(int fd, int dst_fd);
+
+/* Read the module-wide totals from MORSEL_SYSFS_DIR. */
+int morsel_totals(struct morsel_totals_u *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBMORSEL_H */
