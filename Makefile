@@ -6,6 +6,8 @@
 #   make bench    benchmarks, in the VM (one BENCH line per comparison)
 #   make check    kernel coding style (checkpatch.pl from linux-source-6.12)
 #   make deps     install what the project needs (Debian packages)
+#   make install  module into /lib/modules/KVER/extra (modprobe morsel),
+#                 morselctl into $(PREFIX)/bin, header and library
 
 B        := build
 CC       ?= gcc
@@ -64,8 +66,16 @@ bench: deps all
 check:
 	scripts/checkpatch.sh
 
+PREFIX ?= /usr/local
+install: all
+	$(MAKE) -C kmod install
+	install -D -m 0755 $(B)/tools/morselctl $(DESTDIR)$(PREFIX)/bin/morselctl
+	install -D -m 0644 include/uapi/linux/morsel.h $(DESTDIR)$(PREFIX)/include/linux/morsel.h
+	install -D -m 0644 lib/libmorsel.h $(DESTDIR)$(PREFIX)/include/libmorsel.h
+	install -D -m 0644 $(B)/libmorsel.a $(DESTDIR)$(PREFIX)/lib/libmorsel.a
+
 clean:
 	$(MAKE) -C kmod clean
 	rm -rf $(B)
 
-.PHONY: all deps kmod test demo bench check clean
+.PHONY: all deps kmod test demo bench check install clean
