@@ -5,9 +5,11 @@
  *
  * A fault decides, from the VMA alone, how the faulting address reaches
  * the object:
- *  - a 1 GiB granule the VMA covers whole (start and file offset aligned)
- *    links one of the object's PMD tables from the process PUD entry
- *    (->huge_fault(PUD_ORDER)); read-only VMAs clear RW in that entry;
+ *  - a 1 GiB granule a writable VMA covers whole (start and file offset
+ *    aligned) links one of the object's PMD tables from the process PUD
+ *    entry (->huge_fault(PUD_ORDER)).  Not for read-only VMAs: RW clear
+ *    in the PUD entry stops the CPU, but follow_pfnmap() (KVM) judges by
+ *    the leaf alone, so the leaves themselves must be read-only;
  *  - a 2 MiB granule the VMA covers whole links one PTE table from the
  *    process PMD entry (->huge_fault(PMD_ORDER), or ->fault when
  *    ->huge_fault is not called: MADV_NOHUGEPAGE, PR_SET_THP_DISABLE).  A PMD entry must stay
@@ -61,7 +63,7 @@ static vm_fault_t errno_to_fault(int err)
 /* Populate the leaf of @off; the fault's address reaches it by a link. */
 static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 {
-	struct page *page = morsel_frame(m, off >> PAGE_SHIFT, true);
+	struct page *page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
 
 	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
 }
@@ -73,6 +75,25 @@ static vm_fault_t link_result(int err)
 	if (err == -EEXIST)
 		return VM_FAULT_FALLBACK;
 	return errno_to_fault(err);
+}
+
+/*
+ * Does vmf->pmd point at a PTE table of the object (a link, or below a
+ * PUD link)?  If not, the faulting entry is in the process's own table.
+ */
+static bool fault_in_object_table(struct vm_fault *vmf, struct morsel *m,
+				  loff_t off)
+{
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+	pte_t *table;
+
+	if (!pmd_present(pmd) || pmd_leaf(pmd))
+		return false;
+	table = morsel_pte_table(m, off, false);
+	if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
+		return true;
+	table = xa_load(&m->twins, off >> PMD_SHIFT);
+	return table && pmd_pfn(pmd) == PHYS_PFN(__pa(table));
 }
 
 /* Is vmf->pmd an entry of the object's own PMD table, linked by PUD? */
@@ -101,9 +122,10 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 	loff_t off = vma_offset(vma, vmf->address);
 	pmd_t *table;
 
-	if (!mmm || fault_beyond_eof(vmf, off))
+	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
-	if (m->level < MORSEL_LEVEL_PMD ||
+	if (!mmm || !(vma->vm_flags & VM_WRITE) ||
+	    m->level < MORSEL_LEVEL_PMD ||
 	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 		return VM_FAULT_FALLBACK;
 	table = morsel_pmd_table(m, off, true);
@@ -111,7 +133,7 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 		return VM_FAULT_OOM;
 	return link_result(morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
 				       ALIGN_DOWN(vmf->address, PUD_SIZE),
-				       table, !(vma->vm_flags & VM_WRITE)));
+				       table));
 }
 
 /* vmf->pmd is empty: fill it in the object, link it, or fall back. */
@@ -123,11 +145,11 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	loff_t off = vma_offset(vma, vmf->address);
 	pte_t *table;
 
-	if (!mmm || fault_beyond_eof(vmf, off))
+	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
 	if (fault_below_pud_link(vmf, m, off))
 		return fill_linked_leaf(m, off);
-	if (!vma_covers_granule(vma, vmf->address, PMD_SIZE))
+	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
 	if (vma->vm_flags & VM_WRITE)
 		table = morsel_pte_table(m, off, true);
@@ -137,7 +159,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return VM_FAULT_OOM;
 	return link_result(morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
 				       ALIGN_DOWN(vmf->address, PMD_SIZE),
-				       table, false));
+				       table));
 }
 
 static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
@@ -149,26 +171,92 @@ static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 	return VM_FAULT_FALLBACK;
 }
 
-/* Map one page into the process's own PTE table. */
+/*
+ * Map one page into the process's own PTE table.  A frame that is not
+ * ours to write (frozen object, or borrowed from the base) is mapped
+ * read-only whatever the VMA allows: the first store comes back through
+ * ->pfn_mkwrite.
+ */
 static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 				 loff_t off)
 {
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long vm_flags = vma->vm_flags;
 	struct page *page;
 	vm_fault_t ret;
+	int gen;
 
 	/* Shared: punching a hole must not run between lookup and insert. */
 	down_read(&m->lock);
-	page = morsel_frame(m, off >> PAGE_SHIFT, true);
+	gen = atomic_read_acquire(&m->leaf_gen);
+	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));
 	} else {
+		/* Judge @page itself: the leaf may change meanwhile. */
+		if (READ_ONCE(m->frozen) || is_zero_pfn(page_to_pfn(page)) ||
+		    morsel_frame_borrowed(m, off, page))
+			vm_flags &= ~VM_WRITE;
 		WRITE_ONCE(m->pfn_mapped, true);
-		ret = vmf_insert_pfn_prot(vmf->vma, vmf->address,
-					  page_to_pfn(page),
-					  vmf->vma->vm_page_prot);
+		/*
+		 * Not vm_page_prot: ->pfn_mkwrite makes the core mm keep
+		 * that read-only (write notification), which we only want
+		 * for frames that are not ours to write.
+		 */
+		ret = vmf_insert_pfn_prot(vma, vmf->address, page_to_pfn(page),
+					  vm_get_page_prot(vm_flags));
+		/*
+		 * A copy-on-write that replaced the leaf after our lookup may
+		 * have run its unmap_mapping_range() before our insert: then
+		 * nothing would remove the stale entry.  Remove it ourselves.
+		 */
+		smp_mb();
+		if (atomic_read(&m->leaf_gen) != gen)
+			zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
 	}
 	up_read(&m->lock);
 	return ret;
+}
+
+/*
+ * A store to a read-only leaf of a writable shared mapping: a frame
+ * borrowed from the base (copy it now) or a frozen object (refuse).
+ */
+static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct morsel *m = vma_morsel(vma);
+	loff_t off = vma_offset(vma, vmf->address);
+	struct page *page;
+
+	if (fault_beyond_eof(vmf, off))
+		return VM_FAULT_SIGBUS;
+	if (READ_ONCE(m->frozen)) {
+		/*
+		 * A freeze may still be removing writable translations of
+		 * this process (it holds m->lock throughout): wait for it, so
+		 * that no store lands once one has seen the freeze.
+		 */
+		down_read(&m->lock);
+		up_read(&m->lock);
+		return VM_FAULT_SIGSEGV;
+	}
+	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_WRITE);
+	if (IS_ERR(page))
+		return PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
+		       errno_to_fault(PTR_ERR(page));
+	if (fault_in_object_table(vmf, m, off))
+		return VM_FAULT_NOPAGE;	/* the new leaf is in place */
+	/*
+	 * The process's own PTE.  If it maps the frame we own, let the core
+	 * mm make it writable.  If it still maps the frame we copied from (a
+	 * racing copy has not zapped it yet), it must never become
+	 * writable: zap it here, the access faults again and maps ours.
+	 */
+	if (pte_pfn(vmf->orig_pte) == page_to_pfn(page))
+		return 0;
+	zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
+	return VM_FAULT_NOPAGE;
 }
 
 static vm_fault_t morsel_fault(struct vm_fault *vmf)
@@ -178,9 +266,8 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 	loff_t off = vma_offset(vma, vmf->address);
 	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
 	vm_fault_t ret;
-	pte_t *table;
 
-	if (!vma->vm_private_data || fault_beyond_eof(vmf, off))
+	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
 	if (pmd_none(pmd)) {
 		ret = fault_pmd(vmf);
@@ -189,13 +276,8 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 		/* Somebody filled the entry meanwhile: look again. */
 		if (!pmd_none(pmdp_get_lockless(vmf->pmd)))
 			return VM_FAULT_NOPAGE;
-	} else if (!pmd_leaf(pmd)) {
-		table = morsel_pte_table(m, off, false);
-		if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
-			return fill_linked_leaf(m, off);
-		table = xa_load(&m->twins, off >> PMD_SHIFT);
-		if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
-			return fill_linked_leaf(m, off);
+	} else if (fault_in_object_table(vmf, m, off)) {
+		return fill_linked_leaf(m, off);
 	}
 	return fault_one_page(vmf, m, off);
 }
@@ -206,8 +288,10 @@ static void morsel_vma_open(struct vm_area_struct *vma)
 	struct morsel *m = vma_morsel(vma);
 
 	/*
-	 * A split half or a fork child.  Without a link record (ENOMEM) the
-	 * VMA must not link: its faults fail with SIGBUS instead.
+	 * A split half or a fork child.  Without a link record (ENOMEM, or
+	 * EINTR: registering a notifier takes mm_take_all_locks(), which a
+	 * pending signal interrupts) the VMA never links: it maps page by
+	 * page.
 	 */
 	vma->vm_private_data = IS_ERR(mmm) ? NULL : mmm;
 	/*
@@ -258,9 +342,15 @@ static int morsel_vma_mremap(struct vm_area_struct *vma)
 static int morsel_vma_mprotect(struct vm_area_struct *vma, unsigned long start,
 			       unsigned long end, unsigned long newflags)
 {
+	if ((newflags & VM_WRITE) && READ_ONCE(vma_morsel(vma)->frozen))
+		return -EACCES;
 	vma_start_write(vma);
-	if (vma->vm_private_data)
-		morsel_unlink_range(vma->vm_private_data, start, end);
+	/*
+	 * zap_vma_ptes() runs the notifiers: ours removes the links, and
+	 * secondary MMUs (KVM) drop what they took with the old protection.
+	 * It also zaps pages mapped one by one.
+	 */
+	zap_vma_ptes(vma, start, end - start);
 	return 0;
 }
 
@@ -283,6 +373,7 @@ static const struct vm_operations_struct morsel_vm_ops = {
 	.mprotect = morsel_vma_mprotect,
 	.fault = morsel_fault,
 	.huge_fault = morsel_huge_fault,
+	.pfn_mkwrite = morsel_pfn_mkwrite,
 	.access = morsel_vma_access,
 };
 
@@ -300,13 +391,18 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	/* Leaf entries are shared and never executable. */
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
+	/* A frozen object: no writable mapping, now or by mprotect. */
+	if (READ_ONCE(m->frozen) && (vma->vm_flags & VM_WRITE))
+		return -EPERM;
 	if (!offset_matches_address(vma->vm_start, vma->vm_pgoff, PMD_SIZE))
 		return -EINVAL;
+	/* Without a link record (see morsel_vma_open) map page by page. */
 	mmm = morsel_mm_get(vma->vm_mm);
 	if (IS_ERR(mmm))
-		return PTR_ERR(mmm);
+		mmm = NULL;
 	vm_flags_mod(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP |
-		     VM_WIPEONFORK | VM_HUGEPAGE, VM_MAYEXEC);
+		     VM_WIPEONFORK | VM_HUGEPAGE,
+		     VM_MAYEXEC | (READ_ONCE(m->frozen) ? VM_MAYWRITE : 0));
 	vma->vm_ops = &morsel_vm_ops;
 	vma->vm_private_data = mmm;
 	/* Shared m->lock orders this against a resize checking mappers. */
@@ -410,7 +506,7 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 		}
 		/* Map populated pages one by one; holes stay holes. */
 		page = morsel_get_frame(m, vma_offset(vma, addr) >> PAGE_SHIFT,
-					false);
+					MORSEL_LOOKUP);
 		if (page) {
 			put_page(page);
 			err = fault_in(vma, addr);

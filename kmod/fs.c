@@ -13,6 +13,7 @@
  * the next page boundary.  Changing the size of a mapped object fails with
  * EBUSY: its tables may be linked into address spaces.
  */
+#include <linux/file.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
 #include <linux/memcontrol.h>
@@ -161,7 +162,9 @@ static int morsel_resize(struct morsel *m, loff_t size)
 		return -EFBIG;
 	down_write(&m->lock);
 	if (size != i_size_read(&m->vfs_inode)) {
-		if (atomic_read(&m->mappers))
+		if (m->frozen)
+			err = -EPERM;
+		else if (atomic_read(&m->mappers))
 			err = -EBUSY;
 		else
 			err = morsel_set_size(m, size);
@@ -223,7 +226,8 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 	while (done < len) {
 		in_page = offset_in_page(off);
 		n = min(PAGE_SIZE - in_page, len - done);
-		page = morsel_get_frame(m, off >> PAGE_SHIFT, write);
+		page = morsel_get_frame(m, off >> PAGE_SHIFT,
+					write ? MORSEL_WRITE : MORSEL_LOOKUP);
 		if (IS_ERR(page))
 			return done ? done : PTR_ERR(page);
 		if (write)
@@ -252,7 +256,7 @@ static ssize_t morsel_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	while (iov_iter_count(to) && pos < size) {
 		n = min3(PAGE_SIZE - offset_in_page(pos), iov_iter_count(to),
 			 (size_t)(size - pos));
-		page = morsel_get_frame(m, pos >> PAGE_SHIFT, false);
+		page = morsel_get_frame(m, pos >> PAGE_SHIFT, MORSEL_LOOKUP);
 		if (page) {
 			copied = copy_page_to_iter(page, offset_in_page(pos),
 						   n, to);
@@ -297,6 +301,10 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	ret = file_update_time(file);
 	if (ret)
 		goto out;
+	if (m->frozen) {
+		ret = -EPERM;
+		goto out;
+	}
 	pos = iocb->ki_pos;
 	end = pos + iov_iter_count(from);
 	old_size = i_size_read(inode);
@@ -308,7 +316,7 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	while (iov_iter_count(from)) {
 		n = min_t(size_t, PAGE_SIZE - offset_in_page(pos),
 			  iov_iter_count(from));
-		page = morsel_get_frame(m, pos >> PAGE_SHIFT, true);
+		page = morsel_get_frame(m, pos >> PAGE_SHIFT, MORSEL_WRITE);
 		if (IS_ERR(page)) {
 			ret = PTR_ERR(page);
 			break;
@@ -358,34 +366,43 @@ static loff_t morsel_llseek(struct file *file, loff_t offset, int whence)
 	return vfs_setpos(file, offset, MORSEL_MAX_SIZE);
 }
 
-/* Zero [@start, @end) inside one page, if that page is populated. */
-static void zero_partial_page(struct morsel *m, loff_t start, loff_t end)
+/*
+ * Zero [@start, @end) inside one page, if that page is populated (in a
+ * child, a borrowed page is copied first).
+ */
+static int zero_partial_page(struct morsel *m, loff_t start, loff_t end)
 {
-	struct page *page = morsel_get_frame(m, start >> PAGE_SHIFT, false);
+	pgoff_t index = start >> PAGE_SHIFT;
+	struct page *page = morsel_get_frame(m, index, MORSEL_LOOKUP);
 
-	if (page) {
-		memzero_page(page, offset_in_page(start), end - start);
-		put_page(page);
-	}
+	if (!page)
+		return 0;
+	put_page(page);
+	page = morsel_get_frame(m, index, MORSEL_WRITE);
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	memzero_page(page, offset_in_page(start), end - start);
+	put_page(page);
+	return 0;
 }
 
-static void punch_hole(struct morsel *m, loff_t start, loff_t end)
+static int punch_hole(struct morsel *m, loff_t start, loff_t end)
 {
 	loff_t first = PAGE_ALIGN(start), last = ALIGN_DOWN(end, PAGE_SIZE);
+	int err = 0;
 
-	if (first > last) {		/* inside one page */
-		zero_partial_page(m, start, end);
-		return;
-	}
+	if (first > last)		/* inside one page */
+		return zero_partial_page(m, start, end);
 	if (start < first)
-		zero_partial_page(m, start, first);
-	if (last < end)
-		zero_partial_page(m, last, end);
-	if (first < last) {
+		err = zero_partial_page(m, start, first);
+	if (!err && last < end)
+		err = zero_partial_page(m, last, end);
+	if (!err && first < last) {
 		down_write(&m->lock);
-		morsel_punch(m, first >> PAGE_SHIFT, last >> PAGE_SHIFT);
+		err = morsel_punch(m, first >> PAGE_SHIFT, last >> PAGE_SHIFT);
 		up_write(&m->lock);
 	}
+	return err;
 }
 
 static long morsel_fallocate(struct file *file, int mode, loff_t offset,
@@ -400,9 +417,11 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 		return -EOPNOTSUPP;
 	inode_lock(inode);
 	size = i_size_read(inode);
-	if (mode & FALLOC_FL_PUNCH_HOLE) {
+	if (m->frozen) {
+		err = -EPERM;
+	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
 		if (offset < size)
-			punch_hole(m, offset, min(end, size));
+			err = punch_hole(m, offset, min(end, size));
 	} else {
 		loff_t old_size = size;
 
@@ -433,18 +452,96 @@ static long morsel_ioctl_stat(struct file *file,
 
 	if (copy_from_user(&st, uarg, sizeof(st)))
 		return -EFAULT;
-	if (st.argsz != sizeof(st) || st.flags || st.__pad ||
+	if (st.argsz != sizeof(st) || st.flags ||
 	    memchr_inv(st.reserved, 0, sizeof(st.reserved)))
 		return -EINVAL;
 	down_read(&m->lock);
 	st.size = i_size_read(&m->vfs_inode);
 	st.level = m->level;
-	up_read(&m->lock);
+	st.state = m->frozen ? MORSEL_STATE_FROZEN : 0;
 	st.data_pages = atomic_long_read(&m->data_pages);
+	st.borrowed_pages = m->parent ?
+		morsel_visible_pages(m) - st.data_pages : 0;
+	up_read(&m->lock);
 	st.table_pages = atomic_long_read(&m->table_pages);
 	st.links = atomic_long_read(&m->links);
 	st.mappers = atomic_read(&m->mappers);
+	st.parent = m->parent ? m->parent->vfs_inode.i_ino : 0;
+	st.children = atomic_read(&m->children);
 	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+static long morsel_ioctl_freeze(struct file *file,
+				struct morsel_freeze __user *uarg)
+{
+	struct inode *inode = file_inode(file);
+	struct morsel *m = MORSEL(inode);
+	struct morsel_freeze arg;
+	int err;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.argsz != sizeof(arg) || arg.flags ||
+	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	inode_lock(inode);
+	down_write(&m->lock);
+	err = morsel_freeze(m);
+	up_write(&m->lock);
+	inode_unlock(inode);
+	return err;
+}
+
+/*
+ * A new unnamed child of the frozen base @file, made like an O_TMPFILE in
+ * the base's directory, returned as a descriptor.
+ */
+static long morsel_ioctl_split(struct file *file,
+			       struct morsel_split __user *uarg)
+{
+	struct morsel *base = MORSEL(file_inode(file));
+	struct morsel_split arg;
+	struct file *child;
+	struct path dir;
+	int fd, err;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_SPLIT_FLAGS ||
+	    arg.__pad || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	if (!READ_ONCE(base->frozen))
+		return -EINVAL;
+	dir.mnt = file->f_path.mnt;
+	dir.dentry = dget_parent(file->f_path.dentry);
+	child = kernel_tmpfile_open(file_mnt_idmap(file), &dir,
+				    S_IFREG | (base->vfs_inode.i_mode & 0777),
+				    O_RDWR | O_LARGEFILE, current_cred());
+	dput(dir.dentry);
+	if (IS_ERR(child))
+		return PTR_ERR(child);
+	err = morsel_adopt(MORSEL(file_inode(child)), base);
+	if (err)
+		goto out_child;
+	fd = get_unused_fd_flags(arg.flags & MORSEL_SPLIT_CLOEXEC ?
+				 O_CLOEXEC : 0);
+	if (fd < 0) {
+		err = fd;
+		goto out_child;
+	}
+	arg.fd = fd;
+	if (copy_to_user(uarg, &arg, sizeof(arg))) {
+		put_unused_fd(fd);
+		err = -EFAULT;
+		goto out_child;
+	}
+	fd_install(fd, child);
+	return 0;
+out_child:
+	fput(child);
+	return err;
 }
 
 static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -456,6 +553,10 @@ static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return morsel_ioctl_stat(file, argp);
 	case MORSEL_IOC_MAP:
 		return morsel_ioctl_map(file, argp);
+	case MORSEL_IOC_FREEZE:
+		return morsel_ioctl_freeze(file, argp);
+	case MORSEL_IOC_SPLIT:
+		return morsel_ioctl_split(file, argp);
 	}
 	return -ENOTTY;
 }
@@ -490,6 +591,10 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	m->root = NULL;
 	xa_init(&m->twins);
 	m->pfn_mapped = false;
+	m->frozen = false;
+	m->parent = NULL;
+	atomic_set(&m->children, 0);
+	atomic_set(&m->leaf_gen, 0);
 	atomic_long_set(&m->data_pages, 0);
 	atomic_long_set(&m->table_pages, 0);
 	atomic_long_set(&m->links, 0);
@@ -512,6 +617,11 @@ static void morselfs_evict_inode(struct inode *inode)
 	truncate_inode_pages_final(&inode->i_data);
 	if (S_ISREG(inode->i_mode)) {
 		morsel_destroy(m);
+		if (m->parent) {
+			/* Our borrowed entries are gone: the base may go. */
+			atomic_dec(&m->parent->children);
+			iput(&m->parent->vfs_inode);
+		}
 		mem_cgroup_put(m->memcg);
 		spin_lock(&morsel_list_lock);
 		list_del(&m->node);

@@ -13,7 +13,7 @@
  * unmap_mapping_range) first calls mmu_notifier_invalidate_range_start()
  * or ->release(), and the notifier here removes the links in that range
  * before the walk starts.  mprotect and VMA splits are covered by VMA
- * callbacks in fault.c, which call morsel_unlink_range() directly.
+ * callbacks in fault.c (zap_vma_ptes(), morsel_unlink_straddling()).
  */
 #include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
@@ -188,28 +188,19 @@ static void unlink_and_flush(struct morsel_mm *mmm, unsigned long start,
 	drop_links(&gone);
 }
 
-/*
- * Remove every link of @mmm that overlaps [@start, @end).  Whole links go:
- * a link is never left covering less than its table spans.
- */
-void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
-			 unsigned long end)
-{
-	unlink_and_flush(mmm, start, end, false);
-}
-
 /* Remove the link that @addr falls strictly inside, if any. */
 void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr)
 {
 	struct morsel_link *l;
-	unsigned long start = 0;
+	unsigned long start;
+	bool found;
 
 	spin_lock(&mmm->lock);
 	l = first_link_ending_after(mmm, addr);
-	if (l && l->start < addr)
-		start = l->start;
+	found = l && l->start < addr;
+	start = found ? l->start : 0;
 	spin_unlock(&mmm->lock);
-	if (start)
+	if (found)
 		unlink_and_flush(mmm, start, start + 1, false);
 }
 
@@ -237,7 +228,7 @@ bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
  */
 int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		enum morsel_link_level level, void *entry,
-		unsigned long start, void *table, bool read_only)
+		unsigned long start, void *table)
 {
 	struct mm_struct *mm = mmm->mn.mm;
 	struct morsel_link *l;
@@ -260,7 +251,6 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 	}
 	if (level == MORSEL_LINK_PUD) {
 		pud_t *pud = entry;
-		pudval_t flags = _PAGE_TABLE & ~(read_only ? _PAGE_RW : 0);
 
 		ptl = pud_lock(mm, pud);
 		if (!pud_none(pudp_get(pud)))
@@ -268,12 +258,11 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		else if (!insert_link(mmm, l))
 			err = -EEXIST;
 		else
-			set_pud(pud, __pud(__pa(table) | flags));
+			set_pud(pud, __pud(__pa(table) | _PAGE_TABLE));
 	} else {
 		pmd_t *pmd = entry;
 
 		/* pmd_bad() accepts exactly a writable table entry. */
-		WARN_ON_ONCE(read_only);
 		ptl = pmd_lock(mm, pmd);
 		if (!pmd_none(pmdp_get(pmd)))
 			err = -EEXIST;

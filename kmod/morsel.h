@@ -58,6 +58,20 @@ struct morsel {
 	int level;			/* MORSEL_LEVEL_* */
 	void *root;			/* root table, NULL while empty */
 	bool pfn_mapped;		/* pages were mapped one by one */
+	bool frozen;			/* contents never change again */
+	/*
+	 * The frozen base this object was split from (a reference on its
+	 * inode), or NULL.  An entry of ours that equals the parent's entry
+	 * at the same offset is borrowed; every other entry is owned.
+	 */
+	struct morsel *parent;
+	atomic_t children;
+	/*
+	 * Bumped each time a present leaf is replaced by another frame
+	 * (copy-on-write).  The page-by-page fault path, which inserts a frame
+	 * into a table the object does not own, checks it did not race one.
+	 */
+	atomic_t leaf_gen;
 	atomic_long_t data_pages;
 	atomic_long_t table_pages;
 	atomic_long_t links;
@@ -89,15 +103,29 @@ extern struct morsel_totals morsel_totals;
 extern struct list_head morsel_list;
 extern spinlock_t morsel_list_lock;
 
+/* What a caller of morsel_frame() means to do with the frame. */
+enum morsel_intent {
+	MORSEL_LOOKUP,		/* read: a hole stays a hole */
+	MORSEL_FAULT,		/* read fault: fill a hole, maybe with the zero page */
+	MORSEL_POPULATE,	/* fill a hole with a zeroed frame of ours */
+	MORSEL_WRITE,		/* write: the frame must be owned (copy it) */
+};
+
 /* pgtable.c */
 int morsel_level_for_size(loff_t size);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
-struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc);
-struct page *morsel_get_frame(struct morsel *m, pgoff_t index, bool alloc);
+struct page *morsel_frame(struct morsel *m, pgoff_t index,
+			  enum morsel_intent intent);
+struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
+			      enum morsel_intent intent);
+bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page);
+int morsel_freeze(struct morsel *m);
+int morsel_adopt(struct morsel *child, struct morsel *base);
+unsigned long morsel_visible_pages(struct morsel *m);
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);
-void morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
+int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
 int morsel_set_size(struct morsel *m, loff_t size);
 void morsel_destroy(struct morsel *m);
 loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence);
@@ -115,9 +143,7 @@ struct morsel_mm *morsel_mm_get(struct mm_struct *mm);
 void morsel_mm_put(struct morsel_mm *mmm);
 int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		enum morsel_link_level level, void *entry,
-		unsigned long start, void *table, bool read_only);
-void morsel_unlink_range(struct morsel_mm *mmm, unsigned long start,
-			 unsigned long end);
+		unsigned long start, void *table);
 void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr);
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);

@@ -21,6 +21,14 @@
  * same frames with RW clear, made when a read-only mapping links that
  * chunk.  The twin is written only together with its primary, under the
  * primary's lock and then its own, so both always hold the same frames.
+ *
+ * Copy-on-write: a child split from a frozen base starts with a copy of the
+ * base's root, so every table and frame below is the base's.  An entry of
+ * the child that equals the base's entry at the same offset is borrowed;
+ * anything else is owned (the base never changes, so the test is stable).
+ * Before the child changes a table it owns a copy of it (own_*_table());
+ * before it writes a borrowed frame it copies the page (morsel_frame()).
+ * Tables a process links are always owned by the linked object.
  */
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
@@ -135,14 +143,28 @@ void morsel_free_frame(struct morsel *m, struct page *page)
 	atomic_long_dec(&morsel_totals.data_pages);
 }
 
-static pte_t morsel_leaf(struct page *page)
+/* A leaf entry for @page; read-only once @m is frozen. */
+static pte_t morsel_leaf(struct morsel *m, struct page *page)
 {
-	return pte_mkspecial(pfn_pte(page_to_pfn(page), PAGE_SHARED));
+	pgprot_t prot = READ_ONCE(m->frozen) ? PAGE_READONLY : PAGE_SHARED;
+
+	return pte_mkspecial(pfn_pte(page_to_pfn(page), prot));
 }
 
 static pte_t read_only_leaf(pte_t pte)
 {
 	return pte_mkspecial(pfn_pte(pte_pfn(pte), PAGE_READONLY));
+}
+
+static pte_t zero_leaf(void)
+{
+	return pte_mkspecial(pfn_pte(my_zero_pfn(0), PAGE_READONLY));
+}
+
+/* A leaf that holds data: a hole read through a mapping does not. */
+static bool leaf_has_data(pte_t pte)
+{
+	return pte_present(pte) && !is_zero_pfn(pte_pfn(pte));
 }
 
 static pte_t *twin_of(struct morsel *m, pgoff_t index)
@@ -174,6 +196,63 @@ static void free_pte_table(struct morsel *m, pte_t *table, unsigned long chunk)
 	free_table(m, table, MORSEL_LEVEL_PTE);
 }
 
+/* The parent, if it covers @off (comparing with it means something). */
+static struct morsel *parent_covering(struct morsel *m, loff_t off)
+{
+	struct morsel *p = m->parent;
+
+	return p && off < i_size_read(&p->vfs_inode) ? p : NULL;
+}
+
+static bool pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table)
+{
+	struct morsel *p = parent_covering(m, off);
+
+	return p && morsel_pmd_table(p, off, false) == table;
+}
+
+static bool pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table)
+{
+	struct morsel *p = parent_covering(m, off);
+
+	return p && morsel_pte_table(p, off, false) == table;
+}
+
+/* Is @pte, our leaf at @off, the parent's frame? */
+static bool leaf_borrowed(struct morsel *m, loff_t off, pte_t pte)
+{
+	struct morsel *p = parent_covering(m, off);
+	pte_t *table;
+	pte_t theirs;
+
+	if (!p || !pte_present(pte))
+		return false;
+	table = morsel_pte_table(p, off, false);
+	if (!table)
+		return false;
+	theirs = ptep_get(table + MORSEL_PTE_INDEX(off));
+	return pte_present(theirs) && pte_pfn(theirs) == pte_pfn(pte);
+}
+
+/* Is @page the parent's frame at @off (whatever our leaf says now)? */
+bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page)
+{
+	return leaf_borrowed(m, off, pfn_pte(page_to_pfn(page), PAGE_READONLY));
+}
+
+/* A new table of ours holding the same entries as @src. */
+static void *copy_table(struct morsel *m, void *src, int level)
+{
+	u64 *dst = alloc_table(m, level);
+	int i;
+
+	if (!dst)
+		return NULL;
+	for (i = 0; i < PTRS_PER_PTE; i++)
+		dst[i] = READ_ONCE(((u64 *)src)[i]);
+	return dst;
+}
+
 /*
  * The root table, allocated on first use.  Lock-free readers pair their
  * acquire with the release that publishes a root after it was zeroed and
@@ -200,6 +279,59 @@ static void *get_root(struct morsel *m, bool alloc)
 }
 
 /*
+ * Replace the borrowed PMD table @old at @pudp by a copy we own.  A PUD
+ * root is never linked into a process, so nothing can cache walks
+ * through @pudp: no flush.
+ */
+static pmd_t *own_pmd_table(struct morsel *m, pud_t *pudp, pmd_t *old)
+{
+	pmd_t *copy = copy_table(m, old, MORSEL_LEVEL_PMD);
+	pud_t pud;
+
+	if (!copy)
+		return NULL;
+	spin_lock(&m->root_lock);
+	pud = pudp_get(pudp);
+	if (pud_present(pud) && (pmd_t *)pud_pgtable(pud) == old) {
+		set_pud(pudp, __pud(__pa(copy) | _PAGE_TABLE));
+		copy = NULL;
+	}
+	pud = pudp_get(pudp);
+	spin_unlock(&m->root_lock);
+	if (copy)
+		free_table(m, copy, MORSEL_LEVEL_PMD);
+	return pud_present(pud) ? (pmd_t *)pud_pgtable(pud) : NULL;
+}
+
+/*
+ * Replace the borrowed PTE table @old at @pmdp by a copy we own.  Our PMD
+ * table may be linked into processes (PUD links): flush, so no CPU keeps
+ * walking through @old.
+ */
+static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
+{
+	pte_t *copy = copy_table(m, old, MORSEL_LEVEL_PTE);
+	spinlock_t *ptl = table_lock(pmdp);	/* of our PMD table */
+	pmd_t pmd;
+
+	if (!copy)
+		return NULL;
+	spin_lock(ptl);
+	pmd = pmdp_get(pmdp);
+	if (pmd_present(pmd) && (pte_t *)pmd_page_vaddr(pmd) == old) {
+		set_pmd(pmdp, __pmd(__pa(copy) | _PAGE_TABLE));
+		copy = NULL;
+	}
+	pmd = pmdp_get(pmdp);
+	spin_unlock(ptl);
+	if (copy)
+		free_table(m, copy, MORSEL_LEVEL_PTE);
+	else
+		morsel_flush_tlb();
+	return pmd_present(pmd) ? (pte_t *)pmd_page_vaddr(pmd) : NULL;
+}
+
+/*
  * The PMD table covering the 1 GiB chunk of @off, allocated on demand.
  * NULL for a PTE-rooted object, or when absent and !@alloc, or on ENOMEM.
  */
@@ -217,8 +349,12 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 		return NULL;
 	pudp += MORSEL_PUD_INDEX(off);
 	pud = pudp_get(pudp);
-	if (pud_present(pud))
-		return (pmd_t *)pud_pgtable(pud);
+	if (pud_present(pud)) {
+		table = (pmd_t *)pud_pgtable(pud);
+		if (!alloc || !pmd_table_borrowed(m, off, table))
+			return table;
+		return own_pmd_table(m, pudp, table);
+	}
 	if (!alloc)
 		return NULL;
 	table = alloc_table(m, MORSEL_LEVEL_PMD);
@@ -235,7 +371,11 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 	return (pmd_t *)pud_pgtable(pudp_get(pudp));
 }
 
-/* The PTE table covering the 2 MiB chunk of @off, allocated on demand. */
+/*
+ * The PTE table covering the 2 MiB chunk of @off, allocated on demand.
+ * With @alloc the table (and the PMD table above it) is one we own: the
+ * caller may change it.
+ */
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 {
 	spinlock_t *ptl;	/* of the PMD table that gets the entry */
@@ -249,8 +389,12 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 		return NULL;
 	pmdp += MORSEL_PMD_INDEX(off);
 	pmd = pmdp_get(pmdp);
-	if (pmd_present(pmd))
-		return (pte_t *)pmd_page_vaddr(pmd);
+	if (pmd_present(pmd)) {
+		table = (pte_t *)pmd_page_vaddr(pmd);
+		if (!alloc || !pte_table_borrowed(m, off, table))
+			return table;
+		return own_pte_table(m, pmdp, table);
+	}
 	if (!alloc)
 		return NULL;
 	table = alloc_table(m, MORSEL_LEVEL_PTE);
@@ -288,8 +432,10 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	if (xa_reserve(&m->twins, chunk, GFP_KERNEL))
 		return NULL;
 	twin = alloc_table(m, MORSEL_LEVEL_PTE);
-	if (!twin)
+	if (!twin) {
+		xa_release(&m->twins, chunk);
 		return NULL;
+	}
 	ptl = table_lock(table);
 	spin_lock(ptl);
 	found = xa_load(&m->twins, chunk);
@@ -311,49 +457,133 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	return found;
 }
 
+static bool same_frame(pte_t a, pte_t b)
+{
+	if (!pte_present(a) || !pte_present(b))
+		return pte_present(a) == pte_present(b);
+	return pte_pfn(a) == pte_pfn(b);
+}
+
+enum leaf_kind {
+	LEAF_NONE,		/* a hole */
+	LEAF_ZERO,		/* a hole read through a mapping: zero page */
+	LEAF_BORROWED,		/* the parent's frame */
+	LEAF_OWNED,		/* a frame of ours */
+};
+
+static enum leaf_kind leaf_kind(struct morsel *m, loff_t off, pte_t pte)
+{
+	if (!pte_present(pte))
+		return LEAF_NONE;
+	if (is_zero_pfn(pte_pfn(pte)))
+		return LEAF_ZERO;
+	return leaf_borrowed(m, off, pte) ? LEAF_BORROWED : LEAF_OWNED;
+}
+
+/* Does a leaf of kind @k do for @intent as it is? */
+static bool leaf_serves(enum leaf_kind k, enum morsel_intent intent)
+{
+	switch (intent) {
+	case MORSEL_FAULT:
+		return k != LEAF_NONE;
+	case MORSEL_WRITE:
+		return k == LEAF_OWNED;
+	default:
+		return k == LEAF_BORROWED || k == LEAF_OWNED;
+	}
+}
+
 /*
- * The frame at page @index: NULL for a hole when !@alloc, ERR_PTR on
- * failure.  The caller keeps the frame from being freed (m->lock shared,
- * or the object is mapped and the frame only reaches a linked table).
+ * A read fault on a hole of an object whose frames are never written in
+ * place (frozen, or a child, which copies on write) maps the zero page
+ * read-only instead of allocating.
  */
-struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc)
+static bool hole_reads_zero_page(struct morsel *m, enum morsel_intent intent)
+{
+	return intent == MORSEL_FAULT && (READ_ONCE(m->frozen) || m->parent);
+}
+
+/*
+ * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
+ * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
+ * private frame (copy-on-write) and flushes every TLB that may still map
+ * the old one; so does POPULATE on a zero-page leaf.  The caller keeps the
+ * frame from being freed (m->lock shared, or the object is mapped and the
+ * frame only reaches a linked table).
+ */
+struct page *morsel_frame(struct morsel *m, pgoff_t index,
+			  enum morsel_intent intent)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	spinlock_t *ptl;	/* of the PTE table */
 	struct page *page;
-	pte_t *ptep, pte;
+	enum leaf_kind k;
+	pte_t *ptep, *twin;
+	bool installed;
+	pte_t pte;
 
-	ptep = morsel_pte_table(m, off, alloc);
+again:
+	ptep = morsel_pte_table(m, off, false);
+	if (ptep) {
+		pte = ptep_get(ptep + MORSEL_PTE_INDEX(off));
+		if (leaf_serves(leaf_kind(m, off, pte), intent))
+			return pte_page(pte);
+	}
+	if (intent == MORSEL_LOOKUP)
+		return NULL;
+	if (intent == MORSEL_WRITE && READ_ONCE(m->frozen))
+		return ERR_PTR(-EPERM);
+	ptep = morsel_pte_table(m, off, true);
 	if (!ptep)
-		return alloc ? ERR_PTR(-ENOMEM) : NULL;
+		return ERR_PTR(-ENOMEM);
 	ptep += MORSEL_PTE_INDEX(off);
 	pte = ptep_get(ptep);
-	if (pte_present(pte))
+	k = leaf_kind(m, off, pte);
+	if (leaf_serves(k, intent))
 		return pte_page(pte);
-	if (!alloc)
-		return NULL;
-	page = alloc_frame(m);
-	if (IS_ERR(page))
-		return page;
+	if (k == LEAF_NONE && hole_reads_zero_page(m, intent)) {
+		page = ZERO_PAGE(0);
+	} else {
+		page = alloc_frame(m);
+		if (IS_ERR(page))
+			return page;
+		if (k == LEAF_BORROWED)	/* the base's: never changes */
+			copy_highpage(page, pte_page(pte));
+	}
+	installed = false;
 	ptl = table_lock(ptep);
 	spin_lock(ptl);
-	if (pte_none(ptep_get(ptep))) {
-		pte_t *twin = twin_of(m, index);
-
-		set_pte(ptep, morsel_leaf(page));
+	if (same_frame(ptep_get(ptep), pte)) {
+		/* morsel_leaf() reads m->frozen under the lock: see freeze */
+		set_pte(ptep, is_zero_pfn(page_to_pfn(page)) ? zero_leaf() :
+			morsel_leaf(m, page));
+		twin = twin_of(m, index);
 		if (twin)
 			mirror_leaf(twin, index, ptep_get(ptep));
-		atomic_long_inc(&m->data_pages);
-		atomic_long_inc(&morsel_totals.data_pages);
-		page = NULL;
+		if (!is_zero_pfn(page_to_pfn(page))) {
+			atomic_long_inc(&m->data_pages);
+			atomic_long_inc(&morsel_totals.data_pages);
+		}
+		if (k != LEAF_NONE)
+			atomic_inc(&m->leaf_gen);
+		installed = true;
 	}
-	pte = ptep_get(ptep);
 	spin_unlock(ptl);
-	if (page) {
-		put_page(page);
-		uncharge_frame(m->sbi);
+	if (!installed) {	/* somebody else filled or copied it */
+		if (!is_zero_pfn(page_to_pfn(page))) {
+			put_page(page);
+			uncharge_frame(m->sbi);
+		}
+		goto again;
 	}
-	return pte_page(pte);
+	/*
+	 * Mappers may still translate to the old frame: through links (our
+	 * notifier removes them and flushes), page by page, or in secondary
+	 * MMUs such as KVM, which only the core mm's notifiers reach.
+	 */
+	if (k != LEAF_NONE)
+		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
+	return page;
 }
 
 /*
@@ -362,15 +592,16 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index, bool alloc)
  * race with a shrink, and past the size the root may no longer cover
  * @index at all.
  */
-struct page *morsel_get_frame(struct morsel *m, pgoff_t index, bool alloc)
+struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
+			      enum morsel_intent intent)
 {
 	struct page *page;
 
 	down_read(&m->lock);
 	if ((loff_t)index << PAGE_SHIFT >= i_size_read(&m->vfs_inode))
-		page = alloc ? ERR_PTR(-ENXIO) : NULL;
+		page = intent == MORSEL_LOOKUP ? NULL : ERR_PTR(-ENXIO);
 	else
-		page = morsel_frame(m, index, alloc);
+		page = morsel_frame(m, index, intent);
 	if (!IS_ERR_OR_NULL(page))
 		get_page(page);
 	up_read(&m->lock);
@@ -386,7 +617,7 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	down_read(&m->lock);
 	end = min_t(pgoff_t, end, i_size_read(&m->vfs_inode) >> PAGE_SHIFT);
 	for (; first < end; first++) {
-		page = morsel_frame(m, first, true);
+		page = morsel_frame(m, first, MORSEL_POPULATE);
 		if (IS_ERR(page)) {
 			err = PTR_ERR(page);
 			break;
@@ -402,11 +633,17 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	return err;
 }
 
-/* Clear the leaves of pages [@first, @end) of one PTE table and twin. */
-static void clear_leaves(struct morsel *m, pte_t *table, pgoff_t first,
-			 pgoff_t end, struct list_head *frames)
+/*
+ * Clear the leaves of pages [@first, @end) of one PTE table we own, and of
+ * its twin.  Owned frames go on @frames; borrowed ones stay the base's.
+ * Returns the number of leaves cleared.
+ */
+static unsigned long clear_leaves(struct morsel *m, pte_t *table,
+				  pgoff_t first, pgoff_t end,
+				  struct list_head *frames)
 {
 	spinlock_t *ptl = table_lock(table);
+	unsigned long cleared = 0;
 	pgoff_t i;
 	pte_t *twin;
 	pte_t pte;
@@ -418,11 +655,37 @@ static void clear_leaves(struct morsel *m, pte_t *table, pgoff_t first,
 					 table + (i & (PTRS_PER_PTE - 1)));
 		if (!pte_present(pte))
 			continue;
+		cleared++;
 		if (twin)
 			mirror_leaf(twin, i, __pte(0));
-		list_add(&pte_page(pte)->lru, frames);
+		if (leaf_kind(m, (loff_t)i << PAGE_SHIFT, pte) == LEAF_OWNED)
+			list_add(&pte_page(pte)->lru, frames);
 	}
 	spin_unlock(ptl);
+	return cleared;
+}
+
+/* Drop our link to the borrowed PTE table of @off's chunk (a whole punch). */
+static bool unhook_borrowed_pte_table(struct morsel *m, loff_t off,
+				      pte_t *table)
+{
+	pmd_t *pmdp = morsel_pmd_table(m, off, true);
+	spinlock_t *ptl;	/* of our PMD table */
+	bool done = false;
+	pmd_t pmd;
+
+	if (!pmdp)
+		return false;
+	pmdp += MORSEL_PMD_INDEX(off);
+	ptl = table_lock(pmdp);
+	spin_lock(ptl);
+	pmd = pmdp_get(pmdp);
+	if (pmd_present(pmd) && (pte_t *)pmd_page_vaddr(pmd) == table) {
+		pmd_clear(pmdp);
+		done = true;
+	}
+	spin_unlock(ptl);
+	return done;
 }
 
 static void free_frames(struct morsel *m, struct list_head *frames)
@@ -437,34 +700,56 @@ static void free_frames(struct morsel *m, struct list_head *frames)
 
 /*
  * Remove pages [@first, @end) from the object and from every mapper.
- * Caller holds m->lock exclusively.  Tables stay: a linked table must not
- * go away under a mapper.
+ * Caller holds m->lock exclusively.  Tables we own stay: a linked table
+ * must not go away under a mapper.  In a child, a whole borrowed PTE table
+ * in the range is unhooked; a partly punched one is copied first.
  */
-void morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
+int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
 {
 	pgoff_t index = first, chunk_end;
+	unsigned long cleared = 0;
 	LIST_HEAD(frames);
 	pte_t *table;
+	loff_t off;
+	int err = 0;
 
 	lockdep_assert_held_write(&m->lock);
 	for (; index < end; index = chunk_end) {
 		chunk_end = min_t(pgoff_t, end,
 				  (index | (PTRS_PER_PTE - 1)) + 1);
-		table = morsel_pte_table(m, (loff_t)index << PAGE_SHIFT, false);
+		off = (loff_t)index << PAGE_SHIFT;
+		table = morsel_pte_table(m, off, false);
+		if (table && pte_table_borrowed(m, off, table)) {
+			if (!(index & (PTRS_PER_PTE - 1)) &&
+			    chunk_end - index == PTRS_PER_PTE) {
+				cleared += unhook_borrowed_pte_table(m, off,
+								     table);
+				continue;
+			}
+			table = morsel_pte_table(m, off, true);
+			if (!table) {
+				err = -ENOMEM;
+				break;
+			}
+		}
 		if (table)
-			clear_leaves(m, table, index, chunk_end, &frames);
+			cleared += clear_leaves(m, table, index, chunk_end,
+						&frames);
 		cond_resched();
 	}
-	if (list_empty(&frames))
-		return;
-	/* Pages mapped one by one live in the mappers' own tables. */
-	if (READ_ONCE(m->pfn_mapped))
-		unmap_mapping_range(m->vfs_inode.i_mapping,
-				    (loff_t)first << PAGE_SHIFT,
-				    (loff_t)(end - first) << PAGE_SHIFT, 1);
-	/* Linked mappers may still cache the cleared leaves. */
-	morsel_flush_tlb();
+	if (!cleared)
+		return err;
+	/*
+	 * Before the frames go, every translation to them must: mappers'
+	 * links (our notifier removes them and flushes every TLB), pages
+	 * mapped one by one, and secondary MMUs (KVM reaches our frames via
+	 * follow_pfnmap and drops them only on the core mm's notifiers).
+	 */
+	unmap_mapping_range(m->vfs_inode.i_mapping,
+			    (loff_t)first << PAGE_SHIFT,
+			    (loff_t)(end - first) << PAGE_SHIFT, 1);
 	free_frames(m, &frames);
+	return err;
 }
 
 /*
@@ -499,6 +784,15 @@ static void free_subtree(struct morsel *m, void *table, int level,
 			if (!pmd_present(pmdp_get(pmdp)))
 				continue;
 			lower = (void *)pmd_page_vaddr(pmdp_get(pmdp));
+			if (pte_table_borrowed(m, child, lower)) {
+				if (child >= from) {
+					pmd_clear(pmdp);
+					continue;
+				}
+				lower = own_pte_table(m, pmdp, lower);
+				if (!lower)	/* keep the base's page */
+					continue;
+			}
 			free_subtree(m, lower, level - 1, child, from);
 			if (child >= from) {
 				pmd_clear(pmdp);
@@ -510,6 +804,15 @@ static void free_subtree(struct morsel *m, void *table, int level,
 			if (!pud_present(pudp_get(pudp)))
 				continue;
 			lower = pud_pgtable(pudp_get(pudp));
+			if (pmd_table_borrowed(m, child, lower)) {
+				if (child >= from) {
+					pud_clear(pudp);
+					continue;
+				}
+				lower = own_pmd_table(m, pudp, lower);
+				if (!lower)
+					continue;
+			}
 			free_subtree(m, lower, level - 1, child, from);
 			if (child >= from) {
 				pud_clear(pudp);
@@ -569,15 +872,25 @@ static int grow_root(struct morsel *m)
 	return 0;
 }
 
-static void shrink_root(struct morsel *m)
+static int shrink_root(struct morsel *m)
 {
-	void *root = m->root;
+	void *root = m->root, *lower;
 
 	if (root) {
-		m->root = first_child(root, m->level);
+		lower = first_child(root, m->level);
+		/* The new root must be ours. */
+		if (lower && (m->level == MORSEL_LEVEL_PMD ?
+			      pte_table_borrowed(m, 0, lower) :
+			      pmd_table_borrowed(m, 0, lower))) {
+			lower = copy_table(m, lower, m->level - 1);
+			if (!lower)
+				return -ENOMEM;
+		}
+		m->root = lower;
 		free_table(m, root, m->level);
 	}
 	m->level--;
+	return 0;
 }
 
 /*
@@ -599,8 +912,11 @@ int morsel_set_size(struct morsel *m, loff_t size)
 	}
 	if (m->level == MORSEL_LEVEL_NONE && level != MORSEL_LEVEL_NONE)
 		m->level = level;
-	while (m->level > level)
-		shrink_root(m);
+	while (m->level > level) {
+		err = shrink_root(m);
+		if (err)
+			return err;
+	}
 	while (m->level < level) {
 		err = grow_root(m);
 		if (err)
@@ -620,6 +936,104 @@ void morsel_destroy(struct morsel *m)
 	xa_destroy(&m->twins);
 	WARN_ON_ONCE(atomic_long_read(&m->data_pages));
 	WARN_ON_ONCE(atomic_long_read(&m->table_pages));
+}
+
+/* Write-protect every leaf of one PTE table we own. */
+static void wrprotect_leaves(pte_t *table)
+{
+	spinlock_t *ptl = table_lock(table);
+	int i;
+
+	spin_lock(ptl);
+	for (i = 0; i < PTRS_PER_PTE; i++)
+		if (pte_write(ptep_get(table + i)))
+			ptep_set_wrprotect(&init_mm, 0, table + i);
+	spin_unlock(ptl);
+}
+
+/*
+ * Make the contents permanent.  Caller holds inode_lock and m->lock
+ * exclusively (no write(), truncate or punch can run).  Leaves installed
+ * later read m->frozen under their table's lock, after this walk set it,
+ * so they are read-only too.  Stores through mappings made before now
+ * fault, and ->pfn_mkwrite refuses them.
+ */
+int morsel_freeze(struct morsel *m)
+{
+	loff_t size = i_size_read(&m->vfs_inode), off;
+	pte_t *table;
+
+	lockdep_assert_held_write(&m->lock);
+	if (m->frozen)
+		return 0;
+	WRITE_ONCE(m->frozen, true);
+	for (off = 0; off < size; off += PMD_SIZE) {
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    !morsel_pmd_table(m, off, false)) {
+			off = ALIGN_DOWN(off, PUD_SIZE) + PUD_SIZE - PMD_SIZE;
+			continue;
+		}
+		table = morsel_pte_table(m, off, false);
+		if (table && !pte_table_borrowed(m, off, table))
+			wrprotect_leaves(table);
+		cond_resched();
+	}
+	/*
+	 * Drop every translation that may still allow a store: links (they
+	 * come back read-only), pages mapped one by one, secondary MMUs.
+	 */
+	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
+	morsel_flush_tlb();
+	return 0;
+}
+
+/*
+ * Make @child, a new empty object, a copy-on-write child of the frozen
+ * @base: the same size and level, and a copy of the base's root, so every
+ * table and frame below is borrowed.  At most 512 entries are copied.
+ */
+int morsel_adopt(struct morsel *child, struct morsel *base)
+{
+	void *root = smp_load_acquire(&base->root);	/* see get_root() */
+	int err = 0;
+
+	down_write(&child->lock);
+	child->level = base->level;
+	if (root) {
+		child->root = copy_table(child, root, base->level);
+		if (!child->root)
+			err = -ENOMEM;
+	}
+	if (!err) {
+		ihold(&base->vfs_inode);
+		child->parent = base;
+		atomic_inc(&base->children);
+		i_size_write(&child->vfs_inode, i_size_read(&base->vfs_inode));
+	}
+	up_write(&child->lock);
+	return err;
+}
+
+/* Pages present in the object's view, owned or borrowed (m->lock held). */
+unsigned long morsel_visible_pages(struct morsel *m)
+{
+	loff_t size = i_size_read(&m->vfs_inode), off;
+	unsigned long pages = 0;
+	pte_t *table;
+	int i;
+
+	for (off = 0; off < size; off += PMD_SIZE) {
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    !morsel_pmd_table(m, off, false)) {
+			off = ALIGN_DOWN(off, PUD_SIZE) + PUD_SIZE - PMD_SIZE;
+			continue;
+		}
+		table = morsel_pte_table(m, off, false);
+		for (i = 0; table && i < PTRS_PER_PTE; i++)
+			pages += leaf_has_data(ptep_get(table + i));
+		cond_resched();
+	}
+	return pages;
 }
 
 /*
@@ -654,7 +1068,7 @@ loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 		}
 		for (; off < next && off < size;
 		     off = ALIGN_DOWN(off, PAGE_SIZE) + PAGE_SIZE) {
-			bool data = pte_present(ptep_get(table +
+			bool data = leaf_has_data(ptep_get(table +
 						MORSEL_PTE_INDEX(off)));
 
 			if (data == want_data)

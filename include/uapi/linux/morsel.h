@@ -29,29 +29,42 @@
 #define MORSEL_LEVEL_PMD	2	/* root is a PMD table (<= 1 GiB) */
 #define MORSEL_LEVEL_PUD	3	/* root is a PUD table (<= 512 GiB) */
 
+/* MORSEL_IOC_STAT state bits */
+#define MORSEL_STATE_FROZEN	(1U << 0)	/* contents never change */
+
 /**
  * struct morsel_stat - usage figures of one morsel (MORSEL_IOC_STAT)
  * @argsz:       in: sizeof(struct morsel_stat) as the caller knows it
  * @flags:       in: must be 0
  * @size:        out: size in bytes
  * @level:       out: MORSEL_LEVEL_* of the root table
- * @data_pages:  out: populated 4 KiB data frames
- * @table_pages: out: page-table pages owned by the object
+ * @state:       out: MORSEL_STATE_* bits
+ * @data_pages:  out: 4 KiB data frames the object owns
+ * @table_pages: out: page-table pages the object owns
  * @links:       out: table links currently present in address spaces
  * @mappers:     out: VMAs currently mapping the object
+ * @parent:      out: inode number of the base this child was split from,
+ *               0 for an object that is not a child
+ * @children:    out: children split from this object that still exist
+ * @borrowed_pages: out: pages a child reads from its base (not owned)
  * @reserved:    must be 0 on input; 0 on output for now
+ *
+ * Output fields are ignored on input.
  */
 struct morsel_stat {
 	__u32 argsz;
 	__u32 flags;
 	__u64 size;
 	__u32 level;
-	__u32 __pad;
+	__u32 state;
 	__u64 data_pages;
 	__u64 table_pages;
 	__u64 links;
 	__u64 mappers;
-	__u64 reserved[8];
+	__u64 parent;
+	__u64 children;
+	__u64 borrowed_pages;
+	__u64 reserved[5];
 };
 
 /* MORSEL_IOC_MAP flags */
@@ -84,8 +97,56 @@ struct morsel_map {
 	__u64 reserved[4];
 };
 
+/**
+ * struct morsel_freeze - make an object's contents permanent (MORSEL_IOC_FREEZE)
+ * @argsz:    in: sizeof(struct morsel_freeze)
+ * @flags:    in: must be 0
+ * @reserved: must be 0
+ *
+ * From then on nothing changes the contents: write(), truncate and
+ * fallocate fail with EPERM, mmap(PROT_WRITE) with EPERM, mprotect adding
+ * PROT_WRITE with EACCES, and a store through a mapping made before (whose
+ * leaf entries are write-protected in every mapper) raises SIGSEGV.
+ * Freezing a frozen object succeeds and does nothing.  Needs a file opened
+ * for writing (EBADF otherwise).
+ */
+struct morsel_freeze {
+	__u32 argsz;
+	__u32 flags;
+	__u64 reserved[4];
+};
+
+/* MORSEL_IOC_SPLIT flags */
+#define MORSEL_SPLIT_CLOEXEC	(1U << 0)	/* O_CLOEXEC on the new fd */
+#define MORSEL_SPLIT_FLAGS	(MORSEL_SPLIT_CLOEXEC)
+
+/**
+ * struct morsel_split - create a copy-on-write child (MORSEL_IOC_SPLIT)
+ * @argsz:    in: sizeof(struct morsel_split)
+ * @flags:    in: MORSEL_SPLIT_*
+ * @fd:       out: an O_RDWR descriptor of the new, unnamed child; give it a
+ *            name with linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)
+ * @__pad:    must be 0
+ * @reserved: must be 0
+ *
+ * The base (the ioctl's file) must be frozen (EINVAL otherwise).  The
+ * child has the base's size and contents and shares its frames and tables;
+ * the first write to a page copies that page into a frame the child owns.
+ * The base lives while a child does.  The child is created in the base's
+ * directory (needs write and search permission there, as O_TMPFILE).
+ */
+struct morsel_split {
+	__u32 argsz;
+	__u32 flags;
+	__s32 fd;
+	__u32 __pad;
+	__u64 reserved[4];
+};
+
 #define MORSEL_IOC_MAGIC	0xBA
 #define MORSEL_IOC_STAT		_IOWR(MORSEL_IOC_MAGIC, 0x01, struct morsel_stat)
 #define MORSEL_IOC_MAP		_IOWR(MORSEL_IOC_MAGIC, 0x02, struct morsel_map)
+#define MORSEL_IOC_FREEZE	_IOW(MORSEL_IOC_MAGIC, 0x03, struct morsel_freeze)
+#define MORSEL_IOC_SPLIT	_IOWR(MORSEL_IOC_MAGIC, 0x04, struct morsel_split)
 
 #endif /* _UAPI_LINUX_MORSEL_H */
