@@ -18,7 +18,9 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 LIB_SRC    := $(wildcard lib/*.c)
 LIB_HDR    := $(wildcard lib/*.h) include/uapi/linux/morsel.h
-VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.c))
+VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.c)) \
+              $(patsubst tests/vm/%.sh,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.sh)) \
+              $(B)/tests/vm/morselctl
 HOST_TESTS := $(patsubst tests/host/%.c,$(B)/tests/host/%,$(wildcard tests/host/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TOOLS      := $(patsubst tools/%.c,$(B)/tools/%,$(wildcard tools/*.c))
@@ -48,6 +50,15 @@ $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
 $(B)/bench/%: bench/%.c $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
+
+# Shell tests run in the guest next to a copy of the tool.
+$(B)/tests/vm/%: tests/vm/%.sh
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
+$(B)/tests/vm/morselctl: $(B)/tools/morselctl
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
 
 # Host tests are built with the sanitizers and link the library sources.
 $(B)/tests/host/%: tests/host/%.c tests/tap.h $(LIB_SRC) $(LIB_HDR)

@@ -98,6 +98,42 @@ int morsel_stat(int fd, struct morsel_stat *st)
 	return ioctl(fd, MORSEL_IOC_STAT, st) ? -errno : 0;
 }
 
+int morsel_freeze(int fd)
+{
+	struct morsel_freeze f;
+
+	memset(&f, 0, sizeof(f));
+	f.argsz = sizeof(f);
+	return ioctl(fd, MORSEL_IOC_FREEZE, &f) ? -errno : 0;
+}
+
+int morsel_split(int fd, const char *name)
+{
+	char path[4096], self[64];
+	struct morsel_split s;
+	int ret;
+
+	memset(&s, 0, sizeof(s));
+	s.argsz = sizeof(s);
+	s.flags = MORSEL_SPLIT_CLOEXEC;
+	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
+		return -errno;
+	if (!name)
+		return s.fd;
+	ret = morsel_path(name, path, sizeof(path));
+	if (!ret) {
+		/* An unnamed file gets a name through /proc (no capability). */
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", s.fd);
+		if (linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW))
+			ret = -errno;
+	}
+	if (ret) {
+		close(s.fd);
+		return ret;
+	}
+	return s.fd;
+}
+
 int morsel_link_range(int fd, void *addr, uint64_t len, unsigned int flags,
 		      struct morsel_map *out)
 {

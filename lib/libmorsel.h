@@ -121,6 +121,16 @@ int morsel_copy_in(int fd, int src_fd);
 /* Write the whole contents of morsel @fd (holes as zeros) to @dst_fd. */
 int morsel_copy_out(int fd, int dst_fd);
 
+/* MORSEL_IOC_FREEZE: make @fd's contents permanent (fd open for writing). */
+int morsel_freeze(int fd);
+
+/*
+ * MORSEL_IOC_SPLIT: a new copy-on-write child of the frozen base @fd.
+ * Returns the child's O_RDWR|O_CLOEXEC descriptor or -errno.  With @name
+ * non-NULL the child is also given that name (see morsel_path()).
+ */
+int morsel_split(int fd, const char *name);
+
 /* Read the module-wide totals from MORSEL_SYSFS_DIR. */
 int morsel_totals(struct morsel_totals_u *t);
 

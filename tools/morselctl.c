@@ -46,6 +46,9 @@ static const char usage_text[] =
 "                                   mmap + link everything (MORSEL_IOC_MAP),\n"
 "                                   print the timings\n"
 "  totals [--json]                  module-wide totals (/sys/kernel/morsel)\n"
+"  freeze NAME                      make NAME's contents permanent\n"
+"  split BASE CHILD                 create CHILD, a copy-on-write child of the\n"
+"                                   frozen BASE\n"
 "\n"
 "NAME is relative to $MORSEL_DIR (default " MORSEL_DIR ") unless absolute.\n"
 "Exit status: 0 ok, 1 error, 2 usage error.\n";
@@ -310,6 +313,8 @@ static int cmd_stat(int argc, char **argv)
 		printf(", \"size\": %llu, \"level\": %u, \"level_name\": \"%s\", "
 		       "\"data_pages\": %llu, \"populated_bytes\": %llu, "
 		       "\"table_pages\": %llu, \"links\": %llu, \"mappers\": %llu, "
+		       "\"frozen\": %s, \"parent_ino\": %llu, \"children\": %llu, "
+		       "\"borrowed_pages\": %llu, "
 		       "\"mode\": \"%04o\", \"uid\": %u, \"gid\": %u}\n",
 		       (unsigned long long)st.size, st.level,
 		       morsel_level_name(st.level),
@@ -318,6 +323,10 @@ static int cmd_stat(int argc, char **argv)
 		       (unsigned long long)st.table_pages,
 		       (unsigned long long)st.links,
 		       (unsigned long long)st.mappers,
+		       st.state & MORSEL_STATE_FROZEN ? "true" : "false",
+		       (unsigned long long)st.parent,
+		       (unsigned long long)st.children,
+		       (unsigned long long)st.borrowed_pages,
 		       (unsigned int)(sb.st_mode & 07777),
 		       (unsigned int)sb.st_uid, (unsigned int)sb.st_gid);
 		return 0;
@@ -333,6 +342,12 @@ static int cmd_stat(int argc, char **argv)
 	printf("tables:      %llu pages\n", (unsigned long long)st.table_pages);
 	printf("links:       %llu\n", (unsigned long long)st.links);
 	printf("mappers:     %llu\n", (unsigned long long)st.mappers);
+	printf("frozen:      %s\n", st.state & MORSEL_STATE_FROZEN ? "yes" : "no");
+	if (st.parent)
+		printf("parent:      inode %llu, %llu pages borrowed\n",
+		       (unsigned long long)st.parent,
+		       (unsigned long long)st.borrowed_pages);
+	printf("children:    %llu\n", (unsigned long long)st.children);
 	printf("mode:        %04o uid %u gid %u\n",
 	       (unsigned int)(sb.st_mode & 07777), (unsigned int)sb.st_uid,
 	       (unsigned int)sb.st_gid);
@@ -517,6 +532,52 @@ static int cmd_map(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_freeze(int argc, char **argv)
+{
+	char *pos[1];
+	int n, fd, ret;
+
+	ret = parse_args("freeze", argc, argv, NULL, pos, &n, 1);
+	if (ret)
+		return ret;
+	if (n != 1)
+		return usage_error("freeze: needs NAME");
+	fd = morsel_open(pos[0], O_RDWR);
+	if (fd < 0)
+		return fail("freeze", pos[0], fd);
+	ret = morsel_freeze(fd);
+	close(fd);
+	return ret ? fail("freeze", pos[0], ret) : 0;
+}
+
+static int cmd_split(int argc, char **argv)
+{
+	struct morsel_stat st;
+	char *pos[2];
+	int n, fd, child, ret;
+
+	ret = parse_args("split", argc, argv, NULL, pos, &n, 2);
+	if (ret)
+		return ret;
+	if (n != 2)
+		return usage_error("split: needs BASE and CHILD");
+	fd = open_stat(pos[0], O_RDONLY, &st);
+	if (fd < 0)
+		return fail("split", pos[0], fd);
+	if (!(st.state & MORSEL_STATE_FROZEN)) {
+		close(fd);
+		fprintf(stderr, PROG ": split %s: not frozen (morselctl freeze %s first)\n",
+			pos[0], pos[0]);
+		return 1;
+	}
+	child = morsel_split(fd, pos[1]);
+	close(fd);
+	if (child < 0)
+		return fail("split", pos[1], child);
+	close(child);
+	return 0;
+}
+
 static int cmd_totals(int argc, char **argv)
 {
 	struct opt opts[] = { { "json", 0, 0, NULL }, { NULL, 0, 0, NULL } };
@@ -561,6 +622,8 @@ static const struct {
 	{ "cat", cmd_cat },
 	{ "map", cmd_map },
 	{ "totals", cmd_totals },
+	{ "freeze", cmd_freeze },
+	{ "split", cmd_split },
 };
 
 int main(int argc, char **argv)
