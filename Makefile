@@ -20,7 +20,7 @@ LIB_SRC    := $(wildcard lib/*.c)
 LIB_HDR    := $(wildcard lib/*.h) include/uapi/linux/morsel.h
 VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.c)) \
               $(patsubst tests/vm/%.sh,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.sh)) \
-              $(B)/tests/vm/morselctl
+              $(B)/tests/vm/morselctl $(B)/tests/vm/kmods/.stamp
 HOST_TESTS := $(patsubst tests/host/%.c,$(B)/tests/host/%,$(wildcard tests/host/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TOOLS      := $(patsubst tools/%.c,$(B)/tools/%,$(wildcard tools/*.c))
@@ -59,6 +59,16 @@ $(B)/tests/vm/%: tests/vm/%.sh
 $(B)/tests/vm/morselctl: $(B)/tools/morselctl
 	@mkdir -p $(dir $@)
 	install -m 0755 $< $@
+
+# KVM from the image the VM boots, for tests/vm/test_kvm (skipped if absent).
+KVER ?= $(shell scripts/kver.sh 2>/dev/null)
+$(B)/tests/vm/kmods/.stamp:
+	@mkdir -p $(dir $@)
+	for m in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do \
+		f=/lib/modules/$(KVER)/kernel/$$m.ko.xz; \
+		[ -r $$f ] && xz -dc $$f > $(dir $@)$$(basename $$m).ko || true; \
+	done
+	@touch $@
 
 # Host tests are built with the sanitizers and link the library sources.
 $(B)/tests/host/%: tests/host/%.c tests/tap.h $(LIB_SRC) $(LIB_HDR)
