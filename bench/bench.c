@@ -17,6 +17,22 @@
  *                  + mmap + link, against opening /proc/PID/fd/N of the
  *                  memfd + mmap(MAP_POPULATE)
  *   map_flatness   morsel map time of the largest size over 1 GiB
+ *   split          a filled, frozen morsel of 1 and 4 GiB: MORSEL_IOC_SPLIT
+ *                  + close of the child, against
+ *                  fork:  fork() of a process holding as much populated
+ *                         private anonymous memory (4 KiB pages,
+ *                         MADV_NOHUGEPAGE), until fork returns in the parent
+ *                  memfd_private: mmap(MAP_PRIVATE | MAP_POPULATE,
+ *                         PROT_READ | PROT_WRITE) of a filled memfd (the
+ *                         kernel breaks COW of a writable private mapping
+ *                         while populating: a full copy; a '#' line gives
+ *                         the PROT_READ figure too)
+ *   cow_write      the first store to 1, 64 and 4096 pages of a child of a
+ *                  filled 64 MiB base (mapped, linked with MORSEL_IOC_MAP),
+ *                  against the same stores in a fork child to its parent's
+ *                  populated private anonymous memory:
+ *                  BENCH cow_write pages=N size=<bytes written> morsel_us=..
+ *                        fork_us=.. ratio=..
  *
  * Objects are filled (not timed) with fallocate plus one byte per 4 KiB
  * page; each object is freed before the next is created.  Every figure is
@@ -24,6 +40,8 @@
  *
  * Options: --sizes 1G,4G,8G  --share-size 4G  --reps N (slow baselines)
  *          --fast-reps N (morsel and hugetlb)  --no-hugetlb
+ *          --split-sizes 1G,4G  --only NAME[,NAME] (map_populated, unmap,
+ *          map_flatness (these three run together), share, split, cow_write)
  */
 #include "libmorsel.h"
 
@@ -55,6 +73,15 @@
 static int reps_slow = 3;	/* memfd: every run costs seconds in TCG */
 static int reps_fast = 9;	/* morsel and hugetlb */
 static int use_hugetlb = 1;
+
+enum {
+	ONLY_MAP = 1 << 0,	/* map_populated, unmap, hugetlb, map_flatness */
+	ONLY_SHARE = 1 << 1,
+	ONLY_SPLIT = 1 << 2,
+	ONLY_COW = 1 << 3,
+	ONLY_ALL = (1 << 4) - 1,
+};
+static unsigned int only = ONLY_ALL;
 
 enum kind {
 	K_MORSEL,	/* open(name) + mmap + MORSEL_IOC_MAP */
@@ -461,6 +488,320 @@ static void bench_share(uint64_t size)
 	bench_line("share", size, m_map, "memfd", f_map);
 }
 
+/* ------------------------------------------------------ copy-on-write */
+
+static int morsel_freeze_fd(int fd)
+{
+	struct morsel_freeze f;
+
+	memset(&f, 0, sizeof(f));
+	f.argsz = sizeof(f);
+	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
+}
+
+/* MORSEL_IOC_SPLIT: the child's fd, or -1 with errno. */
+static int morsel_split_fd(int fd)
+{
+	struct morsel_split sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.argsz = sizeof(sp);
+	sp.flags = MORSEL_SPLIT_CLOEXEC;
+	if (ioctl(fd, MORSEL_IOC_SPLIT, &sp))
+		return -1;
+	return sp.fd;
+}
+
+/* A filled, frozen morsel named @name (unlinked by the caller). */
+static int morsel_frozen(const char *name, uint64_t size, char *full,
+			 size_t len)
+{
+	double fill;
+	char a[32];
+	int fd;
+
+	if (morsel_path(name, full, len))
+		die("morsel_path");
+	fd = morsel_filled(full, size, &fill);
+	if (morsel_freeze_fd(fd))
+		die("MORSEL_IOC_FREEZE (is this morsel.ko new enough?)");
+	printf("# frozen morsel %s filled in %.1f s\n", gib(size, a, sizeof(a)),
+	       fill / 1e6);
+	return fd;
+}
+
+/* Private anonymous memory of @size, 4 KiB pages, every page written. */
+static char *anon_filled(uint64_t size, double *fill_us)
+{
+	double t0 = now_us();
+	char *p;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap anonymous");
+	madvise(p, size, MADV_NOHUGEPAGE);	/* 4 KiB pages, like a morsel */
+	touch_pages(p, size);
+	*fill_us = now_us() - t0;
+	return p;
+}
+
+/*
+ * Run @fn(@arg, out, n) in a child process (so that its memory goes away
+ * with it) and read back @n doubles.
+ */
+static void in_child(void (*fn)(void *, double *, int), void *arg, double *out,
+		     int n, const char *label)
+{
+	int pfd[2], status;
+	ssize_t want = (ssize_t)(sizeof(double) * n);
+	pid_t pid;
+
+	if (pipe(pfd))
+		die("pipe");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		close(pfd[0]);
+		fn(arg, out, n);
+		if (write(pfd[1], out, want) != want)
+			_exit(2);
+		_exit(0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], out, want) != want)
+		errno = EIO;
+	else
+		errno = 0;
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	if (errno || !WIFEXITED(status) || WEXITSTATUS(status))
+		die(label);
+}
+
+static void print_samples(const char *label, const double *v, int n)
+{
+	printf("# %-28s us:", label);
+	for (int i = 0; i < n; i++)
+		printf(" %.1f", v[i]);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* In a child: populate @size of anonymous memory, then time n forks. */
+static void fork_child(void *arg, double *out, int n)
+{
+	uint64_t size = *(uint64_t *)arg;
+	double fill;
+	char *p = anon_filled(size, &fill);
+
+	printf("# anonymous %llu MiB filled in %.1f s\n",
+	       (unsigned long long)(size >> 20), fill / 1e6);
+	fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		double t0 = now_us(), t1;
+		pid_t pid = fork();
+
+		if (pid < 0)
+			_exit(3);
+		if (pid == 0)
+			_exit(0);
+		t1 = now_us();
+		waitpid(pid, NULL, 0);
+		out[i] = t1 - t0;
+	}
+	munmap(p, size);
+}
+
+struct private_arg {
+	int fd;
+	uint64_t size;
+	int prot;
+};
+
+/* In a child: time n mmap(MAP_PRIVATE | MAP_POPULATE) of a memfd. */
+static void private_child(void *arg, double *out, int n)
+{
+	struct private_arg *a = arg;
+
+	for (int i = 0; i < n; i++) {
+		double t0 = now_us();
+		char *p = mmap(NULL, a->size, a->prot,
+			       MAP_PRIVATE | MAP_POPULATE, a->fd, 0);
+
+		out[i] = now_us() - t0;
+		if (p == MAP_FAILED || !check_pages(p, a->size))
+			_exit(4);
+		munmap(p, a->size);
+	}
+}
+
+static void bench_split(uint64_t size)
+{
+	double m[MAX_REPS], f[MAX_REPS], fill, mus, fus, pus, rus;
+	int n = reps_fast, ns = reps_slow, fd, c;
+	struct private_arg pa;
+	struct morsel_stat st;
+	char full[4096], a[32], label[64];
+
+	gib(size, a, sizeof(a));
+	if (!enough_memory(size, "split"))
+		return;
+	fd = morsel_frozen("bench-split", size, full, sizeof(full));
+	for (int i = 0; i < n; i++) {
+		double t0 = now_us();
+
+		c = morsel_split_fd(fd);
+		if (c < 0)
+			die("MORSEL_IOC_SPLIT");
+		if (i == 0 && (morsel_stat(c, &st) || st.size != size ||
+			       st.borrowed_pages != size / PAGE))
+			die("split child does not borrow every page");
+		close(c);
+		m[i] = now_us() - t0;
+	}
+	unlink(full);
+	close(fd);
+	snprintf(label, sizeof(label), "split morsel %s", a);
+	print_samples(label, m, n);
+	mus = median(m, n);
+
+	/* fork() of a process holding as much private memory */
+	in_child(fork_child, &size, f, n, "fork baseline");
+	snprintf(label, sizeof(label), "split fork %s", a);
+	print_samples(label, f, n);
+	fus = median(f, n);
+	bench_line("split", size, mus, "fork", fus);
+
+	/* mmap(MAP_PRIVATE | MAP_POPULATE) of a filled memfd */
+	if (!enough_memory(2 * size, "split memfd_private (memfd + copy)"))
+		return;
+	pa.fd = memfd_filled(size, 0, &fill);
+	pa.size = size;
+	printf("# memfd %s filled in %.1f s\n", a, fill / 1e6);
+	pa.prot = PROT_READ;
+	in_child(private_child, &pa, f, ns, "memfd private read-only");
+	snprintf(label, sizeof(label), "split memfd ro %s", a);
+	print_samples(label, f, ns);
+	rus = median(f, ns);
+	pa.prot = PROT_READ | PROT_WRITE;
+	in_child(private_child, &pa, f, ns, "memfd private");
+	snprintf(label, sizeof(label), "split memfd rw %s", a);
+	print_samples(label, f, ns);
+	pus = median(f, ns);
+	close(pa.fd);
+	printf("# split size=%llu memfd_private PROT_READ only (no copy): %.1f us\n",
+	       (unsigned long long)size, rus);
+	bench_line("split", size, mus, "memfd_private", pus);
+}
+
+#define COW_BASE	(64ULL << 20)
+
+struct cow_arg {
+	char *mem;		/* the parent's private memory */
+	uint64_t pages;
+};
+
+/* In a fork child: time the first store to @pages pages of @mem. */
+static void cow_fork_child(void *arg, double *out, int n)
+{
+	struct cow_arg *a = arg;
+	volatile char *p = a->mem;
+	double t0 = now_us();
+
+	(void)n;
+	for (uint64_t i = 0; i < a->pages; i++)
+		p[i * PAGE + 8] = (char)(i | 1);
+	out[0] = now_us() - t0;
+}
+
+static void bench_cow_write(void)
+{
+	static const uint64_t counts[] = { 1, 64, 4096 };
+	double m[MAX_REPS], f[MAX_REPS], fill;
+	int n = reps_fast, fd;
+	char full[4096], label[64];
+	char *anon;
+
+	if (!enough_memory(2 * COW_BASE, "cow_write"))
+		return;
+	fd = morsel_frozen("bench-cow", COW_BASE, full, sizeof(full));
+	anon = anon_filled(COW_BASE, &fill);
+	printf("# anonymous %llu MiB filled in %.1f s\n",
+	       (unsigned long long)(COW_BASE >> 20), fill / 1e6);
+	for (unsigned k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		uint64_t pages = counts[k];
+		struct cow_arg ca = { anon, pages };
+
+		for (int i = 0; i < n; i++) {
+			struct morsel_stat st;
+			volatile char *p;
+			void *v;
+			double t0;
+			int c = morsel_split_fd(fd), ret;
+
+			if (c < 0)
+				die("MORSEL_IOC_SPLIT");
+			ret = morsel_map(c, COW_BASE, PROT_READ | PROT_WRITE,
+					 MORSEL_MAP_EAGER, &v);
+			if (ret)
+				die_ret("morsel_map (child)", ret);
+			p = v;
+			t0 = now_us();
+			for (uint64_t j = 0; j < pages; j++)
+				p[j * PAGE + 8] = (char)(j | 1);
+			m[i] = now_us() - t0;
+			if (morsel_stat(c, &st) || st.data_pages != pages)
+				die("cow_write: child did not copy each page once");
+			morsel_unmap(v, COW_BASE);
+			close(c);
+		}
+		for (int i = 0; i < n; i++)
+			in_child(cow_fork_child, &ca, &f[i], 1, "cow_write fork");
+		snprintf(label, sizeof(label), "cow_write morsel %llu pages",
+			 (unsigned long long)pages);
+		print_samples(label, m, n);
+		snprintf(label, sizeof(label), "cow_write fork %llu pages",
+			 (unsigned long long)pages);
+		print_samples(label, f, n);
+		printf("BENCH cow_write pages=%llu size=%llu morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
+		       (unsigned long long)pages, (unsigned long long)(pages * PAGE),
+		       median(m, n), median(f, n),
+		       median(f, n) / (median(m, n) > 0 ? median(m, n) : 0.1));
+		fflush(stdout);
+	}
+	munmap(anon, COW_BASE);
+	unlink(full);
+	close(fd);
+}
+
+static int parse_only(const char *s)
+{
+	char buf[256], *tok, *save = NULL;
+	unsigned int mask = 0;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "map_populated") || !strcmp(tok, "unmap") ||
+		    !strcmp(tok, "map_flatness") || !strcmp(tok, "map"))
+			mask |= ONLY_MAP;
+		else if (!strcmp(tok, "share"))
+			mask |= ONLY_SHARE;
+		else if (!strcmp(tok, "split"))
+			mask |= ONLY_SPLIT;
+		else if (!strcmp(tok, "cow_write"))
+			mask |= ONLY_COW;
+		else
+			return -1;
+	}
+	if (!mask)
+		return -1;
+	only = mask;
+	return 0;
+}
+
 static int parse_sizes(const char *s, uint64_t *sizes)
 {
 	char buf[256], *tok, *save = NULL;
@@ -481,7 +822,8 @@ int main(int argc, char **argv)
 {
 	uint64_t sizes[MAX_SIZES] = { 1ULL << 30, 4ULL << 30, 8ULL << 30 };
 	uint64_t share = 4ULL << 30;
-	int nsizes = 3, i, done[MAX_SIZES] = { 0 }, last = -1;
+	uint64_t split_sizes[MAX_SIZES] = { 1ULL << 30, 4ULL << 30 };
+	int nsizes = 3, nsplit = 2, i, done[MAX_SIZES] = { 0 }, last = -1;
 	double t_start = now_us();
 
 	for (i = 1; i < argc; i++) {
@@ -502,12 +844,22 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--no-hugetlb")) {
 			use_hugetlb = 0;
+		} else if (!strcmp(a, "--split-sizes") && v) {
+			nsplit = parse_sizes(v, split_sizes);
+			if (nsplit < 1)
+				nsizes = -1;
+			i++;
+		} else if (!strcmp(a, "--only") && v) {
+			if (parse_only(v))
+				nsizes = -1;
+			i++;
 		} else {
 			nsizes = -1;
 		}
 		if (nsizes < 1 || reps_slow < 1 || reps_fast < 1 ||
 		    reps_slow > MAX_REPS - 2 || reps_fast > MAX_REPS) {
-			fprintf(stderr, "usage: bench [--sizes 1G,4G,8G] [--share-size 4G] [--reps N] [--fast-reps N] [--no-hugetlb]\n");
+			fprintf(stderr, "usage: bench [--sizes 1G,4G,8G] [--share-size 4G] [--reps N] [--fast-reps N] [--no-hugetlb]\n"
+				"             [--split-sizes 1G,4G] [--only map_populated,unmap,map_flatness,share,split,cow_write]\n");
 			return 2;
 		}
 	}
@@ -517,12 +869,14 @@ int main(int argc, char **argv)
 	       sysconf(_SC_NPROCESSORS_ONLN), reps_slow, reps_fast);
 	fflush(stdout);
 
-	for (i = 0; i < nsizes; i++) {
+	for (i = 0; i < nsizes && (only & ONLY_MAP); i++) {
 		done[i] = bench_size(sizes[i], i);
 		if (done[i])
 			last = i;
 	}
-	if (done[0] && last > 0) {
+	if (!(only & ONLY_MAP)) {
+		/* not asked for */
+	} else if (done[0] && last > 0) {
 		char a[32], b[32], name[96];
 
 		gib(sizes[last], a, sizeof(a));
@@ -539,7 +893,12 @@ int main(int argc, char **argv)
 	} else {
 		printf("# skipped map_flatness: needs the first and a larger size\n");
 	}
-	bench_share(share);
+	if (only & ONLY_SHARE)
+		bench_share(share);
+	for (i = 0; i < nsplit && (only & ONLY_SPLIT); i++)
+		bench_split(split_sizes[i]);
+	if (only & ONLY_COW)
+		bench_cow_write();
 	printf("# bench done in %.0f s\n", (now_us() - t_start) / 1e6);
 	return 0;
 }

@@ -1,0 +1,308 @@
+#define _GNU_SOURCE
+/*
+ * TLB coherence of copy-on-write.  Process A, pinned to CPU 0, maps a child
+ * (linked with MORSEL_IOC_MAP) and keeps reading a page through its link;
+ * process B, pinned to CPU 1, writes that page of the child for the first
+ * time (a copy) through its own mapping, or with pwrite().  Once B says it
+ * is done, A must read the new value at once: a stale translation would
+ * still reach the base's frame.  Cases:
+ *  - 2 MiB child, A writable mapping (one PMD link to the child's PTE
+ *    table), B stores: each round replaces one PTE;
+ *  - the same with A read-only (the read-only twin of the table);
+ *  - the same with B using pwrite();
+ *  - 1 GiB child, A and B writable (one PUD link each to the child's PMD
+ *    table), B stores into a new 2 MiB chunk each round: the child's
+ *    borrowed PTE table is replaced by its own copy (a PMD entry changes
+ *    under A's PUD link);
+ *  - the same with A read-only (linked per 2 MiB to read-only twins).
+ * A also checks that the next page, still borrowed, keeps the base's data.
+ */
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <linux/morsel.h>
+#include "tap.h"
+
+#define KiB (1UL << 10)
+#define MiB (1UL << 20)
+#define GiB (1UL << 30)
+#define PG 4096UL
+#define BASE "/dev/morsel/cow_tlb_base"
+
+/* A hang must fail the test, not the whole VM run. */
+static const char *volatile phase = "start";
+
+static void on_alarm(int sig)
+{
+	const char *p = phase;
+
+	(void)sig;
+	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
+	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
+static void watchdog(unsigned secs)
+{
+	signal(SIGALRM, on_alarm);
+	alarm(secs);
+}
+
+static struct morsel_stat mstat(int fd)
+{
+	struct morsel_stat s;
+
+	memset(&s, 0, sizeof(s));
+	s.argsz = sizeof(s);
+	if (ioctl(fd, MORSEL_IOC_STAT, &s))
+		tap_fatal("MORSEL_IOC_STAT");
+	return s;
+}
+
+static int freeze(int fd)
+{
+	struct morsel_freeze f;
+
+	memset(&f, 0, sizeof(f));
+	f.argsz = sizeof(f);
+	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
+}
+
+static int split(int fd)
+{
+	struct morsel_split s;
+
+	memset(&s, 0, sizeof(s));
+	s.argsz = sizeof(s);
+	s.flags = MORSEL_SPLIT_CLOEXEC;
+	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
+		return -1;
+	return s.fd;
+}
+
+static int link_all(int fd, void *p, unsigned long len)
+{
+	struct morsel_map m;
+
+	memset(&m, 0, sizeof(m));
+	m.argsz = sizeof(m);
+	m.addr = (uintptr_t)p;
+	m.length = len;
+	return ioctl(fd, MORSEL_IOC_MAP, &m);
+}
+
+static long total(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		tap_fatal("open %s", path);
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
+				       "links", "mappers" };
+
+static void totals(long *t)
+{
+	for (int i = 0; i < 5; i++)
+		t[i] = total(tnames[i]);
+}
+
+static int totals_back(const long *base)
+{
+	long t[5];
+
+	for (int tries = 0; tries < 40; tries++) {
+		totals(t);
+		if (!memcmp(t, base, sizeof(t)))
+			return 1;
+		usleep(50000);
+	}
+	for (int i = 0; i < 5; i++)
+		if (t[i] != base[i])
+			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
+	return 0;
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		tap_fatal("sched_setaffinity(%d)", cpu);
+}
+
+static uint64_t word(unsigned tag, unsigned long off)
+{
+	return ((uint64_t)tag << 48) | off;
+}
+
+struct shared {
+	atomic_int ready;	/* A: mapped and linked */
+	atomic_int reading;	/* A: has read the page of round N-1 */
+	atomic_int step;	/* B: wrote the page of round N-1 */
+	atomic_int seen;	/* A: checked round N-1 */
+	atomic_int wrong;	/* A: new page not seen, or neighbour changed */
+	atomic_int first_wrong;
+};
+
+struct tcase {
+	const char *name;
+	unsigned long size;
+	unsigned long stride;	/* distance between the pages of two rounds */
+	int rounds;
+	int a_prot;		/* A's mapping */
+	int b_pwrite;		/* B writes with pwrite() instead of storing */
+	int want_links;		/* links of the child with A and B linked, or 0 */
+};
+
+static void run(const struct tcase *t, struct shared *sh)
+{
+	int fd, c, st;
+	volatile uint64_t *b = NULL;
+	pid_t pid;
+
+	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
+	tap_require(fd >= 0 && ftruncate(fd, t->size) == 0);
+	for (int r = 0; r <= t->rounds; r++) {
+		unsigned long off = r * t->stride;
+
+		for (unsigned long o = off; o < off + 2 * PG && o < t->size; o += PG) {
+			uint64_t v = word(1, o);
+
+			tap_require(pwrite(fd, &v, 8, o) == 8);
+		}
+	}
+	tap_require(freeze(fd) == 0);
+	c = split(fd);
+	tap_require(c >= 0);
+	memset(sh, 0, sizeof(*sh));
+	pid = fork();
+	tap_require(pid >= 0);
+	if (pid == 0) {		/* A: reader on CPU 0 */
+		volatile uint64_t *a;
+
+		pin(0);
+		a = mmap(NULL, t->size, t->a_prot, MAP_SHARED, c, 0);
+		if (a == MAP_FAILED || link_all(c, (void *)a, t->size))
+			_exit(2);
+		atomic_store(&sh->ready, 1);
+		for (int r = 0; r < t->rounds; r++) {
+			unsigned long off = r * t->stride;
+			int bad = 0;
+
+			if (a[off / 8] != word(1, off))
+				bad = 1;	/* must be the base's before B wrote */
+			atomic_store(&sh->reading, r + 1);
+			while (atomic_load(&sh->step) < r + 1)
+				(void)a[off / 8];	/* keep the translation hot */
+			if (a[off / 8] != word(0x77, off))
+				bad = 1;
+			if (off + PG < t->size && a[(off + PG) / 8] != word(1, off + PG))
+				bad = 1;
+			if (bad && atomic_fetch_add(&sh->wrong, 1) == 0)
+				atomic_store(&sh->first_wrong, r);
+			atomic_store(&sh->seen, r + 1);
+		}
+		_exit(0);
+	}
+	pin(1);			/* B: writer on CPU 1 */
+	if (!t->b_pwrite) {
+		b = mmap(NULL, t->size, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
+		tap_require(b != MAP_FAILED && link_all(c, (void *)b, t->size) == 0);
+	}
+	while (!atomic_load(&sh->ready))
+		sched_yield();
+	if (t->want_links)
+		tap_ok(mstat(c).links == (unsigned long long)t->want_links,
+		       "%s: A and B link the child with one entry each (links %llu)",
+		       t->name, mstat(c).links);
+	for (int r = 0; r < t->rounds; r++) {
+		unsigned long off = r * t->stride;
+		uint64_t v = word(0x77, off);
+
+		while (atomic_load(&sh->reading) < r + 1)
+			sched_yield();
+		if (t->b_pwrite) {
+			if (pwrite(c, &v, 8, off) != 8)
+				tap_fatal("pwrite in round %d", r);
+		} else {
+			b[off / 8] = v;
+		}
+		atomic_store(&sh->step, r + 1);
+		while (atomic_load(&sh->seen) < r + 1)
+			sched_yield();
+	}
+	st = -1;
+	waitpid(pid, &st, 0);
+	tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	       "%s: reader process ran %d rounds (status %#x)", t->name, t->rounds, st);
+	tap_ok(atomic_load(&sh->wrong) == 0,
+	       "%s: A sees every first write at once, neighbours unchanged "
+	       "(%d wrong rounds, first %d)", t->name, atomic_load(&sh->wrong),
+	       atomic_load(&sh->wrong) ? atomic_load(&sh->first_wrong) : -1);
+	{
+		uint64_t v0 = 0, v1 = 0;
+
+		tap_ok(mstat(c).data_pages == (unsigned long long)t->rounds &&
+		       pread(fd, &v0, 8, 0) == 8 && v0 == word(1, 0) &&
+		       pread(fd, &v1, 8, (t->rounds - 1) * t->stride) == 8 &&
+		       v1 == word(1, (t->rounds - 1) * t->stride),
+		       "%s: the child copied %d pages (data %llu), the base is unchanged",
+		       t->name, t->rounds, mstat(c).data_pages);
+	}
+	if (b)
+		munmap((void *)b, t->size);
+	close(c);
+	close(fd);
+	unlink(BASE);
+}
+
+int main(void)
+{
+	static const struct tcase cases[] = {
+		{ "2 MiB, A writable, B stores", 2 * MiB, PG, 200,
+		  PROT_READ | PROT_WRITE, 0, 0 },
+		{ "2 MiB, A read-only twin, B stores", 2 * MiB, PG, 200,
+		  PROT_READ, 0, 0 },
+		{ "2 MiB, A writable, B pwrite()", 2 * MiB, PG, 200,
+		  PROT_READ | PROT_WRITE, 1, 0 },
+		{ "1 GiB PUD-linked, B stores into a new 2 MiB chunk",
+		  GiB, 2 * MiB, 128, PROT_READ | PROT_WRITE, 0, 2 },
+		{ "1 GiB, A read-only (2 MiB twins), B stores into a new 2 MiB chunk",
+		  GiB, 2 * MiB, 128, PROT_READ, 0, 0 },
+	};
+	struct shared *sh = mmap(NULL, PG, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	long base[5];
+
+	tap_require(sh != MAP_FAILED);
+	tap_plan(3 * 3 + 4 + 3 + 1);
+	watchdog(150);
+	totals(base);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		run(&cases[i], sh);
+	tap_ok(totals_back(base), "module totals back to the baseline");
+	munmap(sh, PG);
+	return tap_done();
+}
