@@ -37,6 +37,9 @@ for paging in 5 4; do
 	fi
 done
 
+# The guest console may end without a newline: start a fresh line, so the
+# summary stands alone on its own.
+echo
 [ ${#failed[@]} -eq 0 ] || echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
