@@ -7,6 +7,8 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# One stream, in order: the summary must be the last line anyone reads.
+exec 2>&1
 pass=0; fail=0; failed=()
 
 for t in build/tests/host/test_*; do
@@ -18,10 +20,11 @@ done
 for paging in 5 4; do
 	log="build/vm/suite-paging$paging.log"
 	echo "== VM suite, $paging-level paging (log: $log)"
-	out=$(./vm/run --paging "$paging" --mem 2G --timeout 1800 \
+	./vm/run --paging "$paging" --mem 2G --timeout 1800 \
 		--files build/tests/vm --keep-log "$log" \
-		-- tests/vm/run-suite.sh ${MORSEL_TESTS:-} 2>&1 | tee /dev/stderr)
-	rc=$?
+		-- tests/vm/run-suite.sh ${MORSEL_TESTS:-} 2>&1 | tee "$log.out"
+	rc=${PIPESTATUS[0]}
+	out=$(tr -d '\r' < "$log.out")
 	p=$(grep -c '^SUITE: PASS ' <<<"$out")
 	f=$(grep -c '^SUITE: FAIL ' <<<"$out")
 	pass=$((pass + p)); fail=$((fail + f))
