@@ -43,7 +43,7 @@ $(B)/tools/%: tools/%.c $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) -static -o $@ $< $(B)/libmorsel.a
 
-$(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
+$(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
 

@@ -25,48 +25,13 @@
 #include <sys/wait.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
+#include "cow.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
-#define PG 4096UL
 #define PATH "/dev/morsel/cow_freeze"
 #define PATH_BIG "/dev/morsel/cow_freeze_big"
 #define SIZE (4 * MiB)
 #define NPAGES (SIZE / PG)
 #define BPAGE (NPAGES - 1)	/* the page the other process keeps storing to */
-
-/* A hang must fail the test, not the whole VM run. */
-static const char *volatile phase = "start";
-
-static void on_alarm(int sig)
-{
-	const char *p = phase;
-
-	(void)sig;
-	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
-	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned secs)
-{
-	signal(SIGALRM, on_alarm);
-	alarm(secs);
-}
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
 
 static struct morsel_freeze fz_arg(void)
 {
@@ -75,88 +40,6 @@ static struct morsel_freeze fz_arg(void)
 	memset(&f, 0, sizeof(f));
 	f.argsz = sizeof(f);
 	return f;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f = fz_arg();
-
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
-				       "links", "mappers" };
-
-static void totals(long *t)
-{
-	for (int i = 0; i < 5; i++)
-		t[i] = total(tnames[i]);
-}
-
-/* Poll (RCU-deferred frees) until the totals equal @base, up to 2 s. */
-static int totals_back(const long *base)
-{
-	long t[5];
-
-	for (int tries = 0; tries < 40; tries++) {
-		totals(t);
-		if (!memcmp(t, base, sizeof(t)))
-			return 1;
-		usleep(50000);
-	}
-	for (int i = 0; i < 5; i++)
-		if (t[i] != base[i])
-			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
-	return 0;
-}
-
-static void pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		tap_fatal("sched_setaffinity(%d)", cpu);
-}
-
-static uint64_t word(unsigned tag, unsigned long off)
-{
-	return ((uint64_t)tag << 48) | off;
-}
-
-static void fill_page(void *p, unsigned tag, unsigned long off)
-{
-	uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		w[i] = word(tag, off + 8 * i);
-}
-
-static int page_ok(const void *p, unsigned tag, unsigned long off)
-{
-	const uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		if (w[i] != word(tag, off + 8 * i))
-			return 0;
-	return 1;
 }
 
 /* pread pages [first, end) and compare. */

@@ -28,11 +28,8 @@
 #include <sys/mman.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
+#include "cow.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define PG 4096UL
 #define BASE "/dev/morsel/cow_holes_base"
 #define SIZE (4 * MiB)
 #define PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
@@ -40,120 +37,14 @@
 static const unsigned long extra[] = { 512, 600, 700, 1023 };
 #define NBASE (512 + 4)		/* populated pages of the base */
 
-/* A hang must fail the test, not the whole VM run. */
-static const char *volatile phase = "start";
-
-static void on_alarm(int sig)
+/* split(), bailing out if it fails. */
+static int must_split(int fd)
 {
-	const char *p = phase;
+	int c = split(fd);
 
-	(void)sig;
-	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
-	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned secs)
-{
-	signal(SIGALRM, on_alarm);
-	alarm(secs);
-}
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f;
-
-	memset(&f, 0, sizeof(f));
-	f.argsz = sizeof(f);
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	s.flags = MORSEL_SPLIT_CLOEXEC;
-	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
+	if (c < 0)
 		tap_fatal("MORSEL_IOC_SPLIT");
-	return s.fd;
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
-				       "links", "mappers" };
-
-static void totals(long *t)
-{
-	for (int i = 0; i < 5; i++)
-		t[i] = total(tnames[i]);
-}
-
-static int totals_back(const long *base)
-{
-	long t[5];
-
-	for (int tries = 0; tries < 40; tries++) {
-		totals(t);
-		if (!memcmp(t, base, sizeof(t)))
-			return 1;
-		usleep(50000);
-	}
-	for (int i = 0; i < 5; i++)
-		if (t[i] != base[i])
-			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
-	return 0;
-}
-
-static uint64_t word(unsigned tag, unsigned long off)
-{
-	return ((uint64_t)tag << 48) | off;
-}
-
-static void fill_page(void *p, unsigned tag, unsigned long off)
-{
-	uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		w[i] = word(tag, off + 8 * i);
-}
-
-static int page_ok(const volatile void *p, unsigned tag, unsigned long off)
-{
-	const volatile uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		if (w[i] != word(tag, off + 8 * i))
-			return 0;
-	return 1;
+	return c;
 }
 
 static int zero(const volatile void *p, unsigned long len)
@@ -216,7 +107,7 @@ static void punch_unmapped(int fd)
 {
 	long d0 = total("data_pages");
 	struct morsel_stat s;
-	int c = split(fd);
+	int c = must_split(fd);
 
 	tap_ok(fallocate(c, PUNCH, 10 * PG, PG) == 0,
 	       "punch a whole borrowed page of a child");
@@ -272,7 +163,7 @@ static void punch_mapped(int fd)
 	struct morsel_map mm;
 	volatile uint64_t *m, *r;
 	unsigned long d;
-	int c = split(fd);
+	int c = must_split(fd);
 
 	m = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
 	r = mmap(NULL, SIZE, PROT_READ, MAP_SHARED, c, 0);
@@ -307,7 +198,7 @@ static void truncate_child(int fd)
 {
 	long d0 = total("data_pages");
 	struct morsel_stat s;
-	int c = split(fd);
+	int c = must_split(fd);
 
 	tap_require(wpage(c, 100, 0x11) && wpage(c, 800, 0x11) && wpage(c, 600, 0x11));
 	tap_require(mstat(c).data_pages == 3 && total("data_pages") == d0 + 3);
@@ -335,7 +226,7 @@ static void truncate_child(int fd)
 	       "  the base is intact, the module holds only the base's pages");
 	close(c);
 
-	c = split(fd);
+	c = must_split(fd);
 	tap_ok(ftruncate(c, 2 * SIZE) == 0 && mstat(c).borrowed_pages == NBASE &&
 	       mstat(c).level == MORSEL_LEVEL_PMD && pg_is(c, 1023, 1) &&
 	       pg_is(c, 1024, 0) && pg_is(c, 2047, 0) && sdata(c, 1024 * PG) == -1 &&
@@ -358,7 +249,7 @@ static void seek_and_write(int fd)
 	};
 	volatile unsigned char *m;
 	char msg[100];
-	int c = split(fd), same = 1;
+	int c = must_split(fd), same = 1;
 	struct morsel_stat s;
 
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {

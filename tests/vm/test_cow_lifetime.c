@@ -23,107 +23,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <linux/morsel.h>
-#include "tap.h"
+#include "cow.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define PG 4096UL
 #define BASE "/dev/morsel/cow_life_base"
 #define NAMED "/dev/morsel/cow_life_child"
 #define CYCLES 3000
-
-/* A hang must fail the test, not the whole VM run. */
-static const char *volatile phase = "start";
-
-static void on_alarm(int sig)
-{
-	const char *p = phase;
-
-	(void)sig;
-	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
-	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned secs)
-{
-	signal(SIGALRM, on_alarm);
-	alarm(secs);
-}
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f;
-
-	memset(&f, 0, sizeof(f));
-	f.argsz = sizeof(f);
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	s.flags = MORSEL_SPLIT_CLOEXEC;
-	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
-		return -1;
-	return s.fd;
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
-				       "links", "mappers" };
-
-static void totals(long *t)
-{
-	for (int i = 0; i < 5; i++)
-		t[i] = total(tnames[i]);
-}
-
-static int totals_back(const long *base)
-{
-	long t[5];
-
-	for (int tries = 0; tries < 40; tries++) {
-		totals(t);
-		if (!memcmp(t, base, sizeof(t)))
-			return 1;
-		usleep(50000);
-	}
-	for (int i = 0; i < 5; i++)
-		if (t[i] != base[i])
-			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
-	return 0;
-}
 
 /* Wait (RCU-deferred frees) until total @name is @want; 1 if it got there. */
 static int total_is(const char *name, long want)
@@ -135,29 +39,6 @@ static int total_is(const char *name, long want)
 	}
 	tap_diag("%s: %ld, want %ld", name, total(name), want);
 	return 0;
-}
-
-static uint64_t word(unsigned tag, unsigned long off)
-{
-	return ((uint64_t)tag << 48) | off;
-}
-
-static void fill_page(void *p, unsigned tag, unsigned long off)
-{
-	uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		w[i] = word(tag, off + 8 * i);
-}
-
-static int page_ok(const volatile void *p, unsigned tag, unsigned long off)
-{
-	const volatile uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		if (w[i] != word(tag, off + 8 * i))
-			return 0;
-	return 1;
 }
 
 static uint64_t buf[PG / 8];
@@ -184,27 +65,11 @@ static int all_is(int fd, unsigned long n, unsigned tag, unsigned long skip1,
 	return 1;
 }
 
-/* A frozen base of @pages pages filled with tag 1, named BASE. */
-static int mkbase(unsigned long pages)
-{
-	int fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
-	uint64_t *p;
-
-	tap_require(fd >= 0 && ftruncate(fd, pages * PG) == 0);
-	p = mmap(NULL, pages * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	tap_require(p != MAP_FAILED);
-	for (unsigned long i = 0; i < pages; i++)
-		fill_page(p + i * PG / 8, 1, i * PG);
-	munmap(p, pages * PG);
-	tap_require(freeze(fd) == 0);
-	return fd;
-}
-
 static void child_first(const long *base)
 {
 	long m0 = total("morsels"), d0;
 	uint64_t *m;
-	int fd = mkbase(256), c;
+	int fd = mkbase(BASE, 256), c;
 
 	d0 = total("data_pages");
 	c = split(fd);
@@ -236,7 +101,7 @@ static void child_first(const long *base)
 static void base_first(const long *base)
 {
 	long m0 = total("morsels"), d0;
-	int fd = mkbase(1024), c, c2, n;
+	int fd = mkbase(BASE, 1024), c, c2, n;
 	ino_t bino;
 	struct stat st;
 	uint64_t *m;
@@ -267,7 +132,7 @@ static void base_first(const long *base)
 	       "closing the last child frees the base's 1024 frames too");
 
 	/* Two children: the base goes with the second. */
-	fd = mkbase(1024);
+	fd = mkbase(BASE, 1024);
 	c = split(fd);
 	c2 = split(fd);
 	tap_require(c >= 0 && c2 >= 0 && wpage(c2, 7, 3));
@@ -283,7 +148,7 @@ static void base_first(const long *base)
 	       "  the second child takes the base with it");
 
 	/* A named child outlives everything. */
-	fd = mkbase(1024);
+	fd = mkbase(BASE, 1024);
 	c = split(fd);
 	tap_require(c >= 0 && wpage(c, 9, 2));
 	{
@@ -304,15 +169,6 @@ static void base_first(const long *base)
 	tap_ok(totals_back(base), "unlinking it frees child and base: totals at baseline");
 }
 
-static ino_t ino(int fd)
-{
-	struct stat st;
-
-	if (fstat(fd, &st))
-		tap_fatal("fstat");
-	return st.st_ino;
-}
-
 /* The grandchild: its own pages 10 and 30, the child's 20, the base's rest. */
 static int g_ok(int g)
 {
@@ -325,7 +181,7 @@ static int g_ok(int g)
 static void grandchild(const long *base)
 {
 	long m0 = total("morsels"), d0;
-	int fd = mkbase(512), c, g;
+	int fd = mkbase(BASE, 512), c, g;
 	struct morsel_stat s;
 	uint64_t *m;
 
@@ -373,7 +229,7 @@ static void grandchild(const long *base)
 
 static void cycles(const long *base)
 {
-	int fd = mkbase(512), errors = 0, first = -1;
+	int fd = mkbase(BASE, 512), errors = 0, first = -1;
 	long d0 = total("data_pages");
 	char proc[64];
 

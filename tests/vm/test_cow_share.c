@@ -25,164 +25,18 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "tap.h"
+#include "cow.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define PG 4096UL
 #define BASE "/dev/morsel/cow_share_base"
 #define NP 256			/* pages written per round */
 #define ROUNDS 30
 #define PROUNDS 20
-
-/* A hang must fail the test, not the whole VM run. */
-static const char *volatile phase = "start";
-
-static void on_alarm(int sig)
-{
-	const char *p = phase;
-
-	(void)sig;
-	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
-	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned secs)
-{
-	signal(SIGALRM, on_alarm);
-	alarm(secs);
-}
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f;
-
-	memset(&f, 0, sizeof(f));
-	f.argsz = sizeof(f);
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	s.flags = MORSEL_SPLIT_CLOEXEC;
-	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
-		return -1;
-	return s.fd;
-}
-
-static int link_all(int fd, void *p, unsigned long len)
-{
-	struct morsel_map m;
-
-	memset(&m, 0, sizeof(m));
-	m.argsz = sizeof(m);
-	m.addr = (uintptr_t)p;
-	m.length = len;
-	return ioctl(fd, MORSEL_IOC_MAP, &m);
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
-				       "links", "mappers" };
-
-static void totals(long *t)
-{
-	for (int i = 0; i < 5; i++)
-		t[i] = total(tnames[i]);
-}
-
-static int totals_back(const long *base)
-{
-	long t[5];
-
-	for (int tries = 0; tries < 40; tries++) {
-		totals(t);
-		if (!memcmp(t, base, sizeof(t)))
-			return 1;
-		usleep(50000);
-	}
-	for (int i = 0; i < 5; i++)
-		if (t[i] != base[i])
-			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
-	return 0;
-}
-
-static uint64_t word(unsigned tag, unsigned long off)
-{
-	return ((uint64_t)tag << 48) | off;
-}
-
-static void fill_page(void *p, unsigned tag, unsigned long off)
-{
-	uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		w[i] = word(tag, off + 8 * i);
-}
-
-static int page_ok(const volatile void *p, unsigned tag, unsigned long off)
-{
-	const volatile uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		if (w[i] != word(tag, off + 8 * i))
-			return 0;
-	return 1;
-}
 
 static int pread_ok(int fd, unsigned tag, unsigned long off)
 {
 	static uint64_t buf[PG / 8];
 
 	return pread(fd, buf, PG, off) == (ssize_t)PG && page_ok(buf, tag, off);
-}
-
-/* A frozen base of @pages pages, every page filled with tag 1. */
-static int mkbase(unsigned long pages)
-{
-	int fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
-	uint64_t *p;
-
-	tap_require(fd >= 0 && ftruncate(fd, pages * PG) == 0);
-	p = mmap(NULL, pages * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	tap_require(p != MAP_FAILED);
-	for (unsigned long i = 0; i < pages; i++)
-		fill_page(p + i * PG / 8, 1, i * PG);
-	munmap(p, pages * PG);
-	tap_require(freeze(fd) == 0);
-	return fd;
 }
 
 /* --------------------------------------------- two processes, one child */
@@ -213,7 +67,7 @@ static void two_mappers(struct sync *sy)
 	uint64_t *a;
 	pid_t pid;
 
-	fd = mkbase(size / PG);
+	fd = mkbase(BASE, size / PG);
 	c = split(fd);
 	tap_require(c >= 0);
 	a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
@@ -375,7 +229,7 @@ static void thread_race(int mixed)
 	int fd, wrong_copies = 0, bad = 0, first_bad = -1, base_bad = 0;
 	pthread_barrier_t bar;
 
-	fd = mkbase(NP);
+	fd = mkbase(BASE, NP);
 	for (int round = 0; round < ROUNDS; round++) {
 		struct race r[2];
 		pthread_t t[2];
@@ -430,7 +284,7 @@ static void process_race(struct sync *sy)
 	const unsigned long size = NP * PG;
 	int fd, wrong_copies = 0, bad = 0, failed = 0, base_bad = 0;
 
-	fd = mkbase(NP);
+	fd = mkbase(BASE, NP);
 	for (int round = 0; round < PROUNDS; round++) {
 		struct morsel_stat s;
 		int c = split(fd), st;

@@ -22,54 +22,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <linux/morsel.h>
-#include "tap.h"
+#include "cow.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
-#define PG 4096UL
 #define BASE "/dev/morsel/cow_split_base"
 #define NAMED "/dev/morsel/cow_split_child"
-
-/* A hang must fail the test, not the whole VM run. */
-static const char *volatile phase = "start";
-
-static void on_alarm(int sig)
-{
-	const char *p = phase;
-
-	(void)sig;
-	if (write(1, "Bail out! timed out in: ", 24) < 0 ||
-	    write(1, p, strlen(p)) < 0 || write(1, "\n", 1) < 0)
-		_exit(1);
-	_exit(1);
-}
-
-static void watchdog(unsigned secs)
-{
-	signal(SIGALRM, on_alarm);
-	alarm(secs);
-}
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f;
-
-	memset(&f, 0, sizeof(f));
-	f.argsz = sizeof(f);
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
 
 static struct morsel_split sp_arg(void)
 {
@@ -79,81 +35,6 @@ static struct morsel_split sp_arg(void)
 	s.argsz = sizeof(s);
 	s.fd = -1;
 	return s;
-}
-
-/* The child's fd, or -1 with errno. */
-static int split(int fd, unsigned flags)
-{
-	struct morsel_split s = sp_arg();
-
-	s.flags = flags;
-	if (ioctl(fd, MORSEL_IOC_SPLIT, &s))
-		return -1;
-	return s.fd;
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
-				       "links", "mappers" };
-
-static void totals(long *t)
-{
-	for (int i = 0; i < 5; i++)
-		t[i] = total(tnames[i]);
-}
-
-static int totals_back(const long *base)
-{
-	long t[5];
-
-	for (int tries = 0; tries < 40; tries++) {
-		totals(t);
-		if (!memcmp(t, base, sizeof(t)))
-			return 1;
-		usleep(50000);
-	}
-	for (int i = 0; i < 5; i++)
-		if (t[i] != base[i])
-			tap_diag("%s: %ld, baseline %ld", tnames[i], t[i], base[i]);
-	return 0;
-}
-
-static uint64_t word(unsigned tag, unsigned long off)
-{
-	return ((uint64_t)tag << 48) | off;
-}
-
-static void fill_page(void *p, unsigned tag, unsigned long off)
-{
-	uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		w[i] = word(tag, off + 8 * i);
-}
-
-static int page_ok(const void *p, unsigned tag, unsigned long off)
-{
-	const uint64_t *w = p;
-
-	for (unsigned i = 0; i < PG / 8; i++)
-		if (w[i] != word(tag, off + 8 * i))
-			return 0;
-	return 1;
 }
 
 static int page_zero(const void *p)
@@ -179,15 +60,6 @@ static int pread_ok(int fd, unsigned tag, unsigned long off)
 	return pread(fd, pbuf, PG, off) == (ssize_t)PG && page_ok(pbuf, tag, off);
 }
 
-static ino_t ino(int fd)
-{
-	struct stat st;
-
-	if (fstat(fd, &st))
-		tap_fatal("fstat");
-	return st.st_ino;
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static void errors(const long *base)
@@ -199,7 +71,7 @@ static void errors(const long *base)
 	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, 1 * MiB) == 0 &&
 		    pwrite_page(fd, 1, 0) == 0);
-	tap_errno(split(fd, 0), EINVAL, "SPLIT of a base that is not frozen: EINVAL");
+	tap_errno(split_flags(fd, 0), EINVAL, "SPLIT of a base that is not frozen: EINVAL");
 	tap_require(freeze(fd) == 0);
 	s = sp_arg();
 	s.flags = 1U << 1;
@@ -230,10 +102,10 @@ static void errors(const long *base)
 	       "failed SPLIT calls create nothing (children %llu, morsels %ld)",
 	       mstat(fd).children, total("morsels"));
 
-	c = split(fd, MORSEL_SPLIT_CLOEXEC);
+	c = split_flags(fd, MORSEL_SPLIT_CLOEXEC);
 	tap_ok(c >= 0 && (fcntl(c, F_GETFD) & FD_CLOEXEC),
 	       "MORSEL_SPLIT_CLOEXEC: the child's fd has FD_CLOEXEC");
-	c2 = split(fd, 0);
+	c2 = split_flags(fd, 0);
 	tap_ok(c2 >= 0 && !(fcntl(c2, F_GETFD) & FD_CLOEXEC),
 	       "flags 0: the child's fd has no FD_CLOEXEC");
 	tap_ok((fcntl(c2, F_GETFL) & O_ACCMODE) == O_RDWR,
@@ -244,7 +116,7 @@ static void errors(const long *base)
 	       st.st_ino != ino(fd) && ino(c) != st.st_ino,
 	       "the child is an unnamed regular file with its own inode (nlink %lu)",
 	       (unsigned long)st.st_nlink);
-	tap_errno(split(c2, 0), EINVAL, "SPLIT of a child that is not frozen: EINVAL");
+	tap_errno(split_flags(c2, 0), EINVAL, "SPLIT of a child that is not frozen: EINVAL");
 	tap_ok(mstat(fd).children == 2, "two splits: base children 2 (%llu)",
 	       mstat(fd).children);
 	close(c);
@@ -325,7 +197,7 @@ static void level_case(const struct level *l, const long *base)
 	tap_require(freeze(fd) == 0);
 	data0 = total("data_pages");
 
-	c1 = split(fd, MORSEL_SPLIT_CLOEXEC);
+	c1 = split_flags(fd, MORSEL_SPLIT_CLOEXEC);
 	tap_ok(c1 >= 0, "%s: SPLIT of the frozen base gives fd %d", l->name, c1);
 	tap_require(c1 >= 0);
 	s = mstat(c1);
@@ -335,7 +207,7 @@ static void level_case(const struct level *l, const long *base)
 	       "%s: child: size %llu level %u state %u data %llu borrowed %llu "
 	       "parent %s", l->name, s.size, s.level, s.state, s.data_pages,
 	       s.borrowed_pages, s.parent == ino(fd) ? "= base ino" : "WRONG");
-	c2 = split(fd, MORSEL_SPLIT_CLOEXEC);
+	c2 = split_flags(fd, MORSEL_SPLIT_CLOEXEC);
 	tap_require(c2 >= 0);
 	s = mstat(fd);
 	tap_ok(s.children == 2 && s.parent == 0 && s.borrowed_pages == 0 &&
