@@ -17,6 +17,7 @@ for t in build/tests/host/test_*; do
 	if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed+=("host:${t##*/}"); fi
 done
 
+mkdir -p build/vm
 for paging in 5 4; do
 	log="build/vm/suite-paging$paging.log"
 	echo "== VM suite, $paging-level paging (log: $log)"
