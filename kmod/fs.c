@@ -709,6 +709,10 @@ static int parse_count(struct fs_context *fc, struct fs_parameter *param,
 	if (*rest || rest == param->string)
 		return invalfc(fc, "%s=%s: expected a number with an optional k, m or g suffix",
 			       param->key, param->string);
+	/* Rounding up must not wrap to 0, which would mean "no limit". */
+	if (v > ULONG_MAX - (unit - 1))
+		return invalfc(fc, "%s=%s: too large", param->key,
+			       param->string);
 	*out = DIV_ROUND_UP_ULL(v, unit);
 	return 0;
 }

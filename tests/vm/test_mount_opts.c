@@ -167,7 +167,7 @@ int main(void)
 	char buf[8192];
 	pid_t pid;
 
-	tap_plan(75);
+	tap_plan(76);
 	atexit(cleanup);
 	mkdir(DIR_A, 0755);
 	mkdir(DIR_B, 0755);
@@ -351,6 +351,8 @@ int main(void)
 	tap_errno(try_mount("size=1x"), EINVAL, "size=1x: EINVAL");
 	tap_errno(try_mount("size="), EINVAL, "size= (empty): EINVAL");
 	tap_errno(try_mount("size=-1"), EINVAL, "size=-1: EINVAL");
+	tap_errno(try_mount("size=18446744073709551615"), EINVAL,
+		  "size=2^64-1 (rounds up past the limit): EINVAL, not unlimited");
 	tap_errno(try_mount("nr_morsels=two"), EINVAL, "nr_morsels=two: EINVAL");
 	tap_errno(try_mount("mode=999"), EINVAL, "mode=999 (not octal): EINVAL");
 	tap_errno(try_mount("uid=abc"), EINVAL, "uid=abc: EINVAL");
