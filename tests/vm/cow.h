@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by the copy-on-write tests (tests/vm/test_cow_*.c):
- * size macros, the alarm watchdog that names the phase a hang is in,
- * wrappers for MORSEL_IOC_STAT/FREEZE/SPLIT/MAP, the module totals in
- * /sys/kernel/morsel and a wait for them to return to a baseline, CPU
- * pinning, the page pattern (word/fill_page/page_ok), a frozen base filled
- * with the pattern (mkbase) and ino().  Helpers used by one test only stay
- * in that test.  Include after defining _GNU_SOURCE (sched_setaffinity).
+ * Helpers shared by the copy-on-write tests (tests/vm/test_cow_*.c), on
+ * top of vmtest.h (size macros, mstat(), total()): PG, the alarm watchdog
+ * that names the phase a hang is in, wrappers for MORSEL_IOC_FREEZE/SPLIT/
+ * MAP, the module totals in /sys/kernel/morsel and a wait for them to
+ * return to a baseline, CPU pinning, the page pattern (word/fill_page/
+ * page_ok), a frozen base filled with the pattern (mkbase) and ino().
+ * Helpers used by one test only stay in that test.  Include after defining
+ * _GNU_SOURCE (sched_setaffinity).
  */
 #ifndef MORSEL_TESTS_VM_COW_H
 #define MORSEL_TESTS_VM_COW_H
@@ -24,10 +25,8 @@
 #include <sys/stat.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "vmtest.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
 #define PG 4096UL
 
 /* A hang must fail the test, not the whole VM run. */
@@ -51,17 +50,6 @@ static inline void watchdog(unsigned secs)
 }
 
 /* ------------------------------------------------------------- ioctls */
-
-static inline struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
 
 static inline int freeze(int fd)
 {
@@ -103,22 +91,6 @@ static inline int link_all(int fd, void *p, unsigned long len)
 }
 
 /* ------------------------------------------------------- module totals */
-
-static inline long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
 
 static const char *const tnames[] = { "morsels", "data_pages", "table_pages",
 				       "links", "mappers" };

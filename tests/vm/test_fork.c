@@ -19,58 +19,9 @@
 #include <sys/wait.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "vmtest.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
 #define PATH "/dev/morsel/fork"
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static long total(const char *name)
-{
-	char path[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		tap_fatal("open %s", path);
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static int mkobj(const char *path, unsigned long size)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-
-	tap_require(fd >= 0);
-	tap_require(ftruncate(fd, size) == 0);
-	return fd;
-}
-
-static int wait_status(pid_t pid)
-{
-	int st;
-
-	if (waitpid(pid, &st, 0) != pid)
-		return -1;
-	return st;
-}
-
-#define CHILD_OK(st) ((st) >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 
 static void touch(volatile unsigned char *p, unsigned long len,
 		  unsigned long step)

@@ -18,82 +18,9 @@
 #include <sys/mman.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "vmtest.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
 #define PATH "/dev/morsel/map_errors"
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int mkobj(const char *path, unsigned long size)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-
-	tap_require(fd >= 0);
-	tap_require(ftruncate(fd, size) == 0);
-	return fd;
-}
-
-static sigjmp_buf probe_jb;
-static volatile sig_atomic_t probe_sig;
-
-static void probe_handler(int sig)
-{
-	probe_sig = sig;
-	siglongjmp(probe_jb, 1);
-}
-
-static void probe_init(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = probe_handler;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-}
-
-/* 0 if the store worked, else the signal it raised. */
-static int try_write(volatile unsigned char *p, unsigned char v)
-{
-	probe_sig = 0;
-	if (sigsetjmp(probe_jb, 1) == 0) {
-		*p = v;
-		return 0;
-	}
-	return probe_sig;
-}
-
-static int try_read(volatile unsigned char *p, unsigned char *v)
-{
-	probe_sig = 0;
-	if (sigsetjmp(probe_jb, 1) == 0) {
-		*v = *p;
-		return 0;
-	}
-	return probe_sig;
-}
-
-/* A free range of @len aligned to @align. */
-static unsigned char *free_range(unsigned long len, unsigned long align)
-{
-	unsigned char *r = mmap(NULL, len + align, PROT_NONE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	tap_require(r != MAP_FAILED);
-	munmap(r, len + align);
-	return (unsigned char *)(((uintptr_t)r + align - 1) & ~(align - 1));
-}
 
 static void flags_and_prot(void)
 {

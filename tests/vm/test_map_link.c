@@ -17,47 +17,14 @@
 #include <sys/wait.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "vmtest.h"
 
-#define KiB (1UL << 10)
-#define MiB (1UL << 20)
-#define GiB (1UL << 30)
 #define PATH "/dev/morsel/map_link"
-
-static struct morsel_stat mstat(int fd)
-{
-	struct morsel_stat s;
-
-	memset(&s, 0, sizeof(s));
-	s.argsz = sizeof(s);
-	if (ioctl(fd, MORSEL_IOC_STAT, &s))
-		tap_fatal("MORSEL_IOC_STAT");
-	return s;
-}
-
-static int mkobj(const char *path, unsigned long size)
-{
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-
-	tap_require(fd >= 0);
-	tap_require(ftruncate(fd, size) == 0);
-	return fd;
-}
 
 static unsigned char pat(unsigned long off)
 {
 	return (unsigned char)(((off >> 12) * 31 + (off >> 21) * 7 + 17) | 1);
 }
-
-static int wait_status(pid_t pid)
-{
-	int st;
-
-	if (waitpid(pid, &st, 0) != pid)
-		return -1;
-	return st;
-}
-
-#define CHILD_OK(st) ((st) >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 
 /* Which granules and pages a size touches. */
 struct plan {
