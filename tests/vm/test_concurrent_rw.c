@@ -17,8 +17,8 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define MiB (1024LL * 1024)
 #define PG 4096LL
 #define RUN_SECONDS 3
 
@@ -26,24 +26,6 @@ static atomic_int stop;
 static int fd_a, fd_b;
 static atomic_long bad_a, reads_a, bad_b, reads_b, bad_seek, resizes, punches;
 static atomic_long first_bad_a = -1, first_bad_b = -1;
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 /* A: 4 MiB <-> 2 MiB (level 2 <-> 1); chunk 0 holds 0x11, chunk 1 0x33. */
 static void *resizer(void *arg)

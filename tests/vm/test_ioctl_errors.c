@@ -15,8 +15,8 @@
 #include <linux/fs.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define MiB (1024LL * 1024)
 #define PG 4096LL
 
 static struct morsel_stat st_arg(void)

@@ -22,31 +22,11 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
 #define DIR_A "/tmp/mo_a"
 #define DIR_B "/tmp/mo_b"
-#define KiB 1024LL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
 #define PG 4096LL
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 /* The /proc/mounts line of @dir, or "" */
 static const char *mount_line(const char *dir)
@@ -148,13 +128,6 @@ static long long fsval(int which)
 #define FILES fsval(2)
 #define FFREE fsval(3)
 #define BAVAIL fsval(4)
-
-static long long size_of(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) ? -1 : st.st_size;
-}
 
 int main(void)
 {

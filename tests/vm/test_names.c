@@ -18,27 +18,9 @@
 #include <unistd.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
 #define D "/dev/morsel/nm"
-#define MiB (1024LL * 1024)
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 struct totals {
 	long morsels, data, tables;

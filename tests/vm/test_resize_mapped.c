@@ -16,37 +16,13 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
-
-#define KiB 1024LL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-
-static int mstat(int fd, struct morsel_stat *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->argsz = sizeof(*s);
-	return ioctl(fd, MORSEL_IOC_STAT, s);
-}
-
-static long long size_of(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) ? -1 : st.st_size;
-}
+#include "objtest.h"
 
 static long long mappers_of(int fd)
 {
 	struct morsel_stat s;
 
 	return mstat(fd, &s) ? -1 : (long long)s.mappers;
-}
-
-static long long data_of(int fd)
-{
-	struct morsel_stat s;
-
-	return mstat(fd, &s) ? -1 : (long long)s.data_pages;
 }
 
 int main(void)

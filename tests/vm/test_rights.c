@@ -18,32 +18,14 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
 #define SECRET "/dev/morsel/rt_secret"
 #define PUB "/dev/morsel/rt_pub"
 #define SUID "/dev/morsel/rt_suid"
 #define OWN "/dev/morsel/rt_own"
-#define MiB (1024LL * 1024)
 #define USER 1000
 #define GROUP 1000
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 static int make(const char *path, mode_t mode, int v)
 {

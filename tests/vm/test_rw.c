@@ -17,56 +17,7 @@
 #include <unistd.h>
 #include <linux/morsel.h>
 #include "tap.h"
-
-#define KiB 1024LL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-
-static int mstat(int fd, struct morsel_stat *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->argsz = sizeof(*s);
-	return ioctl(fd, MORSEL_IOC_STAT, s);
-}
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
-
-static long long size_of(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) ? -1 : st.st_size;
-}
-
-static long long data_of(int fd)
-{
-	struct morsel_stat s;
-
-	return mstat(fd, &s) ? -1 : (long long)s.data_pages;
-}
-
-static long long tables_of(int fd)
-{
-	struct morsel_stat s;
-
-	return mstat(fd, &s) ? -1 : (long long)s.table_pages;
-}
+#include "objtest.h"
 
 static int all_zero(const unsigned char *p, size_t n)
 {

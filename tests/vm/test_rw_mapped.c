@@ -16,29 +16,10 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define MiB (1024LL * 1024)
-#define GiB (1024 * MiB)
 #define PG 4096LL
 #define PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 static int fbyte(int fd, off_t off)
 {

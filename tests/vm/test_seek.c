@@ -13,10 +13,8 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define KiB 1024LL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
 #define PG 4096LL
 
 static int put(int fd, off_t off)

@@ -17,10 +17,8 @@
 #include <unistd.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define KiB 1024LL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
 #define PG 4096LL
 #define LIVE 8
 #define NW 8
@@ -52,24 +50,6 @@ struct worker {
 	int creates, maps, resizes, frees, forks;
 	char first_error[256];
 };
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 static void fail(struct worker *w, const char *what, struct obj *o, long long off)
 {

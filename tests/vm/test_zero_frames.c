@@ -15,28 +15,10 @@
 #include <linux/falloc.h>
 #include <linux/morsel.h>
 #include "tap.h"
+#include "objtest.h"
 
-#define MiB (1024LL * 1024)
 #define PG 4096LL
 #define SZ (32 * MiB)
-
-static long total(const char *name)
-{
-	char path[128], buf[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	return atol(buf);
-}
 
 static unsigned char big[SZ];
 
