@@ -197,7 +197,6 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		if (READ_ONCE(m->frozen) || is_zero_pfn(page_to_pfn(page)) ||
 		    morsel_frame_borrowed(m, off, page))
 			vm_flags &= ~VM_WRITE;
-		WRITE_ONCE(m->pfn_mapped, true);
 		/*
 		 * Not vm_page_prot: ->pfn_mkwrite makes the core mm keep
 		 * that read-only (write notification), which we only want

@@ -590,7 +590,6 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	m->level = MORSEL_LEVEL_NONE;
 	m->root = NULL;
 	xa_init(&m->twins);
-	m->pfn_mapped = false;
 	m->frozen = false;
 	m->parent = NULL;
 	atomic_set(&m->children, 0);

@@ -57,7 +57,6 @@ struct morsel {
 	spinlock_t root_lock;		/* see above */
 	int level;			/* MORSEL_LEVEL_* */
 	void *root;			/* root table, NULL while empty */
-	bool pfn_mapped;		/* pages were mapped one by one */
 	bool frozen;			/* contents never change again */
 	/*
 	 * The frozen base this object was split from (a reference on its

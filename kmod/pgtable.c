@@ -980,10 +980,11 @@ int morsel_freeze(struct morsel *m)
 	}
 	/*
 	 * Drop every translation that may still allow a store: links (they
-	 * come back read-only), pages mapped one by one, secondary MMUs.
+	 * come back read-only; removing them flushes every TLB), pages mapped
+	 * one by one, secondary MMUs.  As in morsel_punch(), this reaches
+	 * every cached translation: no flush of our own is needed.
 	 */
 	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
-	morsel_flush_tlb();
 	return 0;
 }
 
