@@ -195,7 +195,8 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 	} else {
 		/* Judge @page itself: the leaf may change meanwhile. */
 		if (READ_ONCE(m->frozen) || is_zero_pfn(page_to_pfn(page)) ||
-		    morsel_frame_borrowed(m, off, page))
+		    morsel_frame_borrowed(m, off, page) ||
+		    !morsel_frame_writable(m, off, page))	/* clean */
 			vm_flags &= ~VM_WRITE;
 		/*
 		 * Not vm_page_prot: ->pfn_mkwrite makes the core mm keep
@@ -219,7 +220,8 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 
 /*
  * A store to a read-only leaf of a writable shared mapping: a frame
- * borrowed from the base (copy it now) or a frozen object (refuse).
+ * borrowed from the base (copy it now), a frame cleaned by a save (make it
+ * dirty again) or a frozen object (refuse).
  */
 static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 {

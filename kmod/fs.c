@@ -230,8 +230,15 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 					write ? MORSEL_WRITE : MORSEL_LOOKUP);
 		if (IS_ERR(page))
 			return done ? done : PTR_ERR(page);
-		if (write)
+		if (write) {
 			memcpy_to_page(page, in_page, buf + done, n);
+			/* A clean may have run since: be dirty again. */
+			put_page(page);
+			page = morsel_get_frame(m, off >> PAGE_SHIFT,
+						MORSEL_WRITE);
+			if (IS_ERR(page))
+				return done ? done : PTR_ERR(page);
+		}
 		else if (page)
 			memcpy_from_page(buf + done, page, in_page, n);
 		else
@@ -468,6 +475,8 @@ static long morsel_ioctl_stat(struct file *file,
 	st.mappers = atomic_read(&m->mappers);
 	st.parent = m->parent ? m->parent->vfs_inode.i_ino : 0;
 	st.children = atomic_read(&m->children);
+	st.id = m->id;
+	st.clean_gen = READ_ONCE(m->clean_gen);
 	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
@@ -544,6 +553,110 @@ out_child:
 	return err;
 }
 
+static int copy_scan_bits(u64 uaddr, u64 first_page,
+			  const unsigned long *bits, unsigned long words)
+{
+	void __user *dst;
+
+	if (!uaddr)
+		return 0;
+	dst = u64_to_user_ptr(uaddr + first_page / 8);
+	return copy_to_user(dst, bits, words * sizeof(long)) ? -EFAULT : 0;
+}
+
+/* Report (and with MORSEL_SCAN_CLEAN, clean) the pages of a range. */
+static long morsel_ioctl_scan(struct file *file,
+			      struct morsel_scan __user *uarg)
+{
+	struct inode *inode = file_inode(file);
+	struct morsel *m = MORSEL(inode);
+	struct morsel_scan_batch *b;
+	u64 pages, done, n, words;
+	struct morsel_scan arg;
+	bool clean, cleaned = false;
+	long err = 0;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_SCAN_FLAGS ||
+	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+		return -EINVAL;
+	clean = arg.flags & MORSEL_SCAN_CLEAN;
+	if ((arg.flags & MORSEL_SCAN_IF_GEN) && !clean)
+		return -EINVAL;
+	if (!arg.length || !PAGE_ALIGNED(arg.start) ||
+	    !PAGE_ALIGNED(arg.length) || arg.start > MORSEL_MAX_SIZE ||
+	    arg.length > MORSEL_MAX_SIZE - arg.start)
+		return -EINVAL;
+	if (clean && !(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	b = kvmalloc(sizeof(*b), GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
+	if (clean) {
+		err = inode_lock_killable(inode);
+		if (err)
+			goto out_free;
+	}
+	if (arg.start + arg.length >
+	    round_up(i_size_read(inode), PAGE_SIZE)) {
+		err = -EINVAL;
+		goto out_unlock;
+	}
+	if (clean) {
+		if ((arg.flags & MORSEL_SCAN_IF_GEN) &&
+		    arg.gen != m->clean_gen) {
+			err = -ESTALE;
+			goto out_unlock;
+		}
+		WRITE_ONCE(m->clean_gen, m->clean_gen + 1);
+	}
+	arg.present_pages = 0;
+	arg.dirty_pages = 0;
+	pages = arg.length >> PAGE_SHIFT;
+	for (done = 0; done < pages; done += n) {
+		n = min_t(u64, pages - done, MORSEL_SCAN_BATCH);
+		words = DIV_ROUND_UP(n, BITS_PER_LONG);
+		memset(b, 0, sizeof(*b));
+		down_read(&m->lock);
+		morsel_scan(m, (arg.start >> PAGE_SHIFT) + done,
+			    (arg.start >> PAGE_SHIFT) + done + n, clean, b);
+		up_read(&m->lock);
+		cleaned |= b->cleaned;
+		arg.present_pages += b->present_pages;
+		arg.dirty_pages += b->dirty_pages;
+		/* Outside m->lock: the bitmaps may be in a mapping of @m. */
+		err = copy_scan_bits(arg.present, done, b->present, words) ?:
+		      copy_scan_bits(arg.owned, done, b->owned, words) ?:
+		      copy_scan_bits(arg.dirty, done, b->dirty, words);
+		if (!err && fatal_signal_pending(current))
+			err = -EINTR;
+		if (err)
+			break;
+	}
+	if (cleaned) {
+		/*
+		 * Every translation that still allows a store without a fault
+		 * must go: links (our notifier unlinks and flushes every TLB),
+		 * pages mapped one by one, secondary MMUs.  A page-by-page
+		 * fault that read a writable leaf before we cleaned it sees
+		 * leaf_gen move and zaps what it inserted.
+		 */
+		smp_mb__before_atomic();
+		atomic_inc(&m->leaf_gen);
+		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
+	}
+	arg.gen = READ_ONCE(m->clean_gen);
+	if (!err && copy_to_user(uarg, &arg, sizeof(arg)))
+		err = -EFAULT;
+out_unlock:
+	if (clean)
+		inode_unlock(inode);
+out_free:
+	kvfree(b);
+	return err;
+}
+
 static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *argp = (void __user *)arg;
@@ -557,6 +670,8 @@ static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return morsel_ioctl_freeze(file, argp);
 	case MORSEL_IOC_SPLIT:
 		return morsel_ioctl_split(file, argp);
+	case MORSEL_IOC_SCAN:
+		return morsel_ioctl_scan(file, argp);
 	}
 	return -ENOTTY;
 }
@@ -594,6 +709,10 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	m->parent = NULL;
 	atomic_set(&m->children, 0);
 	atomic_set(&m->leaf_gen, 0);
+	do {
+		m->id = get_random_u64();
+	} while (!m->id);
+	m->clean_gen = 0;
 	atomic_long_set(&m->data_pages, 0);
 	atomic_long_set(&m->table_pages, 0);
 	atomic_long_set(&m->links, 0);

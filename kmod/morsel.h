@@ -71,6 +71,12 @@ struct morsel {
 	 * into a table the object does not own, checks it did not race one.
 	 */
 	atomic_t leaf_gen;
+	u64 id;				/* random, non-zero, for images */
+	/*
+	 * Dirty tracking: MORSEL_SCAN_CLEAN scans so far.  Written under
+	 * inode_lock (which also keeps write() out of a clean), read locklessly.
+	 */
+	u64 clean_gen;
 	atomic_long_t data_pages;
 	atomic_long_t table_pages;
 	atomic_long_t links;
@@ -110,6 +116,17 @@ enum morsel_intent {
 	MORSEL_WRITE,		/* write: the frame must be owned (copy it) */
 };
 
+/* One batch of MORSEL_IOC_SCAN: bitmaps of up to MORSEL_SCAN_BATCH pages. */
+#define MORSEL_SCAN_BATCH	(64 * PTRS_PER_PTE)
+struct morsel_scan_batch {
+	unsigned long present[MORSEL_SCAN_BATCH / BITS_PER_LONG];
+	unsigned long owned[MORSEL_SCAN_BATCH / BITS_PER_LONG];
+	unsigned long dirty[MORSEL_SCAN_BATCH / BITS_PER_LONG];
+	unsigned long present_pages;
+	unsigned long dirty_pages;
+	bool cleaned;			/* some leaf was cleaned */
+};
+
 /* pgtable.c */
 int morsel_level_for_size(loff_t size);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
@@ -128,6 +145,9 @@ int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
 int morsel_set_size(struct morsel *m, loff_t size);
 void morsel_destroy(struct morsel *m);
 loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence);
+void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
+		 struct morsel_scan_batch *b);
+bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 void morsel_free_frame(struct morsel *m, struct page *page);
 
 /* link.c */

@@ -504,6 +504,54 @@ static bool hole_reads_zero_page(struct morsel *m, enum morsel_intent intent)
 }
 
 /*
+ * Dirty tracking, for incremental saves.  An owned leaf is dirty while it
+ * is writable or has D set.  Cleaning (morsel_scan()) clears both, so the
+ * next store by any writer (the CPU through a link, a page mapped one by
+ * one, write(), ptrace, a secondary MMU such as KVM, which all come through
+ * morsel_frame(MORSEL_WRITE)) first makes the leaf writable and dirty
+ * again.  Borrowed leaves are the base's: never dirty, never cleaned.
+ */
+static bool leaf_dirty(pte_t pte)
+{
+	return pte_write(pte) || pte_dirty(pte);
+}
+
+/* Make the owned leaf *@ptep, still @pte, writable and dirty again. */
+static void mark_leaf_written(struct morsel *m, pte_t *ptep, pte_t pte)
+{
+	spinlock_t *ptl = table_lock(ptep);
+
+	spin_lock(ptl);
+	/* A freeze sets m->frozen before it takes this lock to wrprotect. */
+	if (!READ_ONCE(m->frozen) && same_frame(ptep_get(ptep), pte))
+		set_pte(ptep, pte_mkdirty(pte_mkwrite_novma(ptep_get(ptep))));
+	spin_unlock(ptl);
+}
+
+/* Clean the owned leaf *@ptep; was it dirty?  Its table's lock is held. */
+static bool clean_leaf(pte_t *ptep)
+{
+	pte_t old = ptep_get(ptep);
+
+	/* The CPU may set D under us: a cmpxchg keeps that store seen. */
+	do {
+		if (!leaf_dirty(old))
+			return false;
+	} while (!try_cmpxchg(&ptep->pte, &old.pte,
+			      pte_mkclean(pte_wrprotect(old)).pte));
+	return true;
+}
+
+/* A leaf that serves @intent as it is; a store makes it dirty first. */
+static struct page *served_frame(struct morsel *m, pte_t *ptep, pte_t pte,
+				 enum morsel_intent intent)
+{
+	if (intent == MORSEL_WRITE && !pte_write(pte) && !READ_ONCE(m->frozen))
+		mark_leaf_written(m, ptep, pte);
+	return pte_page(pte);
+}
+
+/*
  * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
  * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
  * private frame (copy-on-write) and flushes every TLB that may still map
@@ -525,9 +573,10 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index,
 again:
 	ptep = morsel_pte_table(m, off, false);
 	if (ptep) {
-		pte = ptep_get(ptep + MORSEL_PTE_INDEX(off));
+		ptep += MORSEL_PTE_INDEX(off);
+		pte = ptep_get(ptep);
 		if (leaf_serves(leaf_kind(m, off, pte), intent))
-			return pte_page(pte);
+			return served_frame(m, ptep, pte, intent);
 	}
 	if (intent == MORSEL_LOOKUP)
 		return NULL;
@@ -540,7 +589,7 @@ again:
 	pte = ptep_get(ptep);
 	k = leaf_kind(m, off, pte);
 	if (leaf_serves(k, intent))
-		return pte_page(pte);
+		return served_frame(m, ptep, pte, intent);
 	if (k == LEAF_NONE && hole_reads_zero_page(m, intent)) {
 		page = ZERO_PAGE(0);
 	} else {
@@ -938,16 +987,22 @@ void morsel_destroy(struct morsel *m)
 	WARN_ON_ONCE(atomic_long_read(&m->table_pages));
 }
 
-/* Write-protect every leaf of one PTE table we own. */
+/*
+ * Write-protect every leaf of one PTE table we own.  A writable leaf is
+ * dirty (see leaf_dirty()): it keeps D, so a save still sees it.
+ */
 static void wrprotect_leaves(pte_t *table)
 {
 	spinlock_t *ptl = table_lock(table);
+	pte_t pte;
 	int i;
 
 	spin_lock(ptl);
-	for (i = 0; i < PTRS_PER_PTE; i++)
-		if (pte_write(ptep_get(table + i)))
-			ptep_set_wrprotect(&init_mm, 0, table + i);
+	for (i = 0; i < PTRS_PER_PTE; i++) {
+		pte = ptep_get(table + i);
+		if (pte_write(pte))
+			set_pte(table + i, pte_mkdirty(pte_wrprotect(pte)));
+	}
 	spin_unlock(ptl);
 }
 
@@ -1078,4 +1133,90 @@ loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 		cond_resched();
 	}
 	return want_data ? -ENXIO : size;
+}
+
+/*
+ * Leaves of pages [@first, @end) of one PTE table into @b (bit 0 is page
+ * @origin).  @theirs is the parent's table of the same chunk, or NULL: a
+ * leaf equal to the parent's is borrowed (a whole borrowed table is the
+ * parent's table itself, where every leaf is).
+ */
+static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
+			pgoff_t end, pgoff_t origin, bool clean,
+			struct morsel_scan_batch *b)
+{
+	spinlock_t *ptl = table_lock(table);
+	unsigned long bit;
+	pte_t *ptep;
+	pgoff_t i;
+	pte_t pte;
+
+	spin_lock(ptl);
+	for (i = first; i < end; i++) {
+		ptep = table + (i & (PTRS_PER_PTE - 1));
+		pte = ptep_get(ptep);
+		if (!leaf_has_data(pte))
+			continue;
+		bit = i - origin;
+		__set_bit(bit, b->present);
+		b->present_pages++;
+		if (theirs && same_frame(ptep_get(theirs +
+						  (i & (PTRS_PER_PTE - 1))), pte))
+			continue;
+		__set_bit(bit, b->owned);
+		if (clean ? clean_leaf(ptep) : leaf_dirty(pte)) {
+			__set_bit(bit, b->dirty);
+			b->dirty_pages++;
+			b->cleaned |= clean;
+		}
+	}
+	spin_unlock(ptl);
+}
+
+/*
+ * Fill @b for pages [@first, @end) (at most MORSEL_SCAN_BATCH), cleaning
+ * the dirty ones if @clean; bits of @b must be zero.  Caller holds m->lock
+ * shared (tables stay), and inode_lock to clean (no write() meanwhile).
+ * The caller flushes the translations of cleaned leaves.
+ */
+void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
+		 struct morsel_scan_batch *b)
+{
+	pgoff_t size = DIV_ROUND_UP(i_size_read(&m->vfs_inode), PAGE_SIZE);
+	pgoff_t index, next;
+	struct morsel *p;
+	pte_t *table, *theirs;
+	loff_t off;
+
+	end = min(end, size);
+	for (index = first; index < end; index = next) {
+		off = (loff_t)index << PAGE_SHIFT;
+		next = min_t(pgoff_t, end, (index | (PTRS_PER_PTE - 1)) + 1);
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    !morsel_pmd_table(m, off, false)) {
+			next = min_t(pgoff_t, end, ALIGN(index + 1, PTRS_PER_PMD *
+							 PTRS_PER_PTE));
+			continue;
+		}
+		table = morsel_pte_table(m, off, false);
+		if (!table)
+			continue;
+		p = parent_covering(m, off);
+		theirs = p ? morsel_pte_table(p, off, false) : NULL;
+		scan_leaves(table, theirs, index, next, first, clean, b);
+		cond_resched();
+	}
+}
+
+/* Is @page our leaf at @off, and writable (not clean, not borrowed)? */
+bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page)
+{
+	pte_t *table = morsel_pte_table(m, off, false);
+	pte_t pte;
+
+	if (!table)
+		return false;
+	pte = ptep_get(table + MORSEL_PTE_INDEX(off));
+	return pte_present(pte) && pte_pfn(pte) == page_to_pfn(page) &&
+	       pte_write(pte);
 }

@@ -107,6 +107,28 @@ int morsel_freeze(int fd)
 	return ioctl(fd, MORSEL_IOC_FREEZE, &f) ? -errno : 0;
 }
 
+int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
+		uint64_t gen, uint64_t *present, uint64_t *owned,
+		uint64_t *dirty, struct morsel_scan *out)
+{
+	struct morsel_scan s;
+
+	memset(&s, 0, sizeof(s));
+	s.argsz = sizeof(s);
+	s.flags = flags;
+	s.start = start;
+	s.length = length;
+	s.present = (uintptr_t)present;
+	s.owned = (uintptr_t)owned;
+	s.dirty = (uintptr_t)dirty;
+	s.gen = gen;
+	if (ioctl(fd, MORSEL_IOC_SCAN, &s))
+		return -errno;
+	if (out)
+		*out = s;
+	return 0;
+}
+
 int morsel_split(int fd, const char *name)
 {
 	char path[4096], self[64];

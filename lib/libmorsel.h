@@ -131,6 +131,17 @@ int morsel_freeze(int fd);
  */
 int morsel_split(int fd, const char *name);
 
+/*
+ * MORSEL_IOC_SCAN over [@start, @start + @length) of @fd: fills the
+ * bitmaps that are non-NULL (one bit per page, see the uapi header; each
+ * needs (length / 4096 + 63) / 64 words) and @out (may be NULL) with the
+ * counts and the new clean_gen.  @flags: MORSEL_SCAN_*; @gen is the
+ * expected clean_gen for MORSEL_SCAN_IF_GEN.
+ */
+int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
+		uint64_t gen, uint64_t *present, uint64_t *owned,
+		uint64_t *dirty, struct morsel_scan *out);
+
 /* Read the module-wide totals from MORSEL_SYSFS_DIR. */
 int morsel_totals(struct morsel_totals_u *t);
 

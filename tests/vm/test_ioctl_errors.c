@@ -84,8 +84,8 @@ int main(void)
 	s.reserved[0] = 1;
 	tap_errno(ioctl(fd, MORSEL_IOC_STAT, &s), EINVAL, "STAT reserved[0] set: EINVAL");
 	s = st_arg();
-	s.reserved[4] = 1ULL << 63;
-	tap_errno(ioctl(fd, MORSEL_IOC_STAT, &s), EINVAL, "STAT reserved[4] set: EINVAL");
+	s.reserved[2] = 1ULL << 63;
+	tap_errno(ioctl(fd, MORSEL_IOC_STAT, &s), EINVAL, "STAT reserved[2] set: EINVAL");
 	s = st_arg();
 	s.size = 123;
 	s.level = 9;
@@ -123,7 +123,7 @@ int main(void)
 		r->flags = 0;
 		memset(r->reserved, 0, sizeof(r->reserved));
 		tap_ok(ioctl(fd, MORSEL_IOC_STAT, r) == 0 && r->reserved[0] == 0 &&
-		       r->reserved[4] == 0 && r->state == 0 && r->flags == 0,
+		       r->reserved[2] == 0 && r->state == 0 && r->flags == 0,
 		       "STAT output: reserved 0, state 0");
 		free(r);
 	}

@@ -47,6 +47,11 @@
  *               0 for an object that is not a child
  * @children:    out: children split from this object that still exist
  * @borrowed_pages: out: pages a child reads from its base (not owned)
+ * @id:          out: a random non-zero number naming this object for as
+ *               long as it exists (images record it: an incremental save
+ *               refuses a different object)
+ * @clean_gen:   out: the dirty-tracking generation: how many
+ *               MORSEL_SCAN_CLEAN scans this object has seen
  * @reserved:    must be 0 on input; 0 on output for now
  *
  * Output fields are ignored on input.
@@ -64,7 +69,9 @@ struct morsel_stat {
 	__u64 parent;
 	__u64 children;
 	__u64 borrowed_pages;
-	__u64 reserved[5];
+	__u64 id;
+	__u64 clean_gen;
+	__u64 reserved[3];
 };
 
 /* MORSEL_IOC_MAP flags */
@@ -143,10 +150,62 @@ struct morsel_split {
 	__u64 reserved[4];
 };
 
+/* MORSEL_IOC_SCAN flags */
+#define MORSEL_SCAN_CLEAN	(1U << 0)	/* mark the dirty pages clean */
+#define MORSEL_SCAN_IF_GEN	(1U << 1)	/* only if clean_gen == @gen */
+#define MORSEL_SCAN_FLAGS	(MORSEL_SCAN_CLEAN | MORSEL_SCAN_IF_GEN)
+
+/**
+ * struct morsel_scan - which pages exist, are owned, are dirty (MORSEL_IOC_SCAN)
+ * @argsz:    in: sizeof(struct morsel_scan)
+ * @flags:    in: MORSEL_SCAN_*
+ * @start:    in: first byte, page aligned
+ * @length:   in: bytes, page aligned, non-zero; start + length must not
+ *            pass the size rounded up to a page (EINVAL)
+ * @present:  in: user address of a bitmap, or 0: page holds data (owned,
+ *            or borrowed from the base)
+ * @owned:    in: bitmap address or 0: the object owns the page's frame
+ * @dirty:    in: bitmap address or 0: owned and written since the last
+ *            MORSEL_SCAN_CLEAN that covered it (or never cleaned)
+ * @gen:      in: with MORSEL_SCAN_IF_GEN, the clean_gen the caller
+ *            expects; out: clean_gen after the call
+ * @present_pages: out: bits set in @present
+ * @dirty_pages:   out: bits set in @dirty
+ * @reserved: must be 0
+ *
+ * Each bitmap has one bit per page of the range, page start/4096 + 64*w + b
+ * in bit b of the w-th __u64, and is written whole (bits past the range
+ * and pages past a size that shrank meanwhile are 0).
+ *
+ * With MORSEL_SCAN_CLEAN (file open for writing, EBADF otherwise) every
+ * dirty page of the range is reported and marked clean in one step, and
+ * clean_gen is incremented: a later store to the page, by any means (a
+ * mapping, write(), ptrace, a device or guest mapping the object), makes
+ * it dirty again.  With MORSEL_SCAN_IF_GEN the call fails with ESTALE
+ * unless clean_gen equals @gen, so a chain of incremental saves detects a
+ * clean it did not see.  If a CLEAN call fails after it started (EFAULT,
+ * EINTR) some pages may have been cleaned unreported; clean_gen has moved
+ * all the same, so the next IF_GEN call fails with ESTALE.
+ */
+struct morsel_scan {
+	__u32 argsz;
+	__u32 flags;
+	__u64 start;
+	__u64 length;
+	__u64 present;
+	__u64 owned;
+	__u64 dirty;
+	__u64 gen;
+	__u64 present_pages;
+	__u64 dirty_pages;
+	__u64 reserved[4];
+};
+
 #define MORSEL_IOC_MAGIC	0xBA
 #define MORSEL_IOC_STAT		_IOWR(MORSEL_IOC_MAGIC, 0x01, struct morsel_stat)
 #define MORSEL_IOC_MAP		_IOWR(MORSEL_IOC_MAGIC, 0x02, struct morsel_map)
 #define MORSEL_IOC_FREEZE	_IOW(MORSEL_IOC_MAGIC, 0x03, struct morsel_freeze)
 #define MORSEL_IOC_SPLIT	_IOWR(MORSEL_IOC_MAGIC, 0x04, struct morsel_split)
+#define MORSEL_IOC_SCAN		_IOWR(MORSEL_IOC_MAGIC, 0x05, struct morsel_scan)
 
 #endif /* _UAPI_LINUX_MORSEL_H */
