@@ -238,11 +238,11 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 						MORSEL_WRITE);
 			if (IS_ERR(page))
 				return done ? done : PTR_ERR(page);
-		}
-		else if (page)
+		} else if (page) {
 			memcpy_from_page(buf + done, page, in_page, n);
-		else
+		} else {
 			memset(buf + done, 0, n);
+		}
 		if (page)
 			put_page(page);
 		done += n;
