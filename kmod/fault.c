@@ -219,6 +219,41 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 }
 
 /*
+ * A copy-on-write replaced the leaf under a link and, to reach secondary
+ * MMUs, ran the notifiers, which removed the link.  Make it again now
+ * rather than on the next access: the same checks as fault_pud() and
+ * fault_pmd() made it the first time, and the VMA cannot change while
+ * this fault holds it.  Any failure just leaves it to the next fault.
+ */
+static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
+			      loff_t off)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct morsel_mm *mmm = vma->vm_private_data;
+	void *table;
+
+	if (!mmm)
+		return;
+	if (vmf->pud && pud_none(pudp_get(vmf->pud))) {
+		if (m->level < MORSEL_LEVEL_PMD ||
+		    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
+			return;
+		table = morsel_pmd_table(m, off, false);
+		if (table)
+			morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
+				    ALIGN_DOWN(vmf->address, PUD_SIZE), table);
+		return;
+	}
+	if (pmd_none(pmdp_get_lockless(vmf->pmd)) &&
+	    vma_covers_granule(vma, vmf->address, PMD_SIZE)) {
+		table = morsel_pte_table(m, off, false);
+		if (table)
+			morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
+				    ALIGN_DOWN(vmf->address, PMD_SIZE), table);
+	}
+}
+
+/*
  * A store to a read-only leaf of a writable shared mapping: a frame
  * borrowed from the base (copy it now), a frame cleaned by a save (make it
  * dirty again) or a frozen object (refuse).
@@ -229,6 +264,7 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
 	struct page *page;
+	bool linked;
 
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
@@ -242,12 +278,16 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 		up_read(&m->lock);
 		return VM_FAULT_SIGSEGV;
 	}
+	linked = fault_in_object_table(vmf, m, off);
 	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_WRITE);
 	if (IS_ERR(page))
 		return PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
 		       errno_to_fault(PTR_ERR(page));
-	if (fault_in_object_table(vmf, m, off))
-		return VM_FAULT_NOPAGE;	/* the new leaf is in place */
+	if (linked) {
+		/* the new leaf is in place; a copy removed the link: renew it */
+		relink_after_copy(vmf, m, off);
+		return VM_FAULT_NOPAGE;
+	}
 	/*
 	 * The process's own PTE.  If it maps the frame we own, let the core
 	 * mm make it writable.  If it still maps the frame we copied from (a
