@@ -66,6 +66,23 @@ void morsel_flush_tlb(void)
 	on_each_cpu(flush_this_cpu, NULL, 1);
 }
 
+/*
+ * Flush what CPUs may still cache of @mm's translations after its paging
+ * structures changed (a link removed): the CPUs in mm_cpumask(@mm), which
+ * run it or hold it lazily, get a full flush; bumping the mm's TLB
+ * generation first makes a CPU that ran it earlier, and may keep entries
+ * under its PCID, flush when it switches back (switch_mm_irqs_off()
+ * compares the generation).  This is the protocol of flush_tlb_mm_range(),
+ * which modules cannot call; the bump is inc_mm_tlb_gen() (hidden from
+ * modules by #ifndef MODULE), and its full barrier orders our table writes
+ * before the read of the mask, as that function's comment requires.
+ */
+static void flush_mm_tlb(struct mm_struct *mm)
+{
+	atomic64_inc_return(&mm->context.tlb_gen);
+	on_each_cpu_mask(mm_cpumask(mm), flush_this_cpu, NULL, true);
+}
+
 static struct morsel_link *first_link_ending_after(struct morsel_mm *mmm,
 						   unsigned long addr)
 {
@@ -184,7 +201,7 @@ static void unlink_and_flush(struct morsel_mm *mmm, unsigned long start,
 	spin_unlock(&mmm->lock);
 	if (list_empty(&gone))
 		return;
-	morsel_flush_tlb();
+	flush_mm_tlb(mmm->mn.mm);
 	drop_links(&gone);
 }
 
@@ -316,7 +333,7 @@ static void morsel_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 	spin_unlock(&mmm->lock);
 	if (list_empty(&gone))
 		return;
-	morsel_flush_tlb();
+	flush_mm_tlb(mmm->mn.mm);
 	drop_links(&gone);
 }
 
