@@ -5,6 +5,8 @@
 #   make demo     the main job, in the VM
 #   make bench    benchmarks, in the VM (one BENCH line per comparison)
 #   make check    kernel coding style (checkpatch.pl from linux-source-6.12)
+#   make fuzz     libFuzzer harness of the image reader (clang), and its seeds;
+#                 make test runs it for 30 s, make fuzz-long for 10 minutes
 #   make deps     install what the project needs (Debian packages)
 #   make install  module into /lib/modules/KVER/extra (modprobe morsel),
 #                 morselctl into $(PREFIX)/bin, header and library
@@ -75,7 +77,33 @@ $(B)/tests/host/%: tests/host/%.c tests/tap.h $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) $(SANFLAGS) -o $@ $< $(LIB_SRC)
 
-test: deps all
+# The image reader under libFuzzer: clang, ASan and UBSan; seeds are valid
+# images written by tests/fuzz/make_seeds.  tests/fuzz/run.sh runs it.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -Ilib \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LONG  ?= 600
+
+fuzz: $(B)/fuzz/fuzz_image $(B)/fuzz/seeds/.stamp
+
+$(B)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c lib/morsel-image.c lib/morsel-image.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_image.c lib/morsel-image.c
+
+$(B)/fuzz/make_seeds: tests/fuzz/make_seeds.c lib/morsel-image.c lib/morsel-image.h
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) -o $@ tests/fuzz/make_seeds.c lib/morsel-image.c
+
+$(B)/fuzz/seeds/.stamp: $(B)/fuzz/make_seeds
+	rm -rf $(B)/fuzz/seeds
+	mkdir -p $(B)/fuzz/seeds
+	$(B)/fuzz/make_seeds $(B)/fuzz/seeds
+	@touch $@
+
+fuzz-long: fuzz
+	tests/fuzz/run.sh $(FUZZ_LONG)
+
+test: deps all fuzz
 	scripts/test.sh
 
 demo: deps all
@@ -99,4 +127,4 @@ clean:
 	$(MAKE) -C kmod clean
 	rm -rf $(B)
 
-.PHONY: all deps kmod test demo bench check install clean
+.PHONY: all deps kmod test demo bench check install clean fuzz fuzz-long

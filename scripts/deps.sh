@@ -13,6 +13,10 @@ PACKAGES=(
     build-essential gcc make libc6-dev binutils coreutils kmod
     linux-headers-6.12-amd64 linux-source-6.12
     qemu-system-x86 busybox-static cpio xz-utils
+    # make fuzz: clang 14 with -fsanitize=fuzzer. libFuzzer and the clang
+    # sanitizer runtimes are in libclang-rt-14-dev, which clang only
+    # recommends; llvm gives llvm-symbolizer for readable reports.
+    clang libclang-rt-14-dev llvm
 )
 
 # --- find what is missing ---------------------------------------------------
@@ -39,4 +43,15 @@ echo "deps.sh: installing: ${missing[*]}"
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends "${missing[@]}"
+
+# --- check -------------------------------------------------------------------
+# -fsanitize=fuzzer must link (a missing runtime only shows up here).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+    'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);' \
+    'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)' \
+    '{ (void)d; (void)n; return 0; }' > "$tmp/f.c"
+clang -fsanitize=fuzzer,address,undefined -o "$tmp/f" "$tmp/f.c" ||
+    { echo "deps.sh: clang -fsanitize=fuzzer does not link" >&2; exit 1; }
 echo "deps.sh: done"

@@ -2,8 +2,10 @@
 # make test: host unit tests (sanitizers on), then the VM suite once in
 # 5-level and once in 4-level paging.  Each test program is one test per
 # run; a kernel BUG/WARNING/leak seen by vm/run fails the suite run.
-# Ends with one line "N passed, M failed".
+# The image fuzzer (make fuzz) runs for 30 s after the host tests and counts
+# as one test, host:fuzz_image.  Ends with one line "N passed, M failed".
 #   MORSEL_TESTS="test_a test_b" scripts/test.sh   runs only those VM tests
+#   MORSEL_FUZZ_SECS=120 scripts/test.sh            fuzzes longer
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,6 +18,17 @@ for t in build/tests/host/test_*; do
 	echo "== host: $t"
 	if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed+=("host:${t##*/}"); fi
 done
+
+secs=${MORSEL_FUZZ_SECS:-30}
+echo "== host: fuzz_image, ${secs} s (log: build/fuzz/test.log)"
+mkdir -p build/fuzz
+if tests/fuzz/run.sh "$secs" > build/fuzz/test.log 2>&1; then
+	pass=$((pass + 1))
+	grep -E '^(Done |stat::(number_of_executed_units|average_exec_per_sec))' build/fuzz/test.log
+else
+	fail=$((fail + 1)); failed+=("host:fuzz_image")
+	tail -n 60 build/fuzz/test.log
+fi
 
 mkdir -p build/vm
 for paging in 5 4; do
