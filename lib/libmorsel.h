@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <linux/morsel.h>
+#include "morsel-image.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -141,6 +142,77 @@ int morsel_split(int fd, const char *name);
 int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
 		uint64_t gen, uint64_t *present, uint64_t *owned,
 		uint64_t *dirty, struct morsel_scan *out);
+
+/* ---------------------------------------------------------------------
+ * Persistence (lib/morsel-persist.c, docs/persistence.md): images on disk
+ * in the format of lib/morsel-image.h.  These functions also fill @err
+ * (may be NULL) with a message and, for a damaged image, the file offset
+ * of the damage.
+ */
+struct morsel_progress {
+	void (*fn)(uint64_t done, uint64_t total, void *arg);	/* or NULL */
+	void *arg;
+};
+
+/* morsel_save() flags */
+#define MORSEL_SAVE_DELTA	(1U << 0)	/* a child: only its own pages */
+#define MORSEL_SAVE_FLAGS	(MORSEL_SAVE_DELTA)
+
+struct morsel_save_opts {
+	uint64_t start;		/* byte range, page aligned ... */
+	uint64_t length;	/* ... 0: to the end of the object */
+	const char *parent;	/* incremental: the chain's newest image */
+	int base_fd;		/* MORSEL_SAVE_DELTA: the child's frozen base */
+	unsigned int flags;	/* MORSEL_SAVE_* */
+	struct morsel_progress progress;
+};
+
+/*
+ * Save morsel @fd into the image @path, atomically (a temporary file,
+ * fsync, rename, fsync of the directory: an interrupted save leaves the
+ * previous @path intact).  With @o->parent, an increment holding only the
+ * pages written since that image was saved (EINVAL if it was saved from
+ * another object or range, ESTALE if a save it did not see cleaned the
+ * object since).  With MORSEL_SAVE_DELTA, a child's own pages and the
+ * fingerprint of its base.  @out (may be NULL) gets the header written.
+ */
+int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
+		struct mimg_header *out, struct mimg_error *err);
+
+/* morsel_load() flags */
+#define MORSEL_LOAD_OVER	(1U << 0)	/* into the existing object */
+#define MORSEL_LOAD_FLAGS	(MORSEL_LOAD_OVER)
+
+struct morsel_load_opts {
+	int base_fd;		/* the chain starts with a delta: its base */
+	unsigned int flags;	/* MORSEL_LOAD_* */
+	mode_t mode;		/* of a new object; 0: 0600 */
+	struct morsel_progress progress;
+};
+
+/*
+ * Load the chain @paths[0..@n) (a full or delta image, then increments in
+ * order) into a new morsel @name (a child of @o->base_fd for a delta), or
+ * over the existing one with MORSEL_LOAD_OVER (every image is verified
+ * before anything changes).  Every data run is checked before use; a new
+ * object is removed again on failure.  Returns an O_RDWR fd or -errno.
+ */
+int morsel_load(const char *const *paths, unsigned int n, const char *name,
+		const struct morsel_load_opts *o, struct mimg_header *out,
+		struct mimg_error *err);
+
+/* Check every checksum of the chain @paths[0..@n) and its links. */
+int morsel_image_verify(const char *const *paths, unsigned int n,
+			const struct morsel_progress *pr,
+			struct mimg_header *last, struct mimg_error *err);
+
+/* Write the chain @paths[0..@n) as one image @out_path (atomically). */
+int morsel_image_compact(const char *const *paths, unsigned int n,
+			 const char *out_path, const struct morsel_progress *pr,
+			 struct mimg_header *out, struct mimg_error *err);
+
+/* The content fingerprint of morsel @fd, as a full image of it records. */
+int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr);
 
 /* Read the module-wide totals from MORSEL_SYSFS_DIR. */
 int morsel_totals(struct morsel_totals_u *t);

@@ -7,10 +7,16 @@
  *   morselctl ls [DIR] [--bytes]
  *   morselctl stat NAME [--json]
  *   morselctl rm NAME...
- *   morselctl load NAME FILE
+ *   morselctl import NAME FILE
  *   morselctl cat NAME
  *   morselctl map NAME [--populate] [--ro] [--hold SECS]
  *   morselctl totals [--json]
+ *   morselctl save NAME IMAGE [--incremental PARENT] [--delta BASE]
+ *                             [--range START:LENGTH] [--json]
+ *   morselctl load NAME IMAGE [INCREMENT...] [--base BASE] [--over] [--json]
+ *   morselctl verify IMAGE [INCREMENT...] [--json]
+ *   morselctl info IMAGE [--json]
+ *   morselctl compact OUT IMAGE [INCREMENT...] [--json]
  *
  * Exit status: 0 success, 1 an operation failed, 2 usage error.
  */
@@ -39,7 +45,7 @@ static const char usage_text[] =
 "                                   populated, tables, links, mappers\n"
 "  stat NAME [--json]               usage figures of one morsel\n"
 "  rm NAME...                       remove morsels\n"
-"  load NAME FILE                   copy FILE ('-': stdin) into NAME, sparse;\n"
+"  import NAME FILE                 copy FILE ('-': stdin) into NAME, sparse;\n"
 "                                   NAME is created if missing\n"
 "  cat NAME                         write NAME's contents to stdout\n"
 "  map NAME [--populate] [--ro] [--hold SECS]\n"
@@ -49,6 +55,19 @@ static const char usage_text[] =
 "  freeze NAME                      make NAME's contents permanent\n"
 "  split BASE CHILD                 create CHILD, a copy-on-write child of the\n"
 "                                   frozen BASE\n"
+"\n"
+"Images (docs/persistence.md; a progress bar on a terminal):\n"
+"  save NAME IMAGE [--incremental PARENT] [--delta BASE] [--range START:LEN]\n"
+"                                   save NAME into IMAGE atomically: whole,\n"
+"                                   pages written since PARENT was saved, or\n"
+"                                   a child's own pages against its BASE\n"
+"  load NAME IMAGE [INCREMENT...] [--base BASE] [--over]\n"
+"                                   load a chain into a new NAME (a child of\n"
+"                                   BASE for a delta), or over NAME\n"
+"  verify IMAGE [INCREMENT...]      check every checksum and the chain\n"
+"  info IMAGE                       the header of an image\n"
+"  compact OUT IMAGE [INCREMENT...] write a chain as one image OUT\n"
+"  (save, load, verify, info and compact take --json)\n"
 "\n"
 "NAME is relative to $MORSEL_DIR (default " MORSEL_DIR ") unless absolute.\n"
 "Exit status: 0 ok, 1 error, 2 usage error.\n";
@@ -374,24 +393,24 @@ static int cmd_rm(int argc, char **argv)
 	return status;
 }
 
-static int cmd_load(int argc, char **argv)
+static int cmd_import(int argc, char **argv)
 {
 	struct morsel_stat st;
 	char *pos[2], a[32], b[32];
 	int n, fd, src, ret;
 
-	ret = parse_args("load", argc, argv, NULL, pos, &n, 2);
+	ret = parse_args("import", argc, argv, NULL, pos, &n, 2);
 	if (ret)
 		return ret;
 	if (n != 2)
-		return usage_error("load: needs NAME and FILE");
+		return usage_error("import: needs NAME and FILE");
 	if (!strcmp(pos[1], "-")) {
 		src = STDIN_FILENO;
 	} else {
 		src = open(pos[1], O_RDONLY | O_CLOEXEC);
 		if (src < 0) {
 			ret = -errno;
-			fprintf(stderr, PROG ": load %s: %s: %s\n", pos[0],
+			fprintf(stderr, PROG ": import %s: %s: %s\n", pos[0],
 				pos[1], strerror(-ret));
 			return 1;
 		}
@@ -406,14 +425,14 @@ static int cmd_load(int argc, char **argv)
 		ret = morsel_stat(fd, &st);
 	close(fd);
 	if (!ret)
-		printf("loaded %s: %s, %s populated (%llu pages)\n", pos[0],
+		printf("imported %s: %s, %s populated (%llu pages)\n", pos[0],
 		       human(st.size, a, sizeof(a)),
 		       human(st.data_pages * MORSEL_PAGE_SIZE, b, sizeof(b)),
 		       (unsigned long long)st.data_pages);
 out_src:
 	if (src != STDIN_FILENO)
 		close(src);
-	return ret ? fail("load", pos[0], ret) : 0;
+	return ret ? fail("import", pos[0], ret) : 0;
 }
 
 static int cmd_cat(int argc, char **argv)
@@ -610,6 +629,397 @@ static int cmd_totals(int argc, char **argv)
 	return 0;
 }
 
+/* ------------------------------------------------------------- images */
+
+/* A progress bar on stderr when it is a terminal, at most 10 times/s. */
+struct bar {
+	const char *what;
+	double last;
+	int shown;
+};
+
+static void bar_update(uint64_t done, uint64_t total, void *arg)
+{
+	struct bar *b = arg;
+	double t = now_us();
+	char d[32], tt[32];
+	int pct, i;
+
+	if (!total || (t - b->last < 100000 && done < total))
+		return;
+	b->last = t;
+	b->shown = 1;
+	pct = (int)(done * 100 / total);
+	fprintf(stderr, "\r%s [", b->what);
+	for (i = 0; i < 30; i++)
+		fputc(i < pct * 30 / 100 ? '#' : ' ', stderr);
+	fprintf(stderr, "] %3d%% %s / %s ", pct, human(done, d, sizeof(d)),
+		human(total, tt, sizeof(tt)));
+	fflush(stderr);
+}
+
+static void bar_init(struct bar *b, const char *what,
+		     struct morsel_progress *p)
+{
+	memset(b, 0, sizeof(*b));
+	b->what = what;
+	p->fn = isatty(STDERR_FILENO) ? bar_update : NULL;
+	p->arg = b;
+}
+
+static void bar_done(struct bar *b)
+{
+	if (b->shown)
+		fputc('\n', stderr);
+}
+
+static int image_fail(const char *cmd, const char *name, int ret,
+		      const struct mimg_error *err)
+{
+	if (err->msg[0])
+		fprintf(stderr, PROG ": %s %s: %s (at offset %llu)\n", cmd,
+			name, err->msg, (unsigned long long)err->offset);
+	else
+		return fail(cmd, name, ret);
+	return 1;
+}
+
+static void hex_id(const uint8_t *id, char *out)
+{
+	int i;
+
+	for (i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", id[i]);
+}
+
+static const char *image_kind(const struct mimg_header *h)
+{
+	if (h->flags & MIMG_F_INCREMENT)
+		return "increment";
+	return h->flags & MIMG_F_DELTA ? "delta" : "full";
+}
+
+/* The header as JSON members (no braces). */
+static void header_json(const struct mimg_header *h)
+{
+	char id[33], pid[33];
+
+	hex_id(h->image_id, id);
+	hex_id(h->parent_id, pid);
+	printf("\"kind\": \"%s\", \"version\": %u, \"object_size\": %llu, "
+	       "\"level\": %u, \"range_start\": %llu, \"range_length\": %llu, "
+	       "\"records\": %llu, \"present_pages\": %llu, "
+	       "\"stored_pages\": %llu, \"image_id\": \"%s\", "
+	       "\"parent_id\": \"%s\", \"base_fingerprint\": \"%016llx\", "
+	       "\"content_fingerprint\": \"%016llx\", \"object_id\": "
+	       "\"%016llx\", \"clean_gen\": %llu, \"created_ns\": %llu",
+	       image_kind(h), h->version,
+	       (unsigned long long)h->object_size, h->level,
+	       (unsigned long long)h->range_start,
+	       (unsigned long long)h->range_length,
+	       (unsigned long long)h->nr_records,
+	       (unsigned long long)h->present_pages,
+	       (unsigned long long)h->data_pages, id,
+	       h->flags & MIMG_F_INCREMENT ? pid : "",
+	       (unsigned long long)h->base_fingerprint,
+	       (unsigned long long)h->content_fingerprint,
+	       (unsigned long long)h->object_id,
+	       (unsigned long long)h->clean_gen,
+	       (unsigned long long)h->created_ns);
+}
+
+/* "START:LENGTH" with morsel_size_parse() sizes. */
+static int parse_range(const char *s, uint64_t *start, uint64_t *len)
+{
+	char buf[64];
+	const char *colon = strchr(s, ':');
+
+	if (!colon || (size_t)(colon - s) >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, colon - s);
+	buf[colon - s] = 0;
+	if (!strcmp(buf, "0"))
+		*start = 0;
+	else if (morsel_size_parse(buf, start))
+		return -EINVAL;
+	return morsel_size_parse(colon + 1, len) || !*len ? -EINVAL : 0;
+}
+
+static int cmd_save(int argc, char **argv)
+{
+	struct opt opts[] = {
+		{ "incremental", 1, 0, NULL }, { "delta", 1, 0, NULL },
+		{ "range", 1, 0, NULL }, { "json", 0, 0, NULL },
+		{ NULL, 0, 0, NULL },
+	};
+	struct morsel_save_opts o;
+	struct mimg_error err;
+	struct mimg_header h;
+	struct bar bar;
+	char *pos[2], a[32], path[4096];
+	double t0, us;
+	int n, fd, ret;
+
+	ret = parse_args("save", argc, argv, opts, pos, &n, 2);
+	if (ret)
+		return ret;
+	if (n != 2)
+		return usage_error("save: needs NAME and IMAGE");
+	if (opts[0].seen && opts[1].seen)
+		return usage_error("save: --incremental and --delta exclude "
+				   "each other (an increment of a delta chain "
+				   "needs only --incremental)");
+	memset(&o, 0, sizeof(o));
+	o.base_fd = -1;
+	if (opts[2].seen && parse_range(opts[2].value, &o.start, &o.length))
+		return usage_error("save: --range wants START:LENGTH, page "
+				   "aligned (like 0:1G or 2M:4M)");
+	o.parent = opts[0].value;
+	ret = morsel_path(pos[0], path, sizeof(path));
+	if (ret)
+		return fail("save", pos[0], ret);
+	/* Read-only suffices for a full save (no cleaning then). */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && (errno == EACCES || errno == EPERM) && !o.parent)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("save", pos[0], -errno);
+	if (opts[1].seen) {
+		ret = morsel_path(opts[1].value, path, sizeof(path));
+		o.base_fd = ret ? ret : morsel_open(path, O_RDONLY);
+		if (o.base_fd < 0) {
+			close(fd);
+			return fail("save --delta", opts[1].value, o.base_fd);
+		}
+		o.flags |= MORSEL_SAVE_DELTA;
+	}
+	bar_init(&bar, "save", &o.progress);
+	t0 = now_us();
+	ret = morsel_save(fd, pos[1], &o, &h, &err);
+	us = now_us() - t0;
+	bar_done(&bar);
+	close(fd);
+	if (o.base_fd >= 0)
+		close(o.base_fd);
+	if (ret)
+		return image_fail("save", pos[0], ret, &err);
+	if (opts[3].seen) {
+		printf("{\"name\": ");
+		json_string(pos[0]);
+		printf(", \"image\": ");
+		json_string(pos[1]);
+		printf(", \"seconds\": %.6f, ", us / 1e6);
+		header_json(&h);
+		printf("}\n");
+	} else {
+		printf("saved %s to %s: %s image, %llu of %llu pages stored "
+		       "(%s) in %.3f s\n", pos[0], pos[1], image_kind(&h),
+		       (unsigned long long)h.data_pages,
+		       (unsigned long long)h.present_pages,
+		       human(h.data_pages * MORSEL_PAGE_SIZE, a, sizeof(a)),
+		       us / 1e6);
+	}
+	return 0;
+}
+
+static int cmd_load(int argc, char **argv)
+{
+	struct opt opts[] = {
+		{ "base", 1, 0, NULL }, { "over", 0, 0, NULL },
+		{ "json", 0, 0, NULL }, { NULL, 0, 0, NULL },
+	};
+	struct morsel_load_opts o;
+	struct mimg_error err;
+	struct mimg_header h;
+	struct morsel_stat st;
+	struct bar bar;
+	char *pos[256], a[32], path[4096];
+	double t0, us;
+	int n, fd, ret;
+
+	ret = parse_args("load", argc, argv, opts, pos, &n, 256);
+	if (ret)
+		return ret;
+	if (n < 2)
+		return usage_error("load: needs NAME and IMAGE [INCREMENT...] "
+				   "(a raw file: use 'import')");
+	memset(&o, 0, sizeof(o));
+	o.base_fd = -1;
+	if (opts[0].seen) {
+		ret = morsel_path(opts[0].value, path, sizeof(path));
+		o.base_fd = ret ? ret : morsel_open(path, O_RDONLY);
+		if (o.base_fd < 0)
+			return fail("load --base", opts[0].value, o.base_fd);
+	}
+	if (opts[1].seen)
+		o.flags |= MORSEL_LOAD_OVER;
+	bar_init(&bar, "load", &o.progress);
+	t0 = now_us();
+	fd = morsel_load((const char *const *)pos + 1, n - 1, pos[0], &o, &h,
+			 &err);
+	us = now_us() - t0;
+	bar_done(&bar);
+	if (o.base_fd >= 0)
+		close(o.base_fd);
+	if (fd < 0)
+		return image_fail("load", pos[0], fd, &err);
+	ret = morsel_stat(fd, &st);
+	close(fd);
+	if (ret)
+		return fail("load", pos[0], ret);
+	if (opts[2].seen) {
+		printf("{\"name\": ");
+		json_string(pos[0]);
+		printf(", \"images\": %d, \"seconds\": %.6f, \"size\": %llu, "
+		       "\"data_pages\": %llu, \"borrowed_pages\": %llu}\n",
+		       n - 1, us / 1e6, (unsigned long long)st.size,
+		       (unsigned long long)st.data_pages,
+		       (unsigned long long)st.borrowed_pages);
+	} else {
+		printf("loaded %s from %d image%s: %s, %llu pages (%s) in "
+		       "%.3f s\n", pos[0], n - 1, n == 2 ? "" : "s",
+		       human(st.size, a, sizeof(a)),
+		       (unsigned long long)st.data_pages,
+		       human(st.data_pages * MORSEL_PAGE_SIZE, path,
+			     sizeof(path)), us / 1e6);
+	}
+	return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct opt opts[] = { { "json", 0, 0, NULL }, { NULL, 0, 0, NULL } };
+	struct morsel_progress p;
+	struct mimg_error err;
+	struct mimg_header h;
+	struct bar bar;
+	char *pos[256];
+	int n, ret;
+
+	ret = parse_args("verify", argc, argv, opts, pos, &n, 256);
+	if (ret)
+		return ret;
+	if (n < 1)
+		return usage_error("verify: needs IMAGE [INCREMENT...]");
+	bar_init(&bar, "verify", &p);
+	ret = morsel_image_verify((const char *const *)pos, n, &p, &h, &err);
+	bar_done(&bar);
+	if (opts[0].seen) {
+		printf("{\"ok\": %s, \"images\": %d", ret ? "false" : "true",
+		       n);
+		if (ret) {
+			printf(", \"error\": ");
+			json_string(err.msg[0] ? err.msg : strerror(-ret));
+			printf(", \"offset\": %llu",
+			       (unsigned long long)err.offset);
+		}
+		printf("}\n");
+		return ret ? 1 : 0;
+	}
+	if (ret)
+		return image_fail("verify", pos[0], ret, &err);
+	printf("ok: %d image%s, %llu pages present\n", n, n == 1 ? "" : "s",
+	       (unsigned long long)h.present_pages);
+	return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+	struct opt opts[] = { { "json", 0, 0, NULL }, { NULL, 0, 0, NULL } };
+	struct mimg_reader r;
+	struct mimg_error err;
+	char *pos[1], a[32], b[32], id[33];
+	int n, fd, ret;
+
+	ret = parse_args("info", argc, argv, opts, pos, &n, 1);
+	if (ret)
+		return ret;
+	if (n != 1)
+		return usage_error("info: needs IMAGE");
+	fd = open(pos[0], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("info", pos[0], -errno);
+	memset(&err, 0, sizeof(err));
+	ret = mimg_open(fd, &r, &err);
+	close(fd);
+	if (ret)
+		return image_fail("info", pos[0], ret, &err);
+	if (opts[0].seen) {
+		printf("{\"image\": ");
+		json_string(pos[0]);
+		printf(", ");
+		header_json(&r.h);
+		printf("}\n");
+		mimg_close(&r);
+		return 0;
+	}
+	hex_id(r.h.image_id, id);
+	printf("image:       %s (%s, format %u)\n", pos[0], image_kind(&r.h),
+	       r.h.version);
+	printf("id:          %s\n", id);
+	if (r.h.flags & MIMG_F_INCREMENT) {
+		hex_id(r.h.parent_id, id);
+		printf("parent:      %s\n", id);
+	}
+	if (r.h.flags & MIMG_F_DELTA)
+		printf("base:        fingerprint %016llx\n",
+		       (unsigned long long)r.h.base_fingerprint);
+	printf("object:      %llu bytes (%s), level %s, id %016llx, "
+	       "clean_gen %llu\n", (unsigned long long)r.h.object_size,
+	       human(r.h.object_size, a, sizeof(a)),
+	       morsel_level_name(r.h.level),
+	       (unsigned long long)r.h.object_id,
+	       (unsigned long long)r.h.clean_gen);
+	printf("range:       %llu + %llu\n",
+	       (unsigned long long)r.h.range_start,
+	       (unsigned long long)r.h.range_length);
+	printf("pages:       %llu present, %llu stored (%s) in %llu records\n",
+	       (unsigned long long)r.h.present_pages,
+	       (unsigned long long)r.h.data_pages,
+	       human(r.h.data_pages * MORSEL_PAGE_SIZE, b, sizeof(b)),
+	       (unsigned long long)r.h.nr_records);
+	if (r.h.content_fingerprint)
+		printf("fingerprint: %016llx\n",
+		       (unsigned long long)r.h.content_fingerprint);
+	mimg_close(&r);
+	return 0;
+}
+
+static int cmd_compact(int argc, char **argv)
+{
+	struct opt opts[] = { { "json", 0, 0, NULL }, { NULL, 0, 0, NULL } };
+	struct morsel_progress p;
+	struct mimg_error err;
+	struct mimg_header h;
+	struct bar bar;
+	char *pos[256];
+	int n, ret;
+
+	ret = parse_args("compact", argc, argv, opts, pos, &n, 256);
+	if (ret)
+		return ret;
+	if (n < 2)
+		return usage_error("compact: needs OUT and IMAGE [INCREMENT...]");
+	bar_init(&bar, "compact", &p);
+	ret = morsel_image_compact((const char *const *)pos + 1, n - 1,
+				   pos[0], &p, &h, &err);
+	bar_done(&bar);
+	if (ret)
+		return image_fail("compact", pos[0], ret, &err);
+	if (opts[0].seen) {
+		printf("{\"image\": ");
+		json_string(pos[0]);
+		printf(", ");
+		header_json(&h);
+		printf("}\n");
+	} else {
+		printf("compacted %d image%s into %s: %llu pages stored\n",
+		       n - 1, n == 2 ? "" : "s", pos[0],
+		       (unsigned long long)h.data_pages);
+	}
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -618,7 +1028,12 @@ static const struct {
 	{ "ls", cmd_ls },
 	{ "stat", cmd_stat },
 	{ "rm", cmd_rm },
+	{ "import", cmd_import },
+	{ "save", cmd_save },
 	{ "load", cmd_load },
+	{ "verify", cmd_verify },
+	{ "info", cmd_info },
+	{ "compact", cmd_compact },
 	{ "cat", cmd_cat },
 	{ "map", cmd_map },
 	{ "totals", cmd_totals },

@@ -1,0 +1,1217 @@
+#define _GNU_SOURCE
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Persistence: saving morsels into images and loading images into morsels
+ * (docs/persistence.md; the format is lib/morsel-image.[ch]).
+ *
+ * This file owns the policy: which pages an image stores (all present
+ * pages, the pages dirty since the last save, or a child's own pages),
+ * the chain rules (an increment names its parent image and the object's
+ * clean generation; a delta names its base by fingerprint), how a page of
+ * a chain is resolved, and the crash-consistent write (temporary file,
+ * fsync, rename, fsync of the directory).
+ *
+ * Data is read from a read-only mapping of the object (one copy, into the
+ * image file's page cache) and written back with pwrite() (the kernel
+ * allocates the frames).  Which pages exist comes from MORSEL_IOC_SCAN.
+ */
+#include "libmorsel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#define SPAN_PAGES	MIMG_SPAN_PAGES
+#define PAGE		MIMG_PAGE_SIZE
+
+static int fail(struct mimg_error *err, int ret, uint64_t offset,
+		const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		err->offset = offset;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+/* "@path: " before the message already in @err. */
+static void prefix_error(struct mimg_error *err, const char *path)
+{
+	char m[sizeof(err->msg)];
+	size_t n;
+
+	if (!err)
+		return;
+	n = strlen(path);
+	if (n + 2 >= sizeof(m))
+		return;
+	memcpy(m, path, n);
+	memcpy(m + n, ": ", 2);
+	memcpy(m + n + 2, err->msg, sizeof(m) - n - 2);
+	m[sizeof(m) - 1] = 0;
+	memcpy(err->msg, m, sizeof(m));
+}
+
+/* ------------------------------------------------------------- bitmaps */
+
+/* Bits [pos, pos + 64) of @map (@nbits long); bits outside it read 0. */
+static uint64_t bits64(const uint64_t *map, uint64_t nbits, int64_t pos)
+{
+	uint64_t lo, hi, v;
+	int64_t w;
+	int sh;
+
+	if (pos >= (int64_t)nbits || pos <= -64)
+		return 0;
+	w = pos >= 0 ? pos / 64 : -1;
+	sh = (int)(pos - w * 64);
+	lo = w >= 0 ? map[w] : 0;
+	hi = (uint64_t)(w + 1) * 64 < nbits ? map[w + 1] : 0;
+	v = sh ? lo >> sh | hi << (64 - sh) : lo;
+	if (pos + 64 > (int64_t)nbits)
+		v &= ~0ull >> (pos + 64 - (int64_t)nbits);
+	if (pos < 0)
+		v &= ~0ull << -pos;
+	return v;
+}
+
+/* The 512 bits of span @span, from a range bitmap starting at page @first. */
+static void span_bits(const uint64_t *map, uint64_t nbits, uint64_t first,
+		      uint64_t span, uint64_t out[MIMG_BITMAP_WORDS])
+{
+	int64_t pos = (int64_t)(span * SPAN_PAGES) - (int64_t)first;
+	int w;
+
+	for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+		out[w] = map ? bits64(map, nbits, pos + 64 * w) : 0;
+}
+
+static bool bits_empty(const uint64_t m[MIMG_BITMAP_WORDS])
+{
+	int w;
+
+	for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+		if (m[w])
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------ I/O */
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+	ssize_t n;
+
+	while (cnt) {
+		n = pwritev(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		off += n;
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= n;
+		}
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static void progress(const struct morsel_progress *p, uint64_t done,
+		     uint64_t total)
+{
+	if (p && p->fn)
+		p->fn(done, total, p->arg);
+}
+
+/* --------------------------------------------------------- image writer */
+
+/*
+ * An image being written: a temporary file next to @path, data first, then
+ * the index and the header; committed by fsync + rename + fsync(dir), so
+ * an interrupted save leaves the previous image at @path untouched.
+ */
+struct writer {
+	int fd;
+	char *path, *tmp;
+	struct mimg_header h;
+	uint8_t *index;
+	uint64_t next;		/* records added */
+	uint64_t pos;		/* file offset of the next data page */
+	uint64_t fp;		/* content fingerprint so far */
+	bool full;		/* stored == present: fingerprint it */
+};
+
+static int writer_open(struct writer *w, const char *path,
+		       const struct mimg_header *h, struct mimg_error *err)
+{
+	size_t len = strlen(path);
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	w->h = *h;
+	w->h.version = MIMG_VERSION;
+	w->h.index_offset = MIMG_HEADER_SIZE;
+	w->h.data_offset = (MIMG_HEADER_SIZE + h->nr_records *
+			    MIMG_RECORD_SIZE + PAGE - 1) / PAGE * PAGE;
+	w->h.data_pages = 0;
+	w->h.present_pages = 0;
+	if (getrandom(w->h.image_id, sizeof(w->h.image_id), 0) !=
+	    sizeof(w->h.image_id))
+		return fail(err, -errno ? -errno : -EIO, 0, "getrandom: %s",
+			    strerror(errno));
+	w->h.image_id[0] |= 1;	/* never all zero */
+	w->full = !(h->flags & (MIMG_F_INCREMENT | MIMG_F_DELTA));
+	w->fp = mimg_fingerprint_init(h->object_size);
+	w->pos = w->h.data_offset;
+	w->path = strdup(path);
+	w->tmp = malloc(len + 16);
+	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
+	if (!w->path || !w->tmp || !w->index)
+		return fail(err, -ENOMEM, 0, "out of memory");
+	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
+	w->fd = mkostemp(w->tmp, O_CLOEXEC);
+	if (w->fd < 0) {
+		ret = -errno;
+		free(w->tmp);
+		w->tmp = NULL;
+		return fail(err, ret, 0, "cannot create %s.tmp-*: %s", path,
+			    strerror(-ret));
+	}
+	return 0;
+}
+
+/* Append one record whose stored pages are @iov (crc @crc over them). */
+static int writer_add(struct writer *w, uint64_t span,
+		      const uint64_t present[MIMG_BITMAP_WORDS],
+		      const uint64_t stored[MIMG_BITMAP_WORDS],
+		      struct iovec *iov, int iovcnt, uint32_t crc,
+		      struct mimg_error *err)
+{
+	struct mimg_record r;
+	int ret;
+
+	if (w->next >= w->h.nr_records)
+		return fail(err, -EINVAL, 0, "internal: too many records");
+	memset(&r, 0, sizeof(r));
+	r.span = span;
+	r.data_offset = w->pos;
+	r.nr_stored = mimg_popcount(stored);
+	r.data_crc = r.nr_stored ? crc : 0;
+	memcpy(r.present, present, sizeof(r.present));
+	memcpy(r.stored, stored, sizeof(r.stored));
+	if (r.nr_stored) {
+		ret = pwritev_full(w->fd, iov, iovcnt, w->pos);
+		if (ret)
+			return fail(err, ret, w->pos, "writing %s: %s", w->tmp,
+				    strerror(-ret));
+	}
+	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
+	w->next++;
+	w->pos += (uint64_t)r.nr_stored * PAGE;
+	w->h.data_pages += r.nr_stored;
+	w->h.present_pages += mimg_popcount(present);
+	if (w->full)
+		w->fp = mimg_fingerprint_add(w->fp, span, present, r.data_crc);
+	return 0;
+}
+
+static int writer_commit(struct writer *w, struct mimg_header *out,
+			 struct mimg_error *err)
+{
+	uint8_t block[MIMG_HEADER_SIZE];
+	uint64_t ilen = w->h.nr_records * MIMG_RECORD_SIZE;
+	int ret;
+
+	if (w->next != w->h.nr_records)
+		return fail(err, -EINVAL, 0, "internal: %llu of %llu records",
+			    (unsigned long long)w->next,
+			    (unsigned long long)w->h.nr_records);
+	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
+	if (w->full)
+		w->h.content_fingerprint = w->fp;
+	mimg_encode_header(&w->h, block);
+	ret = pwrite_full(w->fd, w->index, ilen, MIMG_HEADER_SIZE);
+	if (!ret && w->h.data_offset > MIMG_HEADER_SIZE + ilen) {
+		/* zero padding up to the data, also for an image without data */
+		static const uint8_t zero[PAGE];
+
+		ret = pwrite_full(w->fd, zero, w->h.data_offset -
+				  MIMG_HEADER_SIZE - ilen,
+				  MIMG_HEADER_SIZE + ilen);
+	}
+	if (!ret)
+		ret = pwrite_full(w->fd, block, sizeof(block), 0);
+	if (ret)
+		return fail(err, ret, 0, "writing %s: %s", w->tmp,
+			    strerror(-ret));
+	/* Size exactly: a re-used tmp name must not keep a longer tail. */
+	if (ftruncate(w->fd, (off_t)w->pos) || fsync(w->fd))
+		return fail(err, -errno, 0, "syncing %s: %s", w->tmp,
+			    strerror(errno));
+	if (rename(w->tmp, w->path))
+		return fail(err, -errno, 0, "renaming %s to %s: %s", w->tmp,
+			    w->path, strerror(errno));
+	free(w->tmp);
+	w->tmp = NULL;	/* committed: nothing to remove */
+	ret = fsync_dir_of(w->path);
+	if (ret)
+		return fail(err, ret, 0, "syncing the directory of %s: %s",
+			    w->path, strerror(-ret));
+	if (out)
+		*out = w->h;
+	return 0;
+}
+
+/* Free @w; an uncommitted temporary file is removed. */
+static void writer_close(struct writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp)
+		unlink(w->tmp);
+	free(w->tmp);
+	free(w->path);
+	free(w->index);
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+}
+
+/* ---------------------------------------------------------- fingerprint */
+
+/*
+ * Walk the present pages of [@first, @first + @npages) span by span:
+ * @fn gets each span's present bitmap, the pages of @stored (a subset) as
+ * iovecs into @map (the object mapped from page @first) and their crc.
+ */
+typedef int (*span_fn)(void *ctx, uint64_t span, const uint64_t *present,
+		       const uint64_t *stored, struct iovec *iov, int cnt,
+		       uint32_t crc);
+
+static int walk_spans(const uint8_t *map, uint64_t first, uint64_t npages,
+		      const uint64_t *present_map, const uint64_t *stored_map,
+		      span_fn fn, void *ctx, const struct morsel_progress *pr,
+		      uint64_t total)
+{
+	uint64_t span, last = (first + npages - 1) / SPAN_PAGES, done = 0;
+	uint64_t present[MIMG_BITMAP_WORDS], stored[MIMG_BITMAP_WORDS];
+
+	if (!npages)
+		return 0;
+	struct iovec iov[SPAN_PAGES];
+	unsigned int i, j;
+	uint32_t crc;
+	int cnt, ret;
+
+	for (span = first / SPAN_PAGES; span <= last; span++) {
+		span_bits(present_map, npages, first, span, present);
+		if (bits_empty(present))
+			continue;
+		span_bits(stored_map, npages, first, span, stored);
+		cnt = 0;
+		crc = 0;
+		for (i = 0; i < SPAN_PAGES; i = j) {
+			if (!mimg_test(stored, i)) {
+				j = i + 1;
+				continue;
+			}
+			for (j = i + 1; j < SPAN_PAGES && mimg_test(stored, j);)
+				j++;
+			iov[cnt].iov_base = (void *)(map + (span * SPAN_PAGES +
+							    i - first) * PAGE);
+			iov[cnt].iov_len = (size_t)(j - i) * PAGE;
+			crc = mimg_crc32c(crc, iov[cnt].iov_base,
+					  iov[cnt].iov_len);
+			cnt++;
+			done += (uint64_t)(j - i) * PAGE;
+		}
+		ret = fn(ctx, span, present, stored, iov, cnt, crc);
+		if (ret)
+			return ret;
+		progress(pr, done, total);
+	}
+	return 0;
+}
+
+struct scan_result {
+	uint64_t *present, *owned, *dirty;
+	uint64_t npages, first;
+	struct morsel_scan s;
+};
+
+static void scan_free(struct scan_result *r)
+{
+	free(r->present);
+	free(r->owned);
+	free(r->dirty);
+	memset(r, 0, sizeof(*r));
+}
+
+static int scan_range(int fd, uint64_t start, uint64_t length,
+		      unsigned int flags, uint64_t gen, struct scan_result *r)
+{
+	size_t words = (length / PAGE + 63) / 64;
+
+	memset(r, 0, sizeof(*r));
+	r->first = start / PAGE;
+	r->npages = length / PAGE;
+	r->present = calloc(words ? words : 1, 8);
+	r->owned = calloc(words ? words : 1, 8);
+	r->dirty = calloc(words ? words : 1, 8);
+	if (!r->present || !r->owned || !r->dirty) {
+		scan_free(r);
+		return -ENOMEM;
+	}
+	if (!length) {		/* an empty object: nothing to scan */
+		r->s.gen = gen;
+		return 0;
+	}
+	return morsel_scan(fd, start, length, flags, gen, r->present, r->owned,
+			   r->dirty, &r->s);
+}
+
+static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
+		   const uint64_t *stored, struct iovec *iov, int cnt,
+		   uint32_t crc)
+{
+	(void)stored;
+	(void)iov;
+	(void)cnt;
+	*(uint64_t *)ctx = mimg_fingerprint_add(*(uint64_t *)ctx, span,
+						present, crc);
+	return 0;
+}
+
+int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
+{
+	struct morsel_stat st;
+	struct scan_result r;
+	uint64_t len;
+	void *map = NULL;
+	int ret;
+
+	ret = morsel_stat(fd, &st);
+	if (ret)
+		return ret;
+	*fp = mimg_fingerprint_init(st.size);
+	len = (st.size + PAGE - 1) / PAGE * PAGE;
+	if (!len)
+		return 0;
+	ret = scan_range(fd, 0, len, 0, 0, &r);
+	if (ret)
+		goto out;
+	if (r.s.present_pages) {
+		map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		if (map == MAP_FAILED) {
+			ret = -errno;
+			map = NULL;
+			goto out;
+		}
+	}
+	ret = walk_spans(map, 0, len / PAGE, r.present, r.present, fp_span, fp,
+			 pr, r.s.present_pages * PAGE);
+out:
+	if (map)
+		munmap(map, len);
+	scan_free(&r);
+	return ret;
+}
+
+/* ----------------------------------------------------------------- save */
+
+struct save_ctx {
+	struct writer *w;
+	struct mimg_error *err;
+};
+
+static int save_span(void *ctx, uint64_t span, const uint64_t *present,
+		     const uint64_t *stored, struct iovec *iov, int cnt,
+		     uint32_t crc)
+{
+	struct save_ctx *c = ctx;
+
+	return writer_add(c->w, span, present, stored, iov, cnt, crc, c->err);
+}
+
+static uint64_t count_spans(const uint64_t *present, uint64_t npages,
+			    uint64_t first)
+{
+	uint64_t span, last = (first + npages - 1) / SPAN_PAGES, n = 0;
+	uint64_t bits[MIMG_BITMAP_WORDS];
+
+	if (!npages)
+		return 0;
+
+	for (span = first / SPAN_PAGES; span <= last; span++) {
+		span_bits(present, npages, first, span, bits);
+		n += !bits_empty(bits);
+	}
+	return n;
+}
+
+/*
+ * May an image of [@start, +@length) of an object of @size follow @parent?
+ * The same range, or both the whole object (whose size may have changed).
+ */
+static bool same_range(const struct mimg_header *parent, uint64_t start,
+		       uint64_t length, uint64_t size)
+{
+	uint64_t psize = (parent->object_size + PAGE - 1) / PAGE * PAGE;
+
+	if (parent->range_start == start && parent->range_length == length)
+		return true;
+	return !parent->range_start && parent->range_length == psize &&
+	       !start && length == (size + PAGE - 1) / PAGE * PAGE;
+}
+
+static bool ids_equal(const uint8_t *a, const uint8_t *b)
+{
+	return !memcmp(a, b, 16);
+}
+
+/* Is @base_fd the frozen base @fd was split from? */
+static int check_base(int fd, int base_fd, struct mimg_error *err)
+{
+	struct morsel_stat st, bst;
+	struct stat sb;
+	int ret;
+
+	ret = morsel_stat(fd, &st);
+	if (!ret)
+		ret = morsel_stat(base_fd, &bst);
+	if (ret)
+		return fail(err, ret, 0, "MORSEL_IOC_STAT: %s", strerror(-ret));
+	if (fstat(base_fd, &sb))
+		return fail(err, -errno, 0, "fstat: %s", strerror(errno));
+	if (!st.parent || st.parent != (uint64_t)sb.st_ino)
+		return fail(err, -EINVAL, 0,
+			    "the base given is not this object's parent");
+	if (!(bst.state & MORSEL_STATE_FROZEN))
+		return fail(err, -EINVAL, 0, "the base is not frozen");
+	return 0;
+}
+
+int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
+		struct mimg_header *out, struct mimg_error *err)
+{
+	struct mimg_reader parent = { .fd = -1 };
+	struct morsel_stat st;
+	struct mimg_header h;
+	struct scan_result r = { 0 };
+	struct save_ctx ctx;
+	struct writer w;
+	uint64_t start, length, rsize, *stored, total;
+	unsigned int flags = 0;
+	void *map = NULL;
+	int pfd = -1, ret;
+
+	memset(&w, 0, sizeof(w));
+	w.fd = -1;
+	if (err)
+		memset(err, 0, sizeof(*err));
+	ret = morsel_stat(fd, &st);
+	if (ret)
+		return fail(err, ret, 0, "MORSEL_IOC_STAT: %s (not a morsel?)",
+			    strerror(-ret));
+	start = o ? o->start : 0;
+	rsize = (st.size + PAGE - 1) / PAGE * PAGE;
+	length = o && o->length ? o->length : rsize > start ? rsize - start : 0;
+	if (start % PAGE || length % PAGE || start > rsize ||
+	    length > rsize - start || (!length && (start || st.size)))
+		return fail(err, -EINVAL, 0,
+			    "range %llu+%llu: must be page aligned, non-empty "
+			    "and inside the object (%llu bytes)",
+			    (unsigned long long)start,
+			    (unsigned long long)length,
+			    (unsigned long long)st.size);
+	if (o && (o->flags & ~MORSEL_SAVE_FLAGS))
+		return fail(err, -EINVAL, 0, "unknown save flags");
+	if (o && o->parent && (o->flags & MORSEL_SAVE_DELTA))
+		return fail(err, -EINVAL, 0, "a delta starts a chain; an "
+			    "increment of a delta chain needs only its parent");
+	memset(&h, 0, sizeof(h));
+	h.object_size = st.size;
+	h.level = st.level;
+	h.range_start = start;
+	h.range_length = length;
+	h.object_id = st.id;
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		h.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	}
+
+	if (o && o->parent) {
+		pfd = open(o->parent, O_RDONLY | O_CLOEXEC);
+		if (pfd < 0)
+			return fail(err, -errno, 0, "%s: %s", o->parent,
+				    strerror(errno));
+		ret = mimg_open(pfd, &parent, err);
+		if (ret)
+			goto out;
+		if (parent.h.object_id != st.id) {
+			ret = fail(err, -EINVAL, 0, "%s was saved from another "
+				   "object (or before a reload): do a full save",
+				   o->parent);
+			goto out;
+		}
+		if (!same_range(&parent.h, start, length, st.size)) {
+			ret = fail(err, -EINVAL, 0, "%s covers another range",
+				   o->parent);
+			goto out;
+		}
+		flags |= MIMG_F_INCREMENT;
+		memcpy(h.parent_id, parent.h.image_id, 16);
+		ret = scan_range(fd, start, length,
+				 MORSEL_SCAN_CLEAN | MORSEL_SCAN_IF_GEN,
+				 parent.h.clean_gen, &r);
+		if (ret == -ESTALE) {
+			ret = fail(err, ret, 0, "the object was cleaned since %s "
+				   "was saved (a save was interrupted, or another "
+				   "chain saved it): start a new chain with a "
+				   "full save", o->parent);
+			goto out;
+		}
+		stored = r.dirty;
+	} else {
+		/*
+		 * Start of a chain: clean if we may write, else a read-only
+		 * scan (a later increment then stores a superset: still right).
+		 */
+		ret = scan_range(fd, start, length, MORSEL_SCAN_CLEAN, 0, &r);
+		if (ret == -EBADF)
+			ret = scan_range(fd, start, length, 0, 0, &r);
+		if (o && (o->flags & MORSEL_SAVE_DELTA)) {
+			if (!ret)
+				ret = check_base(fd, o->base_fd, err);
+			if (ret && err && !err->msg[0])
+				fail(err, ret, 0, "scan: %s", strerror(-ret));
+			if (ret)
+				goto out;
+			flags |= MIMG_F_DELTA;
+			ret = morsel_fingerprint(o->base_fd,
+						 &h.base_fingerprint, NULL);
+			if (!ret && !h.base_fingerprint)
+				h.base_fingerprint = 1;	/* never 0 */
+			stored = r.owned;
+		} else {
+			stored = r.present;
+		}
+	}
+	if (ret) {
+		if (err && !err->msg[0])
+			fail(err, ret, 0, "MORSEL_IOC_SCAN: %s", strerror(-ret));
+		goto out;
+	}
+	h.flags = flags;
+	h.clean_gen = r.s.gen;
+	h.nr_records = count_spans(r.present, r.npages, r.first);
+	ret = writer_open(&w, path, &h, err);
+	if (ret)
+		goto out;
+	if (r.s.present_pages) {
+		map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, start);
+		if (map == MAP_FAILED) {
+			ret = fail(err, -errno, 0, "mapping the object: %s",
+				   strerror(errno));
+			map = NULL;
+			goto out;
+		}
+	}
+	total = 0;
+	for (uint64_t i = 0; i < (r.npages + 63) / 64; i++)
+		total += __builtin_popcountll(stored[i]);
+	ctx.w = &w;
+	ctx.err = err;
+	ret = walk_spans(map, r.first, r.npages, r.present, stored, save_span,
+			 &ctx, o ? &o->progress : NULL, total * PAGE);
+	if (!ret)
+		ret = writer_commit(&w, out, err);
+out:
+	if (map)
+		munmap(map, length);
+	writer_close(&w);
+	scan_free(&r);
+	mimg_close(&parent);
+	if (pfd >= 0)
+		close(pfd);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- chain */
+
+struct chain {
+	unsigned int n;
+	struct mimg_reader *r;		/* r[0] root ... r[n - 1] newest */
+	int *fds;
+};
+
+static void chain_close(struct chain *c)
+{
+	unsigned int i;
+
+	for (i = 0; c->r && i < c->n; i++) {
+		mimg_close(&c->r[i]);
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+	}
+	free(c->r);
+	free(c->fds);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Open and check @n images: a root, then increments, each on the last. */
+static int chain_open(struct chain *c, const char *const *paths,
+		      unsigned int n, struct mimg_error *err)
+{
+	const struct mimg_header *h, *p;
+	unsigned int i;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	if (!n)
+		return fail(err, -EINVAL, 0, "no image given");
+	c->r = calloc(n, sizeof(*c->r));
+	c->fds = malloc(n * sizeof(*c->fds));
+	if (!c->r || !c->fds) {
+		free(c->r);
+		free(c->fds);
+		c->r = NULL;
+		return fail(err, -ENOMEM, 0, "out of memory");
+	}
+	for (i = 0; i < n; i++)
+		c->fds[i] = -1;
+	c->n = n;
+	for (i = 0; i < n; i++) {
+		c->r[i].fd = -1;
+		c->fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+		if (c->fds[i] < 0)
+			return fail(err, -errno, 0, "%s: %s", paths[i],
+				    strerror(errno));
+		ret = mimg_open(c->fds[i], &c->r[i], err);
+		if (ret) {
+			prefix_error(err, paths[i]);
+			return ret;
+		}
+		h = &c->r[i].h;
+		if (!i && (h->flags & MIMG_F_INCREMENT))
+			return fail(err, -EINVAL, 0, "%s is an increment: give "
+				    "the chain from its full (or delta) image "
+				    "on", paths[i]);
+		if (!i)
+			continue;
+		p = &c->r[i - 1].h;
+		if (!(h->flags & MIMG_F_INCREMENT) ||
+		    !ids_equal(h->parent_id, p->image_id))
+			return fail(err, -EINVAL, 0, "%s does not follow %s in "
+				    "a chain", paths[i], paths[i - 1]);
+		if (!same_range(p, h->range_start, h->range_length,
+				h->object_size))
+			return fail(err, -EINVAL, 0, "%s covers another range "
+				    "than %s", paths[i], paths[i - 1]);
+	}
+	return 0;
+}
+
+/*
+ * Resolve the chain span by span (the spans of the newest image: its
+ * present pages are the chain's).  For each, @fn gets the present bitmap,
+ * the pages supplied by some image (their data in page order in @data,
+ * every run checked against its crc) and the pages left to the base.
+ */
+typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
+			  const uint64_t *supplied, const uint64_t *from_base,
+			  const uint8_t *data, uint32_t crc);
+
+static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
+			 bool need_crc, const struct morsel_progress *pr,
+			 struct mimg_error *err)
+{
+	const struct mimg_reader *last = &c->r[c->n - 1];
+	uint64_t need[MIMG_BITMAP_WORDS], take[MIMG_BITMAP_WORDS];
+	uint64_t supplied[MIMG_BITMAP_WORDS], *cursor, i, total, done = 0;
+	uint8_t *buf, *tmp;
+	const struct mimg_record *rec, *lr;
+	unsigned int k, pg, w, pos;
+	bool direct, base_ok;
+	uint32_t crc;
+	int ret = 0;
+
+	base_ok = c->r[0].h.flags & MIMG_F_DELTA;
+	buf = malloc(MIMG_SPAN_SIZE);
+	tmp = malloc(MIMG_SPAN_SIZE);
+	cursor = calloc(c->n, sizeof(*cursor));
+	if (!buf || !tmp || !cursor) {
+		ret = fail(err, -ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	total = 0;
+	for (k = 0; k < c->n; k++)
+		total += c->r[k].h.data_pages * PAGE;
+	for (i = 0; i < last->h.nr_records; i++) {
+		lr = &last->records[i];
+		memcpy(need, lr->present, sizeof(need));
+		memset(supplied, 0, sizeof(supplied));
+		direct = false;
+		for (k = c->n; k-- > 0 && !bits_empty(need);) {
+			const struct mimg_reader *r = &c->r[k];
+
+			while (cursor[k] < r->h.nr_records &&
+			       r->records[cursor[k]].span < lr->span)
+				cursor[k]++;
+			if (cursor[k] >= r->h.nr_records ||
+			    r->records[cursor[k]].span != lr->span)
+				continue;
+			rec = &r->records[cursor[k]];
+			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+				take[w] = need[w] & rec->stored[w];
+			if (bits_empty(take))
+				continue;
+			/* The newest image stores the whole span: read it in. */
+			if (k == c->n - 1 &&
+			    !memcmp(take, need, sizeof(take)) &&
+			    !memcmp(rec->stored, need, sizeof(need))) {
+				ret = mimg_read_data(r, cursor[k], buf, err);
+				if (ret)
+					goto out;
+				memcpy(supplied, need, sizeof(supplied));
+				memset(need, 0, sizeof(need));
+				direct = true;
+				done += (uint64_t)rec->nr_stored * PAGE;
+				break;
+			}
+			ret = mimg_read_data(r, cursor[k], tmp, err);
+			if (ret)
+				goto out;
+			done += (uint64_t)rec->nr_stored * PAGE;
+			/* Place the taken pages at their page index in @buf. */
+			for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
+				if (!mimg_test(rec->stored, pg))
+					continue;
+				if (mimg_test(take, pg))
+					memcpy(buf + (size_t)pg * PAGE,
+					       tmp + (size_t)pos * PAGE, PAGE);
+				pos++;
+			}
+			for (w = 0; w < MIMG_BITMAP_WORDS; w++) {
+				supplied[w] |= take[w];
+				need[w] &= ~take[w];
+			}
+		}
+		if (!bits_empty(need) && !base_ok) {
+			for (pg = 0; !mimg_test(need, pg); pg++)
+				;
+			ret = fail(err, -EINVAL, MIMG_HEADER_SIZE +
+				   i * MIMG_RECORD_SIZE, "broken chain: page at "
+				   "offset %llu is present but no image of the "
+				   "chain stores it",
+				   (unsigned long long)((lr->span * SPAN_PAGES +
+							 pg) * PAGE));
+			goto out;
+		}
+		if (!direct) {
+			/* Compact the supplied pages into page order. */
+			for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++)
+				if (mimg_test(supplied, pg)) {
+					if (pos != pg)
+						memmove(buf + (size_t)pos * PAGE,
+							buf + (size_t)pg * PAGE,
+							PAGE);
+					pos++;
+				}
+		}
+		if (direct)
+			crc = last->records[i].data_crc;	/* checked */
+		else
+			crc = need_crc ? mimg_crc32c(0, buf, (size_t)
+					mimg_popcount(supplied) * PAGE) : 0;
+		ret = fn(ctx, lr->span, lr->present, supplied, need, buf, crc);
+		if (ret)
+			goto out;
+		progress(pr, done, total);
+	}
+out:
+	free(buf);
+	free(tmp);
+	free(cursor);
+	return ret;
+}
+
+/*
+ * Without reading data: does every present page of the newest image have
+ * an image that stores it (or, for a delta chain, may it be the base's)?
+ */
+static int chain_check(const struct chain *c, struct mimg_error *err)
+{
+	const struct mimg_reader *last = &c->r[c->n - 1];
+	uint64_t need[MIMG_BITMAP_WORDS], *cursor, i;
+	const struct mimg_record *lr, *rec;
+	unsigned int k, w, pg;
+	int ret = 0;
+
+	if (c->r[0].h.flags & MIMG_F_DELTA)
+		return 0;
+	cursor = calloc(c->n, sizeof(*cursor));
+	if (!cursor)
+		return fail(err, -ENOMEM, 0, "out of memory");
+	for (i = 0; i < last->h.nr_records && !ret; i++) {
+		lr = &last->records[i];
+		memcpy(need, lr->present, sizeof(need));
+		for (k = c->n; k-- > 0 && !bits_empty(need);) {
+			const struct mimg_reader *r = &c->r[k];
+
+			while (cursor[k] < r->h.nr_records &&
+			       r->records[cursor[k]].span < lr->span)
+				cursor[k]++;
+			if (cursor[k] >= r->h.nr_records ||
+			    r->records[cursor[k]].span != lr->span)
+				continue;
+			rec = &r->records[cursor[k]];
+			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+				need[w] &= ~rec->stored[w];
+		}
+		if (bits_empty(need))
+			continue;
+		for (pg = 0; !mimg_test(need, pg); pg++)
+			;
+		ret = fail(err, -EINVAL, MIMG_HEADER_SIZE + i * MIMG_RECORD_SIZE,
+			   "broken chain: page at offset %llu is present but no "
+			   "image of the chain stores it",
+			   (unsigned long long)((lr->span * SPAN_PAGES + pg) *
+						PAGE));
+	}
+	free(cursor);
+	return ret;
+}
+
+int morsel_image_verify(const char *const *paths, unsigned int n,
+			const struct morsel_progress *pr,
+			struct mimg_header *last, struct mimg_error *err)
+{
+	struct chain c;
+	unsigned int i;
+	int ret;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	ret = chain_open(&c, paths, n, err);
+	if (!ret)
+		ret = chain_check(&c, err);
+	for (i = 0; !ret && i < n; i++) {
+		ret = mimg_verify(&c.r[i], pr ? pr->fn : NULL,
+				  pr ? pr->arg : NULL, err);
+		if (ret)
+			prefix_error(err, paths[i]);
+	}
+	if (!ret && last)
+		*last = c.r[n - 1].h;
+	chain_close(&c);
+	return ret;
+}
+
+/* ------------------------------------------------------------- compact */
+
+struct compact_ctx {
+	struct writer *w;
+	struct mimg_error *err;
+};
+
+static int compact_span(void *ctx, uint64_t span, const uint64_t *present,
+			const uint64_t *supplied, const uint64_t *from_base,
+			const uint8_t *data, uint32_t crc)
+{
+	struct compact_ctx *c = ctx;
+	struct iovec iov = {
+		.iov_base = (void *)data,
+		.iov_len = (size_t)mimg_popcount(supplied) * PAGE,
+	};
+
+	(void)from_base;
+	return writer_add(c->w, span, present, supplied, &iov, 1, crc, c->err);
+}
+
+int morsel_image_compact(const char *const *paths, unsigned int n,
+			 const char *out_path, const struct morsel_progress *pr,
+			 struct mimg_header *out, struct mimg_error *err)
+{
+	const struct mimg_header *root, *newest;
+	struct compact_ctx ctx;
+	struct mimg_header h;
+	struct writer w;
+	struct chain c;
+	int ret;
+
+	memset(&w, 0, sizeof(w));
+	w.fd = -1;
+	if (err)
+		memset(err, 0, sizeof(*err));
+	ret = chain_open(&c, paths, n, err);
+	if (ret)
+		goto out;
+	root = &c.r[0].h;
+	newest = &c.r[n - 1].h;
+	h = *newest;		/* size, range, object id, clean_gen */
+	h.flags = root->flags & MIMG_F_DELTA;
+	h.base_fingerprint = root->base_fingerprint;
+	memset(h.parent_id, 0, sizeof(h.parent_id));
+	h.content_fingerprint = 0;
+	ret = writer_open(&w, out_path, &h, err);
+	if (ret)
+		goto out;
+	ctx.w = &w;
+	ctx.err = err;
+	ret = chain_resolve(&c, compact_span, &ctx, true, pr, err);
+	if (!ret)
+		ret = writer_commit(&w, out, err);
+out:
+	writer_close(&w);
+	chain_close(&c);
+	return ret;
+}
+
+/* ----------------------------------------------------------------- load */
+
+struct load_ctx {
+	int fd;
+	bool punch;		/* the target may hold pages the chain has not */
+	uint64_t next;		/* first page not handled yet */
+	uint64_t lo, hi;	/* the images' range, in pages */
+	struct mimg_error *err;
+};
+
+static int punch(struct load_ctx *c, uint64_t first, uint64_t end)
+{
+	/* Only inside the images' range: a range load keeps the rest. */
+	first = first > c->lo ? first : c->lo;
+	end = end < c->hi ? end : c->hi;
+	if (!c->punch || first >= end)
+		return 0;
+	if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(first * PAGE), (off_t)((end - first) * PAGE)))
+		return fail(c->err, -errno, 0, "punching a hole: %s",
+			    strerror(errno));
+	return 0;
+}
+
+static int load_span(void *ctx, uint64_t span, const uint64_t *present,
+		     const uint64_t *supplied, const uint64_t *from_base,
+		     const uint8_t *data, uint32_t crc)
+{
+	struct load_ctx *c = ctx;
+	uint64_t base = span * SPAN_PAGES;
+	unsigned int i, j, pos = 0;
+	int ret;
+
+	(void)from_base;
+	(void)crc;
+	ret = punch(c, c->next, base);
+	for (i = 0; !ret && i < SPAN_PAGES; i = j) {
+		bool in = mimg_test(present, i), sup = mimg_test(supplied, i);
+
+		for (j = i + 1; j < SPAN_PAGES && mimg_test(present, j) == in &&
+		     mimg_test(supplied, j) == sup; j++)
+			;
+		if (!in) {
+			ret = punch(c, base + i, base + j);
+		} else if (sup) {
+			ret = pwrite_full(c->fd, data + (size_t)pos * PAGE,
+					  (size_t)(j - i) * PAGE,
+					  (base + i) * PAGE);
+			if (ret)
+				fail(c->err, ret, 0, "writing the object: %s",
+				     strerror(-ret));
+			pos += j - i;
+		}
+	}
+	c->next = base + SPAN_PAGES;
+	return ret;
+}
+
+int morsel_load(const char *const *paths, unsigned int n, const char *name,
+		const struct morsel_load_opts *o, struct mimg_header *out,
+		struct mimg_error *err)
+{
+	const struct mimg_header *root, *newest;
+	struct morsel_stat st;
+	struct load_ctx ctx;
+	struct chain c;
+	bool created = false, over = o && (o->flags & MORSEL_LOAD_OVER);
+	uint64_t fp, end;
+	char path[4096];
+	int fd = -1, ret;
+
+	if (err)
+		memset(err, 0, sizeof(*err));
+	if (o && (o->flags & ~MORSEL_LOAD_FLAGS))
+		return fail(err, -EINVAL, 0, "unknown load flags");
+	ret = morsel_path(name, path, sizeof(path));
+	if (ret)
+		return fail(err, ret, 0, "bad name %s", name);
+	ret = chain_open(&c, paths, n, err);
+	if (ret)
+		goto out;
+	root = &c.r[0].h;
+	newest = &c.r[n - 1].h;
+	if (root->flags & MIMG_F_DELTA) {
+		if (!o || o->base_fd < 0) {
+			ret = fail(err, -EINVAL, 0, "%s is a delta: give its "
+				   "base (a frozen morsel)", paths[0]);
+			goto out;
+		}
+		ret = morsel_stat(o->base_fd, &st);
+		if (!ret && !(st.state & MORSEL_STATE_FROZEN))
+			ret = fail(err, -EINVAL, 0, "the base is not frozen");
+		if (!ret)
+			ret = morsel_fingerprint(o->base_fd, &fp, NULL);
+		if (!ret && fp != root->base_fingerprint &&
+		    !(root->base_fingerprint == 1 && !fp))
+			ret = fail(err, -EINVAL, 120, "wrong base: %s was saved "
+				   "against a base with fingerprint %016llx, this "
+				   "one has %016llx", paths[0],
+				   (unsigned long long)root->base_fingerprint,
+				   (unsigned long long)fp);
+		if (ret) {
+			if (err && !err->msg[0])
+				fail(err, ret, 0, "base: %s", strerror(-ret));
+			goto out;
+		}
+	}
+	if (over && (root->flags & MIMG_F_DELTA)) {
+		/* Its borrowed pages would have to become the base's again. */
+		ret = fail(err, -EINVAL, 0, "a delta chain loads into a new "
+			   "child of its base, not over an object");
+		goto out;
+	}
+	if (over) {
+		/* Nothing may change before every image has proved intact. */
+		ret = morsel_image_verify(paths, n, NULL, NULL, err);
+		if (ret)
+			goto out;
+		fd = morsel_open(path, O_RDWR);
+		if (fd < 0) {
+			ret = fail(err, fd, 0, "%s: %s", path, strerror(-fd));
+			goto out;
+		}
+		if (root->flags & MIMG_F_DELTA) {
+			ret = check_base(fd, o->base_fd, err);
+			if (ret)
+				goto out;
+		}
+	} else if (root->flags & MIMG_F_DELTA) {
+		fd = morsel_split(o->base_fd, path);
+		if (fd < 0) {
+			ret = fail(err, fd, 0, "splitting %s from the base: %s",
+				   path, strerror(-fd));
+			goto out;
+		}
+		created = true;
+	} else {
+		fd = morsel_create(path, 0, o && o->mode ? o->mode : 0600);
+		if (fd < 0) {
+			ret = fail(err, fd, 0, "creating %s: %s", path,
+				   strerror(-fd));
+			goto out;
+		}
+		created = true;
+	}
+	ret = morsel_stat(fd, &st);
+	if (ret)
+		goto out;
+	end = newest->range_start + newest->range_length;
+	if ((!over || newest->range_start == 0) &&
+	    st.size != newest->object_size) {
+		/* A whole-object image gives the size; a range never shrinks. */
+		if (over && newest->range_length <
+		    (newest->object_size + PAGE - 1) / PAGE * PAGE)
+			ret = 0;
+		else if (ftruncate(fd, (off_t)newest->object_size))
+			ret = fail(err, -errno, 0, "sizing %s to %llu bytes: %s",
+				   path,
+				   (unsigned long long)newest->object_size,
+				   strerror(errno));
+	} else if (st.size < end && ftruncate(fd, (off_t)end)) {
+		ret = fail(err, -errno, 0, "sizing %s: %s", path,
+			   strerror(errno));
+	}
+	if (ret)
+		goto out;
+	ctx.fd = fd;
+	ctx.punch = over || (root->flags & MIMG_F_DELTA);
+	ctx.next = newest->range_start / PAGE;
+	ctx.lo = ctx.next;
+	ctx.hi = end / PAGE;
+	ctx.err = err;
+	ret = chain_resolve(&c, load_span, &ctx, false,
+			    o ? &o->progress : NULL, err);
+	if (!ret)
+		ret = punch(&ctx, ctx.next, end / PAGE);
+	if (!ret && out)
+		*out = *newest;
+out:
+	chain_close(&c);
+	if (ret) {
+		if (fd >= 0)
+			close(fd);
+		if (created)
+			unlink(path);
+		return ret;
+	}
+	return fd;
+}
