@@ -25,9 +25,11 @@ VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*
               $(B)/tests/vm/morselctl $(B)/tests/vm/kmods/.stamp
 HOST_TESTS := $(patsubst tests/host/%.c,$(B)/tests/host/%,$(wildcard tests/host/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+# Crash test (tests/crash): guest programs, in the --files dir of crash-loop.sh
+CRASH      := $(patsubst tests/crash/%.c,$(B)/tests/crash/files/%,$(wildcard tests/crash/*.c))
 TOOLS      := $(patsubst tools/%.c,$(B)/tools/%,$(wildcard tools/*.c))
 
-all: kmod $(B)/libmorsel.a $(TOOLS) $(VM_TESTS) $(HOST_TESTS) $(BENCHES)
+all: kmod $(B)/libmorsel.a $(TOOLS) $(VM_TESTS) $(HOST_TESTS) $(BENCHES) $(CRASH)
 
 deps:
 	scripts/deps.sh
@@ -52,6 +54,10 @@ $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorse
 $(B)/bench/%: bench/%.c $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
+
+$(B)/tests/crash/files/%: tests/crash/%.c tests/crash/crash.h tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(UCFLAGS) -static -o $@ $< $(B)/libmorsel.a
 
 # Shell tests run in the guest next to a copy of the tool.
 $(B)/tests/vm/%: tests/vm/%.sh
