@@ -347,14 +347,9 @@ static uint32_t crc_hw_raw(uint32_t crc, const uint8_t *p, size_t len)
 
 /*
  * The two engines, for the host test (which checks that they agree) and
- * benchmarks.  Deliberately not in morsel-image.h: callers use
- * mimg_crc32c().  mimg_crc32c_hw() falls back to the table when the CPU
- * has no SSE4.2; mimg_crc32c_hw_available() says which one it runs.
+ * benchmarks; declared in morsel-image.h's "for tests" block.  Callers use
+ * mimg_crc32c().
  */
-uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len);
-uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len);
-bool mimg_crc32c_hw_available(void);
-
 uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
@@ -426,7 +421,10 @@ uint64_t mimg_fingerprint_add(uint64_t fp, uint64_t span,
 
 /* ------------------------------------------------------------- header */
 
-/* crc32c of bytes [0, 512) of a header block, header_crc taken as zero. */
+/*
+ * crc32c of the whole header block (MIMG_HEADER_CRC_LEN = 4096 bytes),
+ * header_crc taken as zero.
+ */
 static uint32_t header_crc(const uint8_t *b)
 {
 	static const uint8_t zero[4];
@@ -529,6 +527,10 @@ int mimg_decode_header(const uint8_t in[MIMG_HEADER_SIZE], uint64_t file_size,
 	if (h.flags & ~MIMG_F_KNOWN)
 		return fail(err, -EINVAL, 0, "header: unknown flags 0x%x "
 			    "(newer format?)", h.flags & ~MIMG_F_KNOWN);
+	if ((h.flags & MIMG_F_INCREMENT) && (h.flags & MIMG_F_DELTA))
+		return fail(err, -EINVAL, 0, "header: INCREMENT and DELTA both "
+			    "set: a delta is the root of its chain, increments "
+			    "on it carry only INCREMENT");
 	if (page_shift != MIMG_PAGE_SHIFT)
 		return fail(err, -EINVAL, 0, "header: page_shift %u, only %u "
 			    "is supported", page_shift, MIMG_PAGE_SHIFT);

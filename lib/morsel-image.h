@@ -32,7 +32,7 @@ extern "C" {
 #define MIMG_SPAN_PAGES		512u		/* pages per record */
 #define MIMG_SPAN_SIZE		(2ull << 20)	/* bytes per record */
 #define MIMG_HEADER_SIZE	4096u		/* the header block */
-#define MIMG_HEADER_CRC_LEN	512u		/* bytes covered by header_crc */
+#define MIMG_HEADER_CRC_LEN	4096u		/* header_crc covers it all */
 #define MIMG_RECORD_SIZE	192u
 #define MIMG_BITMAP_WORDS	8		/* 512 bits */
 #define MIMG_MAX_SIZE		(1ull << 39)	/* largest object: 512 GiB */
@@ -83,13 +83,23 @@ struct mimg_error {
 /* CRC32C (Castagnoli), as iSCSI/ext4: crc32c(0, "123456789", 9) = 0xe3069283. */
 uint32_t mimg_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * For tests and benchmarks: the two engines behind mimg_crc32c(), which
+ * callers use instead.  mimg_crc32c_hw() falls back to the table when the
+ * CPU has no SSE4.2; mimg_crc32c_hw_available() says which one it runs.
+ */
+uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+bool mimg_crc32c_hw_available(void);
+
 /* Encode @h into a whole header block, computing header_crc. */
 void mimg_encode_header(const struct mimg_header *h,
 			uint8_t out[MIMG_HEADER_SIZE]);
 /*
  * Decode and validate a header block read from a file of @file_size bytes:
- * magic, version, crc, reserved bytes zero, known flags, sizes, offsets and
- * counts consistent with each other and with @file_size.
+ * magic, version, crc (of the whole block), reserved bytes zero, known
+ * flags (not both INCREMENT and DELTA), sizes, offsets and counts
+ * consistent with each other and with @file_size.
  */
 int mimg_decode_header(const uint8_t in[MIMG_HEADER_SIZE], uint64_t file_size,
 		       struct mimg_header *h, struct mimg_error *err);

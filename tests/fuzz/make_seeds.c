@@ -147,9 +147,11 @@ int main(int argc, char **argv)
 	seed_add(&s, 2, 255, 264, 255, 264);
 	ret |= seed_write(&s, argv[1], "range");
 
-	/* the largest object, pages at both ends, nearly nothing stored */
-	seed_init(&s, MIMG_F_INCREMENT | MIMG_F_DELTA, MIMG_MAX_SIZE, 0,
-		  MIMG_MAX_SIZE);
+	/*
+	 * The largest object, pages at both ends, nearly nothing stored: an
+	 * increment (an image may not carry both INCREMENT and DELTA).
+	 */
+	seed_init(&s, MIMG_F_INCREMENT, MIMG_MAX_SIZE, 0, MIMG_MAX_SIZE);
 	seed_add(&s, 0, 0, 1, 0, 1);
 	seed_add(&s, MIMG_MAX_SIZE / MIMG_SPAN_SIZE - 1, 511, 512, 0, 0);
 	ret |= seed_write(&s, argv[1], "huge");
