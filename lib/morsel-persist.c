@@ -194,8 +194,25 @@ struct writer {
 	uint64_t next;		/* records added */
 	uint64_t pos;		/* file offset of the next data page */
 	uint64_t fp;		/* content fingerprint so far */
+	uint64_t flushed;	/* data before this offset is under writeback */
 	bool full;		/* stored == present: fingerprint it */
 };
+
+/*
+ * Start writeback of what is written so far every WRITEBACK_STEP bytes, so
+ * the disk works while we checksum and copy the next spans; the final
+ * fsync() then waits for little.  Only a hint: errors surface at fsync.
+ */
+#define WRITEBACK_STEP	(8u << 20)
+
+static void writer_kick(struct writer *w)
+{
+	if (w->pos - w->flushed < WRITEBACK_STEP)
+		return;
+	sync_file_range(w->fd, (off_t)w->flushed, (off_t)(w->pos - w->flushed),
+			SYNC_FILE_RANGE_WRITE);
+	w->flushed = w->pos;
+}
 
 static int writer_open(struct writer *w, const char *path,
 		       const struct mimg_header *h, struct mimg_error *err)
@@ -220,6 +237,7 @@ static int writer_open(struct writer *w, const char *path,
 	w->full = !(h->flags & (MIMG_F_INCREMENT | MIMG_F_DELTA));
 	w->fp = mimg_fingerprint_init(h->object_size);
 	w->pos = w->h.data_offset;
+	w->flushed = w->pos;
 	w->path = strdup(path);
 	w->tmp = malloc(len + 16);
 	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
@@ -265,6 +283,7 @@ static int writer_add(struct writer *w, uint64_t span,
 	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
 	w->next++;
 	w->pos += (uint64_t)r.nr_stored * PAGE;
+	writer_kick(w);
 	w->h.data_pages += r.nr_stored;
 	w->h.present_pages += mimg_popcount(present);
 	if (w->full)
@@ -776,6 +795,28 @@ static int chain_open(struct chain *c, const char *const *paths,
  * the pages supplied by some image (their data in page order in @data,
  * every run checked against its crc) and the pages left to the base.
  */
+/*
+ * Ask the kernel to read the newest image ahead of us (up to READ_AHEAD
+ * bytes past @at), so the disk works while we check and copy: the image
+ * is read in order.  *@done: how far we asked already.  Only a hint.
+ */
+#define READ_AHEAD	(32u << 20)
+
+static void read_ahead(const struct mimg_reader *r, uint64_t at,
+		       uint64_t *done)
+{
+	uint64_t end = at + READ_AHEAD;
+
+	if (end > r->file_size)
+		end = r->file_size;
+	if (*done >= end || (*done > at && *done - at > READ_AHEAD / 2))
+		return;
+	if (*done < at)
+		*done = at;
+	readahead(r->fd, (off64_t)*done, (size_t)(end - *done));
+	*done = end;
+}
+
 typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
 			  const uint64_t *supplied, const uint64_t *from_base,
 			  const uint8_t *data, uint32_t crc);
@@ -790,6 +831,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 	uint8_t *buf, *tmp;
 	const struct mimg_record *rec, *lr;
 	unsigned int k, pg, w, pos;
+	uint64_t ra = 0;
 	bool direct, base_ok;
 	uint32_t crc;
 	int ret = 0;
@@ -807,6 +849,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 		total += c->r[k].h.data_pages * PAGE;
 	for (i = 0; i < last->h.nr_records; i++) {
 		lr = &last->records[i];
+		read_ahead(last, lr->data_offset, &ra);
 		memcpy(need, lr->present, sizeof(need));
 		memset(supplied, 0, sizeof(supplied));
 		direct = false;
