@@ -5,6 +5,8 @@
 # build/bench/bench.log).
 #   MORSEL_BENCH_MEM=12G MORSEL_MODULE=/tmp/m.ko scripts/bench.sh [bench options]
 #   (bench options: e.g. --sizes 1G,4G --reps 3; see bench/bench.c)
+#   MORSEL_BENCH_SKIP=core|persist      leave one of the two boots out
+#   MORSEL_BENCH_PERSIST_ARGS="--reps 5" options of bench/bench_persist.c
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -14,10 +16,34 @@ LOG=build/bench/bench.log
 [ -x "$BIN" ] || { echo "bench.sh: $BIN missing (make $BIN)" >&2; exit 1; }
 mkdir -p build/bench
 
-out=$(./vm/run --mem "${MORSEL_BENCH_MEM:-20G}" --cpus 2 --timeout 3000 \
-	${MORSEL_MODULE:+--module "$MORSEL_MODULE"} \
-	--keep-log "$LOG" -- "$BIN" "$@" 2>&1 | tee /dev/stderr)
-rc=$?
+rc=0
+out=
+if [ "${MORSEL_BENCH_SKIP:-}" != core ]; then
+	out=$(./vm/run --mem "${MORSEL_BENCH_MEM:-20G}" --cpus 2 --timeout 3000 \
+		${MORSEL_MODULE:+--module "$MORSEL_MODULE"} \
+		--keep-log "$LOG" -- "$BIN" "$@" 2>&1 | tee /dev/stderr)
+	rc=$?
+fi
+
+# Persistence (bench/bench_persist.c): a second boot with an ext4 disk
+# (virtio-blk, a sparse file here) and the host's GNU cp and dd as baselines.
+if [ "${MORSEL_BENCH_SKIP:-}" != persist ]; then
+	PBIN=build/bench/bench_persist
+	files=build/bench/files
+	disk=build/bench/disk.img
+	rm -rf "$files" && mkdir -p "$files"
+	scripts/gnu-tools.sh "$files/gnu"
+	rm -f "$disk" && truncate -s 8G "$disk" && mkfs.ext4 -F -q "$disk"
+	pout=$(./vm/run --mem "${MORSEL_BENCH_MEM:-20G}" --cpus 2 --timeout 3000 \
+		${MORSEL_MODULE:+--module "$MORSEL_MODULE"} --disk "$disk" \
+		--files "$files" --keep-log "build/bench/bench-persist.log" \
+		-- "$PBIN" ${MORSEL_BENCH_PERSIST_ARGS:-} 2>&1 | tee /dev/stderr)
+	prc=$?
+	rm -f "$disk"
+	out="$out
+$pout"
+	[ "$prc" -eq 0 ] || rc=$prc
+fi
 
 grep -E '^(BENCH |# skipped)' <<<"$out" > "$OUT"
 echo
