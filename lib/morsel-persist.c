@@ -97,6 +97,12 @@ static void span_bits(const uint64_t *map, uint64_t nbits, uint64_t first,
 	int64_t pos = (int64_t)(span * SPAN_PAGES) - (int64_t)first;
 	int w;
 
+	/* The common case: whole words inside the range, copied as they are. */
+	if (map && pos >= 0 && !(pos % 64) &&
+	    (uint64_t)pos + SPAN_PAGES <= nbits) {
+		memcpy(out, map + pos / 64, MIMG_BITMAP_WORDS * 8);
+		return;
+	}
 	for (w = 0; w < MIMG_BITMAP_WORDS; w++)
 		out[w] = map ? bits64(map, nbits, pos + 64 * w) : 0;
 }
@@ -181,6 +187,9 @@ static void progress(const struct morsel_progress *p, uint64_t done,
 
 /* --------------------------------------------------------- image writer */
 
+#define BATCH_IOVS	256
+#define BATCH_BYTES	(8u << 20)
+
 /*
  * An image being written: a temporary file next to @path, data first, then
  * the index and the header; committed by fsync + rename + fsync(dir), so
@@ -196,6 +205,14 @@ struct writer {
 	uint64_t fp;		/* content fingerprint so far */
 	uint64_t flushed;	/* data before this offset is under writeback */
 	bool full;		/* stored == present: fingerprint it */
+	/*
+	 * Data of records whose pages stay valid until the commit (a save's
+	 * mapping) waits here and goes out in one pwritev(): a sparse object
+	 * has many one-page records, contiguous in the file.
+	 */
+	struct iovec batch[BATCH_IOVS];
+	int nbatch;
+	uint64_t batch_at, batch_len;	/* file offset and bytes pending */
 };
 
 /*
@@ -255,12 +272,66 @@ static int writer_open(struct writer *w, const char *path,
 	return 0;
 }
 
-/* Append one record whose stored pages are @iov (crc @crc over them). */
+static int writer_flush(struct writer *w, struct mimg_error *err)
+{
+	int ret;
+
+	if (!w->nbatch)
+		return 0;
+	ret = pwritev_full(w->fd, w->batch, w->nbatch, w->batch_at);
+	w->nbatch = 0;
+	w->batch_len = 0;
+	if (ret)
+		return fail(err, ret, w->batch_at, "writing %s: %s", w->tmp,
+			    strerror(-ret));
+	return 0;
+}
+
+/*
+ * Write @iov at the end of the data: batched if it stays valid (@stable)
+ * and is small, else now (after what is batched).
+ */
+static int writer_data(struct writer *w, struct iovec *iov, int iovcnt,
+		       bool stable, struct mimg_error *err)
+{
+	uint64_t len = 0;
+	int i, ret;
+
+	for (i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (stable && len < BATCH_BYTES / 4) {
+		if (w->nbatch + iovcnt > BATCH_IOVS ||
+		    w->batch_len + len > BATCH_BYTES) {
+			ret = writer_flush(w, err);
+			if (ret)
+				return ret;
+		}
+		if (!w->nbatch)
+			w->batch_at = w->pos;
+		memcpy(w->batch + w->nbatch, iov, iovcnt * sizeof(*iov));
+		w->nbatch += iovcnt;
+		w->batch_len += len;
+		return 0;
+	}
+	ret = writer_flush(w, err);
+	if (ret)
+		return ret;
+	ret = pwritev_full(w->fd, iov, iovcnt, w->pos);
+	if (ret)
+		return fail(err, ret, w->pos, "writing %s: %s", w->tmp,
+			    strerror(-ret));
+	return 0;
+}
+
+/*
+ * Append one record whose stored pages are @iov (crc @crc over them);
+ * @stable: they stay valid until writer_commit().
+ */
 static int writer_add(struct writer *w, uint64_t span,
 		      const uint64_t present[MIMG_BITMAP_WORDS],
 		      const uint64_t stored[MIMG_BITMAP_WORDS],
 		      struct iovec *iov, int iovcnt, uint32_t crc,
-		      struct mimg_error *err)
+		      bool stable, struct mimg_error *err)
 {
 	struct mimg_record r;
 	int ret;
@@ -275,10 +346,9 @@ static int writer_add(struct writer *w, uint64_t span,
 	memcpy(r.present, present, sizeof(r.present));
 	memcpy(r.stored, stored, sizeof(r.stored));
 	if (r.nr_stored) {
-		ret = pwritev_full(w->fd, iov, iovcnt, w->pos);
+		ret = writer_data(w, iov, iovcnt, stable, err);
 		if (ret)
-			return fail(err, ret, w->pos, "writing %s: %s", w->tmp,
-				    strerror(-ret));
+			return ret;
 	}
 	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
 	w->next++;
@@ -298,6 +368,9 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 	uint64_t ilen = w->h.nr_records * MIMG_RECORD_SIZE;
 	int ret;
 
+	ret = writer_flush(w, err);
+	if (ret)
+		return ret;
 	if (w->next != w->h.nr_records)
 		return fail(err, -EINVAL, 0, "internal: %llu of %llu records",
 			    (unsigned long long)w->next,
@@ -422,18 +495,27 @@ static void scan_free(struct scan_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Which bitmaps besides present a scan_range() caller needs. */
+#define WANT_OWNED	(1u << 0)
+#define WANT_DIRTY	(1u << 1)
+
 static int scan_range(int fd, uint64_t start, uint64_t length,
-		      unsigned int flags, uint64_t gen, struct scan_result *r)
+		      unsigned int flags, uint64_t gen, unsigned int want,
+		      struct scan_result *r)
 {
 	size_t words = (length / PAGE + 63) / 64;
 
 	memset(r, 0, sizeof(*r));
 	r->first = start / PAGE;
 	r->npages = length / PAGE;
+	/* A bitmap is 2 MiB per 64 GiB: fault in only those used. */
 	r->present = calloc(words ? words : 1, 8);
-	r->owned = calloc(words ? words : 1, 8);
-	r->dirty = calloc(words ? words : 1, 8);
-	if (!r->present || !r->owned || !r->dirty) {
+	if (want & WANT_OWNED)
+		r->owned = calloc(words ? words : 1, 8);
+	if (want & WANT_DIRTY)
+		r->dirty = calloc(words ? words : 1, 8);
+	if (!r->present || (!r->owned && (want & WANT_OWNED)) ||
+	    (!r->dirty && (want & WANT_DIRTY))) {
 		scan_free(r);
 		return -ENOMEM;
 	}
@@ -443,6 +525,29 @@ static int scan_range(int fd, uint64_t start, uint64_t length,
 	}
 	return morsel_scan(fd, start, length, flags, gen, r->present, r->owned,
 			   r->dirty, &r->s);
+}
+
+/*
+ * Map [@start, +@length) of @fd to read it, linked at once (no fault per
+ * page).  Writable when it may be (not frozen, not a child, fd writable):
+ * a writable mapping links the object's own tables, a read-only one needs
+ * read-only twins of them, made one per 2 MiB.  Nothing is written.
+ */
+static void *map_for_reading(int fd, const struct morsel_stat *st,
+			     uint64_t start, uint64_t length)
+{
+	void *map = MAP_FAILED;
+
+	if (!(st->state & MORSEL_STATE_FROZEN) && !st->parent &&
+	    (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR)
+		map = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   fd, (off_t)start);
+	if (map == MAP_FAILED)
+		map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd,
+			   (off_t)start);
+	if (map != MAP_FAILED)
+		morsel_link_range(fd, map, length, 0, NULL);	/* a hint */
+	return map;
 }
 
 static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
@@ -472,11 +577,11 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 	len = (st.size + PAGE - 1) / PAGE * PAGE;
 	if (!len)
 		return 0;
-	ret = scan_range(fd, 0, len, 0, 0, &r);
+	ret = scan_range(fd, 0, len, 0, 0, 0, &r);
 	if (ret)
 		goto out;
 	if (r.s.present_pages) {
-		map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		map = map_for_reading(fd, &st, 0, len);
 		if (map == MAP_FAILED) {
 			ret = -errno;
 			map = NULL;
@@ -505,7 +610,9 @@ static int save_span(void *ctx, uint64_t span, const uint64_t *present,
 {
 	struct save_ctx *c = ctx;
 
-	return writer_add(c->w, span, present, stored, iov, cnt, crc, c->err);
+	/* The pages stay mapped until the commit: batch them. */
+	return writer_add(c->w, span, present, stored, iov, cnt, crc, true,
+			  c->err);
 }
 
 static uint64_t count_spans(const uint64_t *present, uint64_t npages,
@@ -640,7 +747,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 		memcpy(h.parent_id, parent.h.image_id, 16);
 		ret = scan_range(fd, start, length,
 				 MORSEL_SCAN_CLEAN | MORSEL_SCAN_IF_GEN,
-				 parent.h.clean_gen, &r);
+				 parent.h.clean_gen, WANT_DIRTY, &r);
 		if (ret == -ESTALE) {
 			ret = fail(err, ret, 0, "the object was cleaned since %s "
 				   "was saved (a save was interrupted, or another "
@@ -654,9 +761,15 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 		 * Start of a chain: clean if we may write, else a read-only
 		 * scan (a later increment then stores a superset: still right).
 		 */
-		ret = scan_range(fd, start, length, MORSEL_SCAN_CLEAN, 0, &r);
-		if (ret == -EBADF)
-			ret = scan_range(fd, start, length, 0, 0, &r);
+		unsigned int want = o && (o->flags & MORSEL_SAVE_DELTA) ?
+				    WANT_OWNED : 0;
+
+		ret = scan_range(fd, start, length, MORSEL_SCAN_CLEAN, 0, want,
+				 &r);
+		if (ret == -EBADF) {
+			scan_free(&r);
+			ret = scan_range(fd, start, length, 0, 0, want, &r);
+		}
 		if (o && (o->flags & MORSEL_SAVE_DELTA)) {
 			if (!ret)
 				ret = check_base(fd, o->base_fd, err);
@@ -686,7 +799,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	if (ret)
 		goto out;
 	if (r.s.present_pages) {
-		map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, start);
+		map = map_for_reading(fd, &st, start, length);
 		if (map == MAP_FAILED) {
 			ret = fail(err, -errno, 0, "mapping the object: %s",
 				   strerror(errno));
@@ -817,6 +930,58 @@ static void read_ahead(const struct mimg_reader *r, uint64_t at,
 	*done = end;
 }
 
+/*
+ * Small records (a sparse object has many one-page ones, contiguous in the
+ * file) are read through an 8 MiB window of the newest image: one pread()
+ * for many records instead of one each.  Larger ones are read directly.
+ */
+#define WINDOW_BYTES	(8u << 20)
+#define WINDOW_SMALL	(256u << 10)
+
+struct window {
+	uint8_t *buf;
+	uint64_t at, len;	/* file range held */
+};
+
+static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
+		       struct window *win, struct mimg_error *err)
+{
+	const struct mimg_record *rec = &r->records[i];
+	uint64_t n = (uint64_t)rec->nr_stored * PAGE, off = rec->data_offset;
+	uint32_t crc;
+	ssize_t got;
+
+	if (!win || !win->buf || n >= WINDOW_SMALL)
+		return mimg_read_data(r, i, dst, err);
+	if (off < win->at || off + n > win->at + win->len) {
+		win->at = off;
+		win->len = 0;
+		do {
+			got = pread(r->fd, win->buf + win->len,
+				    WINDOW_BYTES - win->len,
+				    (off_t)(off + win->len));
+		} while ((got > 0 && (win->len += got) < n) ||
+			 (got < 0 && errno == EINTR));
+		if (got < 0)
+			return fail(err, -errno, off, "reading the image: %s",
+				    strerror(errno));
+		if (win->len < n)
+			return fail(err, -EINVAL, off + win->len, "image "
+				    "truncated: data of record %llu ends at %llu",
+				    (unsigned long long)i,
+				    (unsigned long long)(off + n));
+	}
+	memcpy(dst, win->buf + (off - win->at), n);
+	crc = mimg_crc32c(0, dst, n);
+	if (crc != rec->data_crc)
+		return fail(err, -EBADMSG, off, "data of record %llu (pages at "
+			    "offset %llu): crc32c mismatch (stored 0x%08x, "
+			    "computed 0x%08x)", (unsigned long long)i,
+			    (unsigned long long)(rec->span * MIMG_SPAN_SIZE),
+			    rec->data_crc, crc);
+	return 0;
+}
+
 typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
 			  const uint64_t *supplied, const uint64_t *from_base,
 			  const uint8_t *data, uint32_t crc);
@@ -832,6 +997,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 	const struct mimg_record *rec, *lr;
 	unsigned int k, pg, w, pos;
 	uint64_t ra = 0;
+	struct window win;
 	bool direct, base_ok;
 	uint32_t crc;
 	int ret = 0;
@@ -840,6 +1006,9 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 	buf = malloc(MIMG_SPAN_SIZE);
 	tmp = malloc(MIMG_SPAN_SIZE);
 	cursor = calloc(c->n, sizeof(*cursor));
+	win.buf = malloc(WINDOW_BYTES);	/* optional: NULL reads directly */
+	win.at = 0;
+	win.len = 0;
 	if (!buf || !tmp || !cursor) {
 		ret = fail(err, -ENOMEM, 0, "out of memory");
 		goto out;
@@ -871,7 +1040,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 			if (k == c->n - 1 &&
 			    !memcmp(take, need, sizeof(take)) &&
 			    !memcmp(rec->stored, need, sizeof(need))) {
-				ret = mimg_read_data(r, cursor[k], buf, err);
+				ret = read_record(r, cursor[k], buf, &win, err);
 				if (ret)
 					goto out;
 				memcpy(supplied, need, sizeof(supplied));
@@ -880,7 +1049,8 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 				done += (uint64_t)rec->nr_stored * PAGE;
 				break;
 			}
-			ret = mimg_read_data(r, cursor[k], tmp, err);
+			ret = read_record(r, cursor[k], tmp,
+					  k == c->n - 1 ? &win : NULL, err);
 			if (ret)
 				goto out;
 			done += (uint64_t)rec->nr_stored * PAGE;
@@ -931,6 +1101,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 		progress(pr, done, total);
 	}
 out:
+	free(win.buf);
 	free(buf);
 	free(tmp);
 	free(cursor);
@@ -1027,7 +1198,8 @@ static int compact_span(void *ctx, uint64_t span, const uint64_t *present,
 	};
 
 	(void)from_base;
-	return writer_add(c->w, span, present, supplied, &iov, 1, crc, c->err);
+	return writer_add(c->w, span, present, supplied, &iov, 1, crc, false,
+			  c->err);
 }
 
 int morsel_image_compact(const char *const *paths, unsigned int n,

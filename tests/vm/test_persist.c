@@ -380,6 +380,9 @@ static void deltas(void)
 	back = load(d, 2, "dback", base, 0, &err);
 	tap_ok(back >= 0 && same(child, back),
 	       "delta + increment load against the base equal");
+	tap_ok(load(d, 2, "dback", base, MORSEL_LOAD_OVER, &err) == -EINVAL &&
+	       strstr(err.msg, "new child"),
+	       "a delta does not load over an object: %s", err.msg);
 	if (back >= 0)
 		close(back);
 	rm("dback");
@@ -387,6 +390,37 @@ static void deltas(void)
 	rm("dchild");
 	close(base);
 	rm("dbase");
+}
+
+/* A chain may follow the object through resizes (whole-object saves). */
+static void resized_chain(void)
+{
+	const char *chain[] = { DIR_ "/r0.img", DIR_ "/r1.img", DIR_ "/r2.img" };
+	struct mimg_header h;
+	int fd, back;
+
+	fd = create("rsz", 8 * MiB);
+	put(fd, 1, 20);
+	put(fd, 1500, 20);
+	tap_require(save(fd, chain[0], NULL, &h) == 0);
+	tap_require(ftruncate(fd, 16 * MiB) == 0);
+	put(fd, 3000, 21);
+	tap_ok(save(fd, chain[1], chain[0], &h) == 0 &&
+	       h.object_size == 16 * MiB,
+	       "an increment after the object grew");
+	tap_require(ftruncate(fd, 4 * MiB) == 0);	/* drops 1500, 3000 */
+	put(fd, 2, 22);
+	tap_ok(save(fd, chain[2], chain[1], &h) == 0 &&
+	       h.object_size == 4 * MiB && h.present_pages == 2,
+	       "an increment after it shrank");
+	back = load(chain, 3, "rsz-back", -1, 0, NULL);
+	tap_ok(back >= 0 && same(fd, back),
+	       "the chain loads equal, at the last size");
+	if (back >= 0)
+		close(back);
+	rm("rsz-back");
+	close(fd);
+	rm("rsz");
 }
 
 static void flip(const char *path, long long off, int bit)
@@ -478,11 +512,12 @@ static void damage(void)
 int main(void)
 {
 	mkdir(DIR_, 0700);
-	tap_plan(48);
+	tap_plan(52);
 	round_trips();
 	ranges();
 	increments();
 	deltas();
+	resized_chain();
 	damage();
 	return tap_done();
 }
