@@ -120,9 +120,8 @@ static size_t first_nonzero(const uint8_t *p, size_t n)
 	return i;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(struct mimg_error *err, int ret, uint64_t offset,
-		const char *fmt, ...)
+int mimg_set_error(struct mimg_error *err, int ret, uint64_t offset,
+		   const char *fmt, ...)
 {
 	va_list ap;
 
@@ -540,22 +539,22 @@ int mimg_decode_header(const uint8_t in[MIMG_HEADER_SIZE], uint64_t file_size,
 	size_t bad;
 
 	if (memcmp(in + H_MAGIC, MIMG_MAGIC, 8))
-		return fail(err, -EINVAL, 0, "not a morsel image (bad magic)");
+		return mimg_set_error(err, -EINVAL, 0, "not a morsel image (bad magic)");
 	memset(&h, 0, sizeof(h));
 	h.version = get32(in + H_VERSION);
 	if (h.version != MIMG_VERSION)
-		return fail(err, -EINVAL, 0, "image format version %u, this "
+		return mimg_set_error(err, -EINVAL, 0, "image format version %u, this "
 			    "reader knows version %u", h.version,
 			    MIMG_VERSION);
 	stored = get32(in + H_HEADER_CRC);
 	computed = header_crc(in);
 	if (stored != computed)
-		return fail(err, -EBADMSG, 0, "header: crc32c mismatch "
+		return mimg_set_error(err, -EBADMSG, 0, "header: crc32c mismatch "
 			    "(stored 0x%08x, computed 0x%08x)", stored,
 			    computed);
 	bad = first_nonzero(in + H_RESERVED, MIMG_HEADER_SIZE - H_RESERVED);
 	if (bad < MIMG_HEADER_SIZE - H_RESERVED)
-		return fail(err, -EINVAL, 0, "reserved header bytes set (newer "
+		return mimg_set_error(err, -EINVAL, 0, "reserved header bytes set (newer "
 			    "format?): byte %zu is 0x%02x", H_RESERVED + bad,
 			    in[H_RESERVED + bad]);
 
@@ -580,73 +579,73 @@ int mimg_decode_header(const uint8_t in[MIMG_HEADER_SIZE], uint64_t file_size,
 	h.index_crc = get32(in + H_INDEX_CRC);
 
 	if (h.flags & ~MIMG_F_KNOWN)
-		return fail(err, -EINVAL, 0, "header: unknown flags 0x%x "
+		return mimg_set_error(err, -EINVAL, 0, "header: unknown flags 0x%x "
 			    "(newer format?)", h.flags & ~MIMG_F_KNOWN);
 	if ((h.flags & MIMG_F_INCREMENT) && (h.flags & MIMG_F_DELTA))
-		return fail(err, -EINVAL, 0, "header: INCREMENT and DELTA both "
+		return mimg_set_error(err, -EINVAL, 0, "header: INCREMENT and DELTA both "
 			    "set: a delta is the root of its chain, increments "
 			    "on it carry only INCREMENT");
 	if (page_shift != MIMG_PAGE_SHIFT)
-		return fail(err, -EINVAL, 0, "header: page_shift %u, only %u "
+		return mimg_set_error(err, -EINVAL, 0, "header: page_shift %u, only %u "
 			    "is supported", page_shift, MIMG_PAGE_SHIFT);
 	if (h.level > MAX_LEVEL)
-		return fail(err, -EINVAL, 0, "header: level %u out of range "
+		return mimg_set_error(err, -EINVAL, 0, "header: level %u out of range "
 			    "(0..%u)", h.level, MAX_LEVEL);
 	if (h.object_size > MIMG_MAX_SIZE)
-		return fail(err, -EINVAL, 0, "header: object size %llu above "
+		return mimg_set_error(err, -EINVAL, 0, "header: object size %llu above "
 			    "the limit of %llu bytes", (ull)h.object_size,
 			    (ull)MIMG_MAX_SIZE);
 	if (h.range_start % MIMG_PAGE_SIZE || h.range_length % MIMG_PAGE_SIZE)
-		return fail(err, -EINVAL, 0, "header: range start %llu length "
+		return mimg_set_error(err, -EINVAL, 0, "header: range start %llu length "
 			    "%llu not page aligned", (ull)h.range_start,
 			    (ull)h.range_length);
 	obj_end = round_page(h.object_size);
 	if (h.range_start > obj_end || h.range_length > obj_end - h.range_start)
-		return fail(err, -EINVAL, 0, "header: range start %llu length "
+		return mimg_set_error(err, -EINVAL, 0, "header: range start %llu length "
 			    "%llu goes beyond the object (%llu bytes)",
 			    (ull)h.range_start, (ull)h.range_length,
 			    (ull)h.object_size);
 	if (h.index_offset != MIMG_HEADER_SIZE)
-		return fail(err, -EINVAL, 0, "header: index_offset %llu, "
+		return mimg_set_error(err, -EINVAL, 0, "header: index_offset %llu, "
 			    "expected %u", (ull)h.index_offset,
 			    MIMG_HEADER_SIZE);
 	max_records = spans_touched(h.range_start, h.range_length);
 	if (h.nr_records > max_records)
-		return fail(err, -EINVAL, 0, "header: %llu records, but the "
+		return mimg_set_error(err, -EINVAL, 0, "header: %llu records, but the "
 			    "range touches only %llu spans of 2 MiB",
 			    (ull)h.nr_records, (ull)max_records);
 	/* nr_records <= 2^18 + 1 here: no overflow */
 	want = round_page(MIMG_HEADER_SIZE + h.nr_records * MIMG_RECORD_SIZE);
 	if (h.data_offset != want)
-		return fail(err, -EINVAL, 0, "header: data_offset %llu, "
+		return mimg_set_error(err, -EINVAL, 0, "header: data_offset %llu, "
 			    "expected %llu for %llu records",
 			    (ull)h.data_offset, (ull)want, (ull)h.nr_records);
 	if (h.present_pages > h.range_length / MIMG_PAGE_SIZE)
-		return fail(err, -EINVAL, 0, "header: present_pages %llu, but "
+		return mimg_set_error(err, -EINVAL, 0, "header: present_pages %llu, but "
 			    "the range has only %llu pages",
 			    (ull)h.present_pages,
 			    (ull)(h.range_length / MIMG_PAGE_SIZE));
 	if (h.data_pages > h.present_pages)
-		return fail(err, -EINVAL, 0, "header: data_pages %llu above "
+		return mimg_set_error(err, -EINVAL, 0, "header: data_pages %llu above "
 			    "present_pages %llu", (ull)h.data_pages,
 			    (ull)h.present_pages);
 	if (all_zero(h.image_id, 16))
-		return fail(err, -EINVAL, 0, "header: image_id is zero");
+		return mimg_set_error(err, -EINVAL, 0, "header: image_id is zero");
 	if (!(h.flags & MIMG_F_INCREMENT) != all_zero(h.parent_id, 16))
-		return fail(err, -EINVAL, 0, h.flags & MIMG_F_INCREMENT ?
+		return mimg_set_error(err, -EINVAL, 0, h.flags & MIMG_F_INCREMENT ?
 			    "header: increment without a parent_id" :
 			    "header: parent_id set, but not an increment");
 	if (!(h.flags & MIMG_F_DELTA) != !h.base_fingerprint)
-		return fail(err, -EINVAL, 0, h.flags & MIMG_F_DELTA ?
+		return mimg_set_error(err, -EINVAL, 0, h.flags & MIMG_F_DELTA ?
 			    "header: delta without a base_fingerprint" :
 			    "header: base_fingerprint set, but not a delta");
 	/* data_pages <= 2^27, data_offset < 2^26: no overflow */
 	end = h.data_offset + h.data_pages * MIMG_PAGE_SIZE;
 	if (file_size < end)
-		return fail(err, -EINVAL, end, "truncated: the file has %llu "
+		return mimg_set_error(err, -EINVAL, end, "truncated: the file has %llu "
 			    "bytes, the image %llu", (ull)file_size, (ull)end);
 	if (file_size > end)
-		return fail(err, -EINVAL, end, "trailing bytes: the file has "
+		return mimg_set_error(err, -EINVAL, end, "trailing bytes: the file has "
 			    "%llu bytes, the image ends at %llu",
 			    (ull)file_size, (ull)end);
 	*out = h;
@@ -697,15 +696,15 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 	stored = get32(in + R_CRC);
 	computed = record_crc(in);
 	if (stored != computed)
-		return fail(err, -EBADMSG, at, "record %llu: crc32c mismatch "
+		return mimg_set_error(err, -EBADMSG, at, "record %llu: crc32c mismatch "
 			    "(stored 0x%08x, computed 0x%08x)", (ull)i, stored,
 			    computed);
 	flags = get32(in + R_FLAGS);
 	if (flags)
-		return fail(err, -EINVAL, at, "record %llu: unknown flags "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: unknown flags "
 			    "0x%x (newer format?)", (ull)i, flags);
 	if (!all_zero(in + R_RESERVED, MIMG_RECORD_SIZE - R_RESERVED))
-		return fail(err, -EINVAL, at, "record %llu: reserved bytes set "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: reserved bytes set "
 			    "(newer format?)", (ull)i);
 
 	memset(&r, 0, sizeof(r));
@@ -720,26 +719,26 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 	}
 
 	if (!mimg_popcount(r.present))
-		return fail(err, -EINVAL, at, "record %llu: no page present",
+		return mimg_set_error(err, -EINVAL, at, "record %llu: no page present",
 			    (ull)i);
 	bit = first_bit(outside);
 	if (bit < MIMG_SPAN_PAGES)
-		return fail(err, -EINVAL, at, "record %llu: stored page %u is "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: stored page %u is "
 			    "not present", (ull)i, bit);
 	n = mimg_popcount(r.stored);
 	if (r.nr_stored != n)
-		return fail(err, -EINVAL, at, "record %llu: nr_stored %u, but "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: nr_stored %u, but "
 			    "%u pages are marked stored", (ull)i, r.nr_stored,
 			    n);
 	if (!n && r.data_crc)
-		return fail(err, -EINVAL, at, "record %llu: data_crc 0x%08x "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: data_crc 0x%08x "
 			    "but no page stored", (ull)i, r.data_crc);
 	if (!(h->flags & MIMG_F_KNOWN)) {
 		for (w = 0; w < MIMG_BITMAP_WORDS; w++)
 			outside[w] = r.present[w] & ~r.stored[w];
 		bit = first_bit(outside);
 		if (bit < MIMG_SPAN_PAGES)
-			return fail(err, -EINVAL, at, "record %llu: page %u is "
+			return mimg_set_error(err, -EINVAL, at, "record %llu: page %u is "
 				    "present but not stored, in a full image",
 				    (ull)i, bit);
 	}
@@ -751,7 +750,7 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 	if (range_end > obj_end || range_end < h->range_start)
 		range_end = obj_end;	/* header not validated: stay safe */
 	if (r.span >= MIMG_MAX_SIZE / MIMG_SPAN_SIZE)
-		return fail(err, -EINVAL, at, "record %llu: span %llu is beyond "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: span %llu is beyond "
 			    "the largest object", (ull)i, (ull)r.span);
 	base = r.span * MIMG_SPAN_SIZE;
 	lo = h->range_start > base ? h->range_start : base;
@@ -770,11 +769,11 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 		uint64_t off = base + (uint64_t)bit * MIMG_PAGE_SIZE;
 
 		if (off >= obj_end)
-			return fail(err, -EINVAL, at, "record %llu: present page "
+			return mimg_set_error(err, -EINVAL, at, "record %llu: present page "
 				    "%u (byte %llu) is beyond the end of the "
 				    "object (%llu bytes)", (ull)i, bit,
 				    (ull)off, (ull)h->object_size);
-		return fail(err, -EINVAL, at, "record %llu: present page %u "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: present page %u "
 			    "(byte %llu) is outside the range [%llu, %llu)",
 			    (ull)i, bit, (ull)off, (ull)h->range_start,
 			    (ull)range_end);
@@ -782,7 +781,7 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 
 	/* Order, and data placed right after the previous record's. */
 	if (prev && r.span <= prev->span)
-		return fail(err, -EINVAL, at, "record %llu: span %llu does not "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: span %llu does not "
 			    "follow span %llu of the record before", (ull)i,
 			    (ull)r.span, (ull)prev->span);
 	if (!prev)
@@ -792,7 +791,7 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 					MIMG_PAGE_SIZE, &want))
 		want = UINT64_MAX;
 	if (r.data_offset != want)
-		return fail(err, -EINVAL, at, "record %llu: data_offset %llu, "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: data_offset %llu, "
 			    "expected %llu", (ull)i, (ull)r.data_offset,
 			    (ull)want);
 	/* header fields unchecked when called alone: saturate, no wrap */
@@ -804,7 +803,7 @@ int mimg_decode_record(const uint8_t in[MIMG_RECORD_SIZE],
 				   h->data_pages * MIMG_PAGE_SIZE, &data_end))
 		data_end = UINT64_MAX;
 	if (end > data_end)
-		return fail(err, -EINVAL, at, "record %llu: its data at "
+		return mimg_set_error(err, -EINVAL, at, "record %llu: its data at "
 			    "offset %llu..%llu runs past the end of the "
 			    "image's data (%llu)", (ull)i, (ull)r.data_offset,
 			    (ull)end, (ull)data_end);
@@ -826,20 +825,20 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 	memset(r, 0, sizeof(*r));
 	r->fd = fd;
 	if (fstat(fd, &st))
-		return fail(err, -errno, 0, "fstat: %s", strerror(errno));
+		return mimg_set_error(err, -errno, 0, "fstat: %s", strerror(errno));
 	if (st.st_size < 0)
-		return fail(err, -EINVAL, 0, "negative file size");
+		return mimg_set_error(err, -EINVAL, 0, "negative file size");
 	r->file_size = (uint64_t)st.st_size;
 
 	n = read_full(fd, block, sizeof(block), 0);
 	if (n < 0)
-		return fail(err, (int)n, 0, "reading the header: %s",
+		return mimg_set_error(err, (int)n, 0, "reading the header: %s",
 			    strerror((int)-n));
 	if (n < 8 || memcmp(block, MIMG_MAGIC, 8))
-		return fail(err, -EINVAL, 0, n ? "not a morsel image (bad "
+		return mimg_set_error(err, -EINVAL, 0, n ? "not a morsel image (bad "
 			    "magic)" : "not a morsel image (empty file)");
 	if ((size_t)n < sizeof(block))
-		return fail(err, -EINVAL, MIMG_HEADER_SIZE, "truncated: the "
+		return mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE, "truncated: the "
 			    "file has %zd bytes, less than the %u-byte header",
 			    n, MIMG_HEADER_SIZE);
 	ret = mimg_decode_header(block, r->file_size, &r->h, err);
@@ -856,18 +855,18 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 	if (r->h.nr_records)
 		r->records = malloc(r->h.nr_records * sizeof(*r->records));
 	if (!index || (r->h.nr_records && !r->records)) {
-		ret = fail(err, -ENOMEM, MIMG_HEADER_SIZE, "out of memory for "
+		ret = mimg_set_error(err, -ENOMEM, MIMG_HEADER_SIZE, "out of memory for "
 			   "an index of %llu records", (ull)r->h.nr_records);
 		goto out;
 	}
 	n = read_full(fd, index, len, MIMG_HEADER_SIZE);
 	if (n < 0) {
-		ret = fail(err, (int)n, MIMG_HEADER_SIZE, "reading the index: "
+		ret = mimg_set_error(err, (int)n, MIMG_HEADER_SIZE, "reading the index: "
 			   "%s", strerror((int)-n));
 		goto out;
 	}
 	if ((uint64_t)n < len) {
-		ret = fail(err, -EINVAL, r->h.data_offset, "truncated: the "
+		ret = mimg_set_error(err, -EINVAL, r->h.data_offset, "truncated: the "
 			   "file ends at %llu, inside the index",
 			   (ull)(MIMG_HEADER_SIZE + n));
 		goto out;
@@ -886,7 +885,7 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 						 i * MIMG_RECORD_SIZE, NULL,
 						 &r->records[0], err);
 		else
-			ret = fail(err, -EBADMSG, MIMG_HEADER_SIZE, "index: "
+			ret = mimg_set_error(err, -EBADMSG, MIMG_HEADER_SIZE, "index: "
 				   "crc32c mismatch (stored 0x%08x, computed "
 				   "0x%08x)", r->h.index_crc,
 				   mimg_crc32c(0, index, ilen));
@@ -905,20 +904,20 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 		present += mimg_popcount(r->records[i].present);
 	}
 	if (!all_zero(index + ilen, len - ilen)) {
-		ret = fail(err, -EINVAL, MIMG_HEADER_SIZE + ilen, "padding "
+		ret = mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE + ilen, "padding "
 			   "after the index is not zero (byte %llu)",
 			   (ull)(MIMG_HEADER_SIZE + ilen +
 				 first_nonzero(index + ilen, len - ilen)));
 		goto out;
 	}
 	if (stored != r->h.data_pages) {
-		ret = fail(err, -EINVAL, 0, "header: data_pages %llu, but the "
+		ret = mimg_set_error(err, -EINVAL, 0, "header: data_pages %llu, but the "
 			   "records store %llu pages", (ull)r->h.data_pages,
 			   (ull)stored);
 		goto out;
 	}
 	if (present != r->h.present_pages) {
-		ret = fail(err, -EINVAL, 0, "header: present_pages %llu, but "
+		ret = mimg_set_error(err, -EINVAL, 0, "header: present_pages %llu, but "
 			   "the records have %llu present pages",
 			   (ull)r->h.present_pages, (ull)present);
 		goto out;
@@ -944,7 +943,7 @@ void mimg_close(struct mimg_reader *r)
 static int data_crc_error(struct mimg_error *err, uint64_t i,
 			  const struct mimg_record *rec, uint32_t computed)
 {
-	return fail(err, -EBADMSG, rec->data_offset, "data of record %llu "
+	return mimg_set_error(err, -EBADMSG, rec->data_offset, "data of record %llu "
 		    "(pages at offset %llu..%llu): crc32c mismatch (stored "
 		    "0x%08x, computed 0x%08x)", (ull)i, (ull)rec->data_offset,
 		    (ull)(rec->data_offset + (uint64_t)rec->nr_stored *
@@ -960,7 +959,7 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 	ssize_t n;
 
 	if (!r->records || i >= r->h.nr_records)
-		return fail(err, -EINVAL, 0, "record %llu does not exist "
+		return mimg_set_error(err, -EINVAL, 0, "record %llu does not exist "
 			    "(the image has %llu)", (ull)i,
 			    (ull)(r->records ? r->h.nr_records : 0));
 	rec = &r->records[i];
@@ -969,11 +968,11 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 	len = (size_t)rec->nr_stored * MIMG_PAGE_SIZE;
 	n = read_full(r->fd, buf, len, rec->data_offset);
 	if (n < 0)
-		return fail(err, (int)n, rec->data_offset, "reading the data "
+		return mimg_set_error(err, (int)n, rec->data_offset, "reading the data "
 			    "of record %llu at offset %llu: %s", (ull)i,
 			    (ull)rec->data_offset, strerror((int)-n));
 	if ((size_t)n < len)
-		return fail(err, -EINVAL, rec->data_offset + len, "truncated: "
+		return mimg_set_error(err, -EINVAL, rec->data_offset + len, "truncated: "
 			    "the file ends at %llu, inside the data of record "
 			    "%llu", (ull)(rec->data_offset + (uint64_t)n),
 			    (ull)i);
@@ -994,7 +993,7 @@ int mimg_verify(const struct mimg_reader *r,
 	int ret = 0;
 
 	if (r->h.nr_records && !r->records)
-		return fail(err, -EINVAL, 0, "image not open");
+		return mimg_set_error(err, -EINVAL, 0, "image not open");
 	total = r->h.data_pages * MIMG_PAGE_SIZE;
 	if (progress)
 		progress(0, total, arg);
@@ -1003,7 +1002,7 @@ int mimg_verify(const struct mimg_reader *r,
 	size = total < VERIFY_CHUNK ? (size_t)total : VERIFY_CHUNK;
 	buf = malloc(size);
 	if (!buf)
-		return fail(err, -ENOMEM, 0, "out of memory");
+		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 
 	/*
 	 * The data of the records follow each other without a gap (checked
@@ -1019,13 +1018,13 @@ int mimg_verify(const struct mimg_reader *r,
 		ssize_t n = read_full(r->fd, buf, want, pos);
 
 		if (n < 0) {
-			ret = fail(err, (int)n, pos, "reading the data at "
+			ret = mimg_set_error(err, (int)n, pos, "reading the data at "
 				   "offset %llu: %s", (ull)pos,
 				   strerror((int)-n));
 			goto out;
 		}
 		if ((size_t)n < want) {
-			ret = fail(err, -EINVAL, r->h.data_offset + total,
+			ret = mimg_set_error(err, -EINVAL, r->h.data_offset + total,
 				   "truncated: the file ends at %llu, inside "
 				   "the data", (ull)(pos + (uint64_t)n));
 			goto out;
@@ -1035,7 +1034,7 @@ int mimg_verify(const struct mimg_reader *r,
 
 			while (!left) {	/* next record with data */
 				if (i >= r->h.nr_records) {
-					ret = fail(err, -EINVAL, pos, "data "
+					ret = mimg_set_error(err, -EINVAL, pos, "data "
 						   "beyond the last record");
 					goto out;
 				}

@@ -80,6 +80,14 @@ struct mimg_error {
 	char msg[200];
 };
 
+/*
+ * Fill @err (may be NULL) with @offset and a message; returns @ret.  For
+ * code that reports image errors the same way (lib/morsel-persist.c).
+ */
+__attribute__((format(printf, 4, 5)))
+int mimg_set_error(struct mimg_error *err, int ret, uint64_t offset,
+		   const char *fmt, ...);
+
 /* CRC32C (Castagnoli), as iSCSI/ext4: crc32c(0, "123456789", 9) = 0xe3069283. */
 uint32_t mimg_crc32c(uint32_t crc, const void *buf, size_t len);
 

@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,20 +33,6 @@
 
 #define SPAN_PAGES	MIMG_SPAN_PAGES
 #define PAGE		MIMG_PAGE_SIZE
-
-static int fail(struct mimg_error *err, int ret, uint64_t offset,
-		const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		err->offset = offset;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 /* "@path: " before the message already in @err. */
 static void prefix_error(struct mimg_error *err, const char *path)
@@ -248,7 +233,7 @@ static int writer_open(struct writer *w, const char *path,
 	w->h.present_pages = 0;
 	if (getrandom(w->h.image_id, sizeof(w->h.image_id), 0) !=
 	    sizeof(w->h.image_id))
-		return fail(err, -errno ? -errno : -EIO, 0, "getrandom: %s",
+		return mimg_set_error(err, -errno ? -errno : -EIO, 0, "getrandom: %s",
 			    strerror(errno));
 	w->h.image_id[0] |= 1;	/* never all zero */
 	w->full = !(h->flags & (MIMG_F_INCREMENT | MIMG_F_DELTA));
@@ -259,14 +244,14 @@ static int writer_open(struct writer *w, const char *path,
 	w->tmp = malloc(len + 16);
 	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
 	if (!w->path || !w->tmp || !w->index)
-		return fail(err, -ENOMEM, 0, "out of memory");
+		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
 	if (w->fd < 0) {
 		ret = -errno;
 		free(w->tmp);
 		w->tmp = NULL;
-		return fail(err, ret, 0, "cannot create %s.tmp-*: %s", path,
+		return mimg_set_error(err, ret, 0, "cannot create %s.tmp-*: %s", path,
 			    strerror(-ret));
 	}
 	return 0;
@@ -282,7 +267,7 @@ static int writer_flush(struct writer *w, struct mimg_error *err)
 	w->nbatch = 0;
 	w->batch_len = 0;
 	if (ret)
-		return fail(err, ret, w->batch_at, "writing %s: %s", w->tmp,
+		return mimg_set_error(err, ret, w->batch_at, "writing %s: %s", w->tmp,
 			    strerror(-ret));
 	return 0;
 }
@@ -318,7 +303,7 @@ static int writer_data(struct writer *w, struct iovec *iov, int iovcnt,
 		return ret;
 	ret = pwritev_full(w->fd, iov, iovcnt, w->pos);
 	if (ret)
-		return fail(err, ret, w->pos, "writing %s: %s", w->tmp,
+		return mimg_set_error(err, ret, w->pos, "writing %s: %s", w->tmp,
 			    strerror(-ret));
 	return 0;
 }
@@ -337,7 +322,7 @@ static int writer_add(struct writer *w, uint64_t span,
 	int ret;
 
 	if (w->next >= w->h.nr_records)
-		return fail(err, -EINVAL, 0, "internal: too many records");
+		return mimg_set_error(err, -EINVAL, 0, "internal: too many records");
 	memset(&r, 0, sizeof(r));
 	r.span = span;
 	r.data_offset = w->pos;
@@ -372,7 +357,7 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 	if (ret)
 		return ret;
 	if (w->next != w->h.nr_records)
-		return fail(err, -EINVAL, 0, "internal: %llu of %llu records",
+		return mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu records",
 			    (unsigned long long)w->next,
 			    (unsigned long long)w->h.nr_records);
 	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
@@ -391,20 +376,20 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 	if (!ret)
 		ret = pwrite_full(w->fd, block, sizeof(block), 0);
 	if (ret)
-		return fail(err, ret, 0, "writing %s: %s", w->tmp,
+		return mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
 			    strerror(-ret));
 	/* Size exactly: a re-used tmp name must not keep a longer tail. */
 	if (ftruncate(w->fd, (off_t)w->pos) || fsync(w->fd))
-		return fail(err, -errno, 0, "syncing %s: %s", w->tmp,
+		return mimg_set_error(err, -errno, 0, "syncing %s: %s", w->tmp,
 			    strerror(errno));
 	if (rename(w->tmp, w->path))
-		return fail(err, -errno, 0, "renaming %s to %s: %s", w->tmp,
+		return mimg_set_error(err, -errno, 0, "renaming %s to %s: %s", w->tmp,
 			    w->path, strerror(errno));
 	free(w->tmp);
 	w->tmp = NULL;	/* committed: nothing to remove */
 	ret = fsync_dir_of(w->path);
 	if (ret)
-		return fail(err, ret, 0, "syncing the directory of %s: %s",
+		return mimg_set_error(err, ret, 0, "syncing the directory of %s: %s",
 			    w->path, strerror(-ret));
 	if (out)
 		*out = w->h;
@@ -599,7 +584,8 @@ out:
 
 /* ----------------------------------------------------------------- save */
 
-struct save_ctx {
+/* What save_span() and compact_span() write into. */
+struct writer_ctx {
 	struct writer *w;
 	struct mimg_error *err;
 };
@@ -608,7 +594,7 @@ static int save_span(void *ctx, uint64_t span, const uint64_t *present,
 		     const uint64_t *stored, struct iovec *iov, int cnt,
 		     uint32_t crc)
 {
-	struct save_ctx *c = ctx;
+	struct writer_ctx *c = ctx;
 
 	/* The pages stay mapped until the commit: batch them. */
 	return writer_add(c->w, span, present, stored, iov, cnt, crc, true,
@@ -662,14 +648,14 @@ static int check_base(int fd, int base_fd, struct mimg_error *err)
 	if (!ret)
 		ret = morsel_stat(base_fd, &bst);
 	if (ret)
-		return fail(err, ret, 0, "MORSEL_IOC_STAT: %s", strerror(-ret));
+		return mimg_set_error(err, ret, 0, "MORSEL_IOC_STAT: %s", strerror(-ret));
 	if (fstat(base_fd, &sb))
-		return fail(err, -errno, 0, "fstat: %s", strerror(errno));
+		return mimg_set_error(err, -errno, 0, "fstat: %s", strerror(errno));
 	if (!st.parent || st.parent != (uint64_t)sb.st_ino)
-		return fail(err, -EINVAL, 0,
+		return mimg_set_error(err, -EINVAL, 0,
 			    "the base given is not this object's parent");
 	if (!(bst.state & MORSEL_STATE_FROZEN))
-		return fail(err, -EINVAL, 0, "the base is not frozen");
+		return mimg_set_error(err, -EINVAL, 0, "the base is not frozen");
 	return 0;
 }
 
@@ -680,7 +666,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	struct morsel_stat st;
 	struct mimg_header h;
 	struct scan_result r = { 0 };
-	struct save_ctx ctx;
+	struct writer_ctx ctx;
 	struct writer w;
 	uint64_t start, length, rsize, *stored, total;
 	unsigned int flags = 0;
@@ -693,23 +679,23 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 		memset(err, 0, sizeof(*err));
 	ret = morsel_stat(fd, &st);
 	if (ret)
-		return fail(err, ret, 0, "MORSEL_IOC_STAT: %s (not a morsel?)",
+		return mimg_set_error(err, ret, 0, "MORSEL_IOC_STAT: %s (not a morsel?)",
 			    strerror(-ret));
 	start = o ? o->start : 0;
 	rsize = (st.size + PAGE - 1) / PAGE * PAGE;
 	length = o && o->length ? o->length : rsize > start ? rsize - start : 0;
 	if (start % PAGE || length % PAGE || start > rsize ||
 	    length > rsize - start || (!length && (start || st.size)))
-		return fail(err, -EINVAL, 0,
+		return mimg_set_error(err, -EINVAL, 0,
 			    "range %llu+%llu: must be page aligned, non-empty "
 			    "and inside the object (%llu bytes)",
 			    (unsigned long long)start,
 			    (unsigned long long)length,
 			    (unsigned long long)st.size);
 	if (o && (o->flags & ~MORSEL_SAVE_FLAGS))
-		return fail(err, -EINVAL, 0, "unknown save flags");
+		return mimg_set_error(err, -EINVAL, 0, "unknown save flags");
 	if (o && o->parent && (o->flags & MORSEL_SAVE_DELTA))
-		return fail(err, -EINVAL, 0, "a delta starts a chain; an "
+		return mimg_set_error(err, -EINVAL, 0, "a delta starts a chain; an "
 			    "increment of a delta chain needs only its parent");
 	memset(&h, 0, sizeof(h));
 	h.object_size = st.size;
@@ -727,19 +713,19 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	if (o && o->parent) {
 		pfd = open(o->parent, O_RDONLY | O_CLOEXEC);
 		if (pfd < 0)
-			return fail(err, -errno, 0, "%s: %s", o->parent,
+			return mimg_set_error(err, -errno, 0, "%s: %s", o->parent,
 				    strerror(errno));
 		ret = mimg_open(pfd, &parent, err);
 		if (ret)
 			goto out;
 		if (parent.h.object_id != st.id) {
-			ret = fail(err, -EINVAL, 0, "%s was saved from another "
+			ret = mimg_set_error(err, -EINVAL, 0, "%s was saved from another "
 				   "object (or before a reload): do a full save",
 				   o->parent);
 			goto out;
 		}
 		if (!same_range(&parent.h, start, length, st.size)) {
-			ret = fail(err, -EINVAL, 0, "%s covers another range",
+			ret = mimg_set_error(err, -EINVAL, 0, "%s covers another range",
 				   o->parent);
 			goto out;
 		}
@@ -749,7 +735,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 				 MORSEL_SCAN_CLEAN | MORSEL_SCAN_IF_GEN,
 				 parent.h.clean_gen, WANT_DIRTY, &r);
 		if (ret == -ESTALE) {
-			ret = fail(err, ret, 0, "the object was cleaned since %s "
+			ret = mimg_set_error(err, ret, 0, "the object was cleaned since %s "
 				   "was saved (a save was interrupted, or another "
 				   "chain saved it): start a new chain with a "
 				   "full save", o->parent);
@@ -774,7 +760,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 			if (!ret)
 				ret = check_base(fd, o->base_fd, err);
 			if (ret && err && !err->msg[0])
-				fail(err, ret, 0, "scan: %s", strerror(-ret));
+				mimg_set_error(err, ret, 0, "scan: %s", strerror(-ret));
 			if (ret)
 				goto out;
 			flags |= MIMG_F_DELTA;
@@ -789,7 +775,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	}
 	if (ret) {
 		if (err && !err->msg[0])
-			fail(err, ret, 0, "MORSEL_IOC_SCAN: %s", strerror(-ret));
+			mimg_set_error(err, ret, 0, "MORSEL_IOC_SCAN: %s", strerror(-ret));
 		goto out;
 	}
 	h.flags = flags;
@@ -801,7 +787,7 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	if (r.s.present_pages) {
 		map = map_for_reading(fd, &st, start, length);
 		if (map == MAP_FAILED) {
-			ret = fail(err, -errno, 0, "mapping the object: %s",
+			ret = mimg_set_error(err, -errno, 0, "mapping the object: %s",
 				   strerror(errno));
 			map = NULL;
 			goto out;
@@ -859,14 +845,14 @@ static int chain_open(struct chain *c, const char *const *paths,
 
 	memset(c, 0, sizeof(*c));
 	if (!n)
-		return fail(err, -EINVAL, 0, "no image given");
+		return mimg_set_error(err, -EINVAL, 0, "no image given");
 	c->r = calloc(n, sizeof(*c->r));
 	c->fds = malloc(n * sizeof(*c->fds));
 	if (!c->r || !c->fds) {
 		free(c->r);
 		free(c->fds);
 		c->r = NULL;
-		return fail(err, -ENOMEM, 0, "out of memory");
+		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	}
 	for (i = 0; i < n; i++)
 		c->fds[i] = -1;
@@ -875,7 +861,7 @@ static int chain_open(struct chain *c, const char *const *paths,
 		c->r[i].fd = -1;
 		c->fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
 		if (c->fds[i] < 0)
-			return fail(err, -errno, 0, "%s: %s", paths[i],
+			return mimg_set_error(err, -errno, 0, "%s: %s", paths[i],
 				    strerror(errno));
 		ret = mimg_open(c->fds[i], &c->r[i], err);
 		if (ret) {
@@ -884,7 +870,7 @@ static int chain_open(struct chain *c, const char *const *paths,
 		}
 		h = &c->r[i].h;
 		if (!i && (h->flags & MIMG_F_INCREMENT))
-			return fail(err, -EINVAL, 0, "%s is an increment: give "
+			return mimg_set_error(err, -EINVAL, 0, "%s is an increment: give "
 				    "the chain from its full (or delta) image "
 				    "on", paths[i]);
 		if (!i)
@@ -892,11 +878,11 @@ static int chain_open(struct chain *c, const char *const *paths,
 		p = &c->r[i - 1].h;
 		if (!(h->flags & MIMG_F_INCREMENT) ||
 		    !ids_equal(h->parent_id, p->image_id))
-			return fail(err, -EINVAL, 0, "%s does not follow %s in "
+			return mimg_set_error(err, -EINVAL, 0, "%s does not follow %s in "
 				    "a chain", paths[i], paths[i - 1]);
 		if (!same_range(p, h->range_start, h->range_length,
 				h->object_size))
-			return fail(err, -EINVAL, 0, "%s covers another range "
+			return mimg_set_error(err, -EINVAL, 0, "%s covers another range "
 				    "than %s", paths[i], paths[i - 1]);
 	}
 	return 0;
@@ -963,10 +949,10 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 		} while ((got > 0 && (win->len += got) < n) ||
 			 (got < 0 && errno == EINTR));
 		if (got < 0)
-			return fail(err, -errno, off, "reading the image: %s",
+			return mimg_set_error(err, -errno, off, "reading the image: %s",
 				    strerror(errno));
 		if (win->len < n)
-			return fail(err, -EINVAL, off + win->len, "image "
+			return mimg_set_error(err, -EINVAL, off + win->len, "image "
 				    "truncated: data of record %llu ends at %llu",
 				    (unsigned long long)i,
 				    (unsigned long long)(off + n));
@@ -974,7 +960,7 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 	memcpy(dst, win->buf + (off - win->at), n);
 	crc = mimg_crc32c(0, dst, n);
 	if (crc != rec->data_crc)
-		return fail(err, -EBADMSG, off, "data of record %llu (pages at "
+		return mimg_set_error(err, -EBADMSG, off, "data of record %llu (pages at "
 			    "offset %llu): crc32c mismatch (stored 0x%08x, "
 			    "computed 0x%08x)", (unsigned long long)i,
 			    (unsigned long long)(rec->span * MIMG_SPAN_SIZE),
@@ -1010,7 +996,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 	win.at = 0;
 	win.len = 0;
 	if (!buf || !tmp || !cursor) {
-		ret = fail(err, -ENOMEM, 0, "out of memory");
+		ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
 		goto out;
 	}
 	total = 0;
@@ -1071,7 +1057,7 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 		if (!bits_empty(need) && !base_ok) {
 			for (pg = 0; !mimg_test(need, pg); pg++)
 				;
-			ret = fail(err, -EINVAL, MIMG_HEADER_SIZE +
+			ret = mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE +
 				   i * MIMG_RECORD_SIZE, "broken chain: page at "
 				   "offset %llu is present but no image of the "
 				   "chain stores it",
@@ -1124,7 +1110,7 @@ static int chain_check(const struct chain *c, struct mimg_error *err)
 		return 0;
 	cursor = calloc(c->n, sizeof(*cursor));
 	if (!cursor)
-		return fail(err, -ENOMEM, 0, "out of memory");
+		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	for (i = 0; i < last->h.nr_records && !ret; i++) {
 		lr = &last->records[i];
 		memcpy(need, lr->present, sizeof(need));
@@ -1145,7 +1131,7 @@ static int chain_check(const struct chain *c, struct mimg_error *err)
 			continue;
 		for (pg = 0; !mimg_test(need, pg); pg++)
 			;
-		ret = fail(err, -EINVAL, MIMG_HEADER_SIZE + i * MIMG_RECORD_SIZE,
+		ret = mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE + i * MIMG_RECORD_SIZE,
 			   "broken chain: page at offset %llu is present but no "
 			   "image of the chain stores it",
 			   (unsigned long long)((lr->span * SPAN_PAGES + pg) *
@@ -1182,16 +1168,11 @@ int morsel_image_verify(const char *const *paths, unsigned int n,
 
 /* ------------------------------------------------------------- compact */
 
-struct compact_ctx {
-	struct writer *w;
-	struct mimg_error *err;
-};
-
 static int compact_span(void *ctx, uint64_t span, const uint64_t *present,
 			const uint64_t *supplied, const uint64_t *from_base,
 			const uint8_t *data, uint32_t crc)
 {
-	struct compact_ctx *c = ctx;
+	struct writer_ctx *c = ctx;
 	struct iovec iov = {
 		.iov_base = (void *)data,
 		.iov_len = (size_t)mimg_popcount(supplied) * PAGE,
@@ -1207,7 +1188,7 @@ int morsel_image_compact(const char *const *paths, unsigned int n,
 			 struct mimg_header *out, struct mimg_error *err)
 {
 	const struct mimg_header *root, *newest;
-	struct compact_ctx ctx;
+	struct writer_ctx ctx;
 	struct mimg_header h;
 	struct writer w;
 	struct chain c;
@@ -1260,7 +1241,7 @@ static int punch(struct load_ctx *c, uint64_t first, uint64_t end)
 		return 0;
 	if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(first * PAGE), (off_t)((end - first) * PAGE)))
-		return fail(c->err, -errno, 0, "punching a hole: %s",
+		return mimg_set_error(c->err, -errno, 0, "punching a hole: %s",
 			    strerror(errno));
 	return 0;
 }
@@ -1290,7 +1271,7 @@ static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 					  (size_t)(j - i) * PAGE,
 					  (base + i) * PAGE);
 			if (ret)
-				fail(c->err, ret, 0, "writing the object: %s",
+				mimg_set_error(c->err, ret, 0, "writing the object: %s",
 				     strerror(-ret));
 			pos += j - i;
 		}
@@ -1315,10 +1296,10 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	if (err)
 		memset(err, 0, sizeof(*err));
 	if (o && (o->flags & ~MORSEL_LOAD_FLAGS))
-		return fail(err, -EINVAL, 0, "unknown load flags");
+		return mimg_set_error(err, -EINVAL, 0, "unknown load flags");
 	ret = morsel_path(name, path, sizeof(path));
 	if (ret)
-		return fail(err, ret, 0, "bad name %s", name);
+		return mimg_set_error(err, ret, 0, "bad name %s", name);
 	ret = chain_open(&c, paths, n, err);
 	if (ret)
 		goto out;
@@ -1326,31 +1307,31 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	newest = &c.r[n - 1].h;
 	if (root->flags & MIMG_F_DELTA) {
 		if (!o || o->base_fd < 0) {
-			ret = fail(err, -EINVAL, 0, "%s is a delta: give its "
+			ret = mimg_set_error(err, -EINVAL, 0, "%s is a delta: give its "
 				   "base (a frozen morsel)", paths[0]);
 			goto out;
 		}
 		ret = morsel_stat(o->base_fd, &st);
 		if (!ret && !(st.state & MORSEL_STATE_FROZEN))
-			ret = fail(err, -EINVAL, 0, "the base is not frozen");
+			ret = mimg_set_error(err, -EINVAL, 0, "the base is not frozen");
 		if (!ret)
 			ret = morsel_fingerprint(o->base_fd, &fp, NULL);
 		if (!ret && fp != root->base_fingerprint &&
 		    !(root->base_fingerprint == 1 && !fp))
-			ret = fail(err, -EINVAL, 120, "wrong base: %s was saved "
+			ret = mimg_set_error(err, -EINVAL, 120, "wrong base: %s was saved "
 				   "against a base with fingerprint %016llx, this "
 				   "one has %016llx", paths[0],
 				   (unsigned long long)root->base_fingerprint,
 				   (unsigned long long)fp);
 		if (ret) {
 			if (err && !err->msg[0])
-				fail(err, ret, 0, "base: %s", strerror(-ret));
+				mimg_set_error(err, ret, 0, "base: %s", strerror(-ret));
 			goto out;
 		}
 	}
 	if (over && (root->flags & MIMG_F_DELTA)) {
 		/* Its borrowed pages would have to become the base's again. */
-		ret = fail(err, -EINVAL, 0, "a delta chain loads into a new "
+		ret = mimg_set_error(err, -EINVAL, 0, "a delta chain loads into a new "
 			   "child of its base, not over an object");
 		goto out;
 	}
@@ -1361,7 +1342,7 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 			goto out;
 		fd = morsel_open(path, O_RDWR);
 		if (fd < 0) {
-			ret = fail(err, fd, 0, "%s: %s", path, strerror(-fd));
+			ret = mimg_set_error(err, fd, 0, "%s: %s", path, strerror(-fd));
 			goto out;
 		}
 		if (root->flags & MIMG_F_DELTA) {
@@ -1372,7 +1353,7 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	} else if (root->flags & MIMG_F_DELTA) {
 		fd = morsel_split(o->base_fd, path);
 		if (fd < 0) {
-			ret = fail(err, fd, 0, "splitting %s from the base: %s",
+			ret = mimg_set_error(err, fd, 0, "splitting %s from the base: %s",
 				   path, strerror(-fd));
 			goto out;
 		}
@@ -1380,7 +1361,7 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	} else {
 		fd = morsel_create(path, 0, o && o->mode ? o->mode : 0600);
 		if (fd < 0) {
-			ret = fail(err, fd, 0, "creating %s: %s", path,
+			ret = mimg_set_error(err, fd, 0, "creating %s: %s", path,
 				   strerror(-fd));
 			goto out;
 		}
@@ -1397,12 +1378,12 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 		    (newest->object_size + PAGE - 1) / PAGE * PAGE)
 			ret = 0;
 		else if (ftruncate(fd, (off_t)newest->object_size))
-			ret = fail(err, -errno, 0, "sizing %s to %llu bytes: %s",
+			ret = mimg_set_error(err, -errno, 0, "sizing %s to %llu bytes: %s",
 				   path,
 				   (unsigned long long)newest->object_size,
 				   strerror(errno));
 	} else if (st.size < end && ftruncate(fd, (off_t)end)) {
-		ret = fail(err, -errno, 0, "sizing %s: %s", path,
+		ret = mimg_set_error(err, -errno, 0, "sizing %s: %s", path,
 			   strerror(errno));
 	}
 	if (ret)
