@@ -401,6 +401,9 @@ static int morsel_vma_access(struct vm_area_struct *vma, unsigned long addr,
 {
 	if (write && !(vma->vm_flags & VM_WRITE))
 		return -EACCES;
+	/* A mapping made before the freeze keeps VM_WRITE. */
+	if (write && READ_ONCE(vma_morsel(vma)->frozen))
+		return -EPERM;
 	len = min_t(unsigned long, len, vma->vm_end - addr);
 	return morsel_access_kernel(vma_morsel(vma), vma_offset(vma, addr),
 				    buf, len, write);

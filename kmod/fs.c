@@ -637,13 +637,17 @@ static long morsel_ioctl_scan(struct file *file,
 	if (cleaned) {
 		/*
 		 * Every translation that still allows a store without a fault
-		 * must go: links (our notifier unlinks and flushes every TLB),
-		 * pages mapped one by one, secondary MMUs.  A page-by-page
-		 * fault that read a writable leaf before we cleaned it sees
-		 * leaf_gen move and zaps what it inserted.
+		 * must go: links (our notifier unlinks and flushes), pages
+		 * mapped one by one, secondary MMUs.  A page-by-page fault
+		 * holds m->lock shared from reading the leaf to inserting its
+		 * PTE: waiting for the lock once makes sure one that saw a
+		 * leaf still writable has inserted, so the unmap removes it
+		 * (leaf_gen makes such a fault zap its own PTE as well).
 		 */
 		smp_mb__before_atomic();
 		atomic_inc(&m->leaf_gen);
+		down_write(&m->lock);
+		up_write(&m->lock);
 		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
 	}
 	arg.gen = READ_ONCE(m->clean_gen);

@@ -570,6 +570,9 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index,
 	bool installed;
 	pte_t pte;
 
+	/* Even an owned frame: a frozen object's contents never change. */
+	if (intent == MORSEL_WRITE && READ_ONCE(m->frozen))
+		return ERR_PTR(-EPERM);
 again:
 	ptep = morsel_pte_table(m, off, false);
 	if (ptep) {

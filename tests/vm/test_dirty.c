@@ -186,6 +186,30 @@ static void children(void)
 	unlink("/dev/morsel/dirty-base");
 }
 
+/* /proc/PID/mem (ptrace) through a mapping made before the freeze. */
+static void frozen_ptrace(void)
+{
+	int fd = mkobj("/dev/morsel/dirty-frz", SZ), mem;
+	unsigned char *p;
+	char c = 'Z';
+	ssize_t n;
+
+	pwrite_tag(fd, 0, 'a');
+	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	tap_require(morsel_freeze(fd) == 0);
+	mem = open("/proc/self/mem", O_RDWR);
+	tap_require(mem >= 0);
+	n = pwrite(mem, &c, 1, (off_t)(uintptr_t)(p + 100));
+	tap_ok(n != 1, "/proc/self/mem cannot write a frozen object through "
+	       "an older writable mapping (returned %zd)", n);
+	tap_ok(p[100] == 'a', "and its contents are unchanged");
+	close(mem);
+	munmap(p, SZ);
+	close(fd);
+	unlink("/dev/morsel/dirty-frz");
+}
+
 static void errors(void)
 {
 	int fd = mkobj("/dev/morsel/dirty-err", SZ), ro;
@@ -321,10 +345,11 @@ static void under_fire(void)
 
 int main(void)
 {
-	tap_plan(42);
+	tap_plan(44);
 	basics();
 	page_by_page();
 	children();
+	frozen_ptrace();
 	errors();
 	under_fire();
 	return tap_done();
