@@ -122,30 +122,6 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-	ssize_t n;
-
-	while (cnt) {
-		n = pwritev(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		off += n;
-		while (cnt && (size_t)n >= iov->iov_len) {
-			n -= iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= n;
-		}
-	}
-	return 0;
-}
-
 static int fsync_dir_of(const char *path)
 {
 	char *copy = strdup(path);
@@ -172,8 +148,7 @@ static void progress(const struct morsel_progress *p, uint64_t done,
 
 /* --------------------------------------------------------- image writer */
 
-#define BATCH_IOVS	256
-#define BATCH_BYTES	(8u << 20)
+#define BATCH_BYTES	(8u << 20)	/* >= one span's data */
 
 /*
  * An image being written: a temporary file next to @path, data first, then
@@ -191,13 +166,13 @@ struct writer {
 	uint64_t flushed;	/* data before this offset is under writeback */
 	bool full;		/* stored == present: fingerprint it */
 	/*
-	 * Data of records whose pages stay valid until the commit (a save's
-	 * mapping) waits here and goes out in one pwritev(): a sparse object
-	 * has many one-page records, contiguous in the file.
+	 * Record data is copied here first (writer_reserve()), checksummed
+	 * there, and written BATCH_BYTES at a time: the crc is of the bytes
+	 * written even while the object changes, and a sparse object's many
+	 * one-page records, contiguous in the file, go out in one pwrite().
 	 */
-	struct iovec batch[BATCH_IOVS];
-	int nbatch;
-	uint64_t batch_at, batch_len;	/* file offset and bytes pending */
+	uint8_t *batch;
+	uint64_t batch_len;	/* bytes pending, ending at @pos */
 };
 
 /*
@@ -243,7 +218,8 @@ static int writer_open(struct writer *w, const char *path,
 	w->path = strdup(path);
 	w->tmp = malloc(len + 16);
 	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
-	if (!w->path || !w->tmp || !w->index)
+	w->batch = malloc(BATCH_BYTES);
+	if (!w->path || !w->tmp || !w->index || !w->batch)
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
@@ -259,70 +235,42 @@ static int writer_open(struct writer *w, const char *path,
 
 static int writer_flush(struct writer *w, struct mimg_error *err)
 {
+	uint64_t at = w->pos - w->batch_len;
 	int ret;
 
-	if (!w->nbatch)
+	if (!w->batch_len)
 		return 0;
-	ret = pwritev_full(w->fd, w->batch, w->nbatch, w->batch_at);
-	w->nbatch = 0;
+	ret = pwrite_full(w->fd, w->batch, w->batch_len, at);
 	w->batch_len = 0;
 	if (ret)
-		return mimg_set_error(err, ret, w->batch_at, "writing %s: %s", w->tmp,
-			    strerror(-ret));
+		return mimg_set_error(err, ret, at, "writing %s: %s", w->tmp,
+				      strerror(-ret));
 	return 0;
 }
 
-/*
- * Write @iov at the end of the data: batched if it stays valid (@stable)
- * and is small, else now (after what is batched).
- */
-static int writer_data(struct writer *w, struct iovec *iov, int iovcnt,
-		       bool stable, struct mimg_error *err)
+/* Room for @len bytes (<= one span) of the next record's data. */
+static uint8_t *writer_reserve(struct writer *w, uint64_t len,
+			       struct mimg_error *err)
 {
-	uint64_t len = 0;
-	int i, ret;
-
-	for (i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	if (stable && len < BATCH_BYTES / 4) {
-		if (w->nbatch + iovcnt > BATCH_IOVS ||
-		    w->batch_len + len > BATCH_BYTES) {
-			ret = writer_flush(w, err);
-			if (ret)
-				return ret;
-		}
-		if (!w->nbatch)
-			w->batch_at = w->pos;
-		memcpy(w->batch + w->nbatch, iov, iovcnt * sizeof(*iov));
-		w->nbatch += iovcnt;
-		w->batch_len += len;
-		return 0;
-	}
-	ret = writer_flush(w, err);
-	if (ret)
-		return ret;
-	ret = pwritev_full(w->fd, iov, iovcnt, w->pos);
-	if (ret)
-		return mimg_set_error(err, ret, w->pos, "writing %s: %s", w->tmp,
-			    strerror(-ret));
-	return 0;
+	if (w->batch_len + len > BATCH_BYTES && writer_flush(w, err))
+		return NULL;
+	return w->batch + w->batch_len;
 }
 
 /*
- * Append one record whose stored pages are @iov (crc @crc over them);
- * @stable: they stay valid until writer_commit().
+ * Append one record whose stored pages were put at writer_reserve(),
+ * with @crc their crc32c.
  */
 static int writer_add(struct writer *w, uint64_t span,
 		      const uint64_t present[MIMG_BITMAP_WORDS],
-		      const uint64_t stored[MIMG_BITMAP_WORDS],
-		      struct iovec *iov, int iovcnt, uint32_t crc,
-		      bool stable, struct mimg_error *err)
+		      const uint64_t stored[MIMG_BITMAP_WORDS], uint32_t crc,
+		      struct mimg_error *err)
 {
 	struct mimg_record r;
-	int ret;
 
 	if (w->next >= w->h.nr_records)
-		return mimg_set_error(err, -EINVAL, 0, "internal: too many records");
+		return mimg_set_error(err, -EINVAL, 0,
+				      "internal: too many records");
 	memset(&r, 0, sizeof(r));
 	r.span = span;
 	r.data_offset = w->pos;
@@ -330,11 +278,7 @@ static int writer_add(struct writer *w, uint64_t span,
 	r.data_crc = r.nr_stored ? crc : 0;
 	memcpy(r.present, present, sizeof(r.present));
 	memcpy(r.stored, stored, sizeof(r.stored));
-	if (r.nr_stored) {
-		ret = writer_data(w, iov, iovcnt, stable, err);
-		if (ret)
-			return ret;
-	}
+	w->batch_len += (uint64_t)r.nr_stored * PAGE;
 	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
 	w->next++;
 	w->pos += (uint64_t)r.nr_stored * PAGE;
@@ -406,6 +350,7 @@ static void writer_close(struct writer *w)
 	free(w->tmp);
 	free(w->path);
 	free(w->index);
+	free(w->batch);
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
 }
@@ -413,54 +358,84 @@ static void writer_close(struct writer *w)
 /* ---------------------------------------------------------- fingerprint */
 
 /*
- * Walk the present pages of [@first, @first + @npages) span by span:
- * @fn gets each span's present bitmap, the pages of @stored (a subset) as
- * iovecs into @map (the object mapped from page @first) and their crc.
+ * Where a save or fingerprint reads the object's pages: a mapping of it
+ * from page @first (fast, for objects the saver may map writable), else
+ * pread() of @fd (frozen bases, children, read-only descriptors: mapping
+ * those read-only would make a read-only twin of every table touched, and
+ * in a child own every borrowed table).
+ */
+struct source {
+	const uint8_t *map;
+	int fd;
+	uint64_t first;
+};
+
+/* Copy the pages of @stored in span @span to @dst, in page order. */
+static int fetch_pages(const struct source *src, uint64_t span,
+		       const uint64_t *stored, uint8_t *dst)
+{
+	unsigned int i, j;
+	uint64_t pg, len;
+	ssize_t n;
+
+	for (i = 0; i < SPAN_PAGES; i = j) {
+		if (!mimg_test(stored, i)) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i + 1; j < SPAN_PAGES && mimg_test(stored, j);)
+			j++;
+		pg = span * SPAN_PAGES + i;
+		len = (uint64_t)(j - i) * PAGE;
+		if (src->map) {
+			memcpy(dst, src->map + (pg - src->first) * PAGE, len);
+		} else {
+			uint64_t done = 0;
+
+			while (done < len) {
+				n = pread(src->fd, dst + done, len - done,
+					  (off_t)(pg * PAGE + done));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0)
+					return -errno;
+				if (!n)		/* shrank: the rest reads 0 */
+					memset(dst + done, 0, len - done);
+				done += n ? (uint64_t)n : len - done;
+			}
+		}
+		dst += len;
+	}
+	return 0;
+}
+
+/*
+ * Walk the spans of [@first, @first + @npages) that have present pages;
+ * @fn gets each span's present bitmap and the part @stored of it.
  */
 typedef int (*span_fn)(void *ctx, uint64_t span, const uint64_t *present,
-		       const uint64_t *stored, struct iovec *iov, int cnt,
-		       uint32_t crc);
+		       const uint64_t *stored);
 
-static int walk_spans(const uint8_t *map, uint64_t first, uint64_t npages,
+static int walk_spans(uint64_t first, uint64_t npages,
 		      const uint64_t *present_map, const uint64_t *stored_map,
 		      span_fn fn, void *ctx, const struct morsel_progress *pr,
 		      uint64_t total)
 {
 	uint64_t span, last = (first + npages - 1) / SPAN_PAGES, done = 0;
 	uint64_t present[MIMG_BITMAP_WORDS], stored[MIMG_BITMAP_WORDS];
+	int ret;
 
 	if (!npages)
 		return 0;
-	struct iovec iov[SPAN_PAGES];
-	unsigned int i, j;
-	uint32_t crc;
-	int cnt, ret;
-
 	for (span = first / SPAN_PAGES; span <= last; span++) {
 		span_bits(present_map, npages, first, span, present);
 		if (bits_empty(present))
 			continue;
 		span_bits(stored_map, npages, first, span, stored);
-		cnt = 0;
-		crc = 0;
-		for (i = 0; i < SPAN_PAGES; i = j) {
-			if (!mimg_test(stored, i)) {
-				j = i + 1;
-				continue;
-			}
-			for (j = i + 1; j < SPAN_PAGES && mimg_test(stored, j);)
-				j++;
-			iov[cnt].iov_base = (void *)(map + (span * SPAN_PAGES +
-							    i - first) * PAGE);
-			iov[cnt].iov_len = (size_t)(j - i) * PAGE;
-			crc = mimg_crc32c(crc, iov[cnt].iov_base,
-					  iov[cnt].iov_len);
-			cnt++;
-			done += (uint64_t)(j - i) * PAGE;
-		}
-		ret = fn(ctx, span, present, stored, iov, cnt, crc);
+		ret = fn(ctx, span, present, stored);
 		if (ret)
 			return ret;
+		done += (uint64_t)mimg_popcount(stored) * PAGE;
 		progress(pr, done, total);
 	}
 	return 0;
@@ -513,37 +488,62 @@ static int scan_range(int fd, uint64_t start, uint64_t length,
 }
 
 /*
- * Map [@start, +@length) of @fd to read it, linked at once (no fault per
- * page).  Writable when it may be (not frozen, not a child, fd writable):
- * a writable mapping links the object's own tables, a read-only one needs
- * read-only twins of them, made one per 2 MiB.  Nothing is written.
+ * The source for reading [@start, +@length) of @fd: a writable mapping
+ * when the object may be mapped so (not frozen, not a child, fd opened
+ * read-write; it links the object's own tables as pages are touched, and
+ * nothing is written through it), else pread().  While mapped the object
+ * cannot shrink (EBUSY), so a size checked after mapping holds.
  */
-static void *map_for_reading(int fd, const struct morsel_stat *st,
-			     uint64_t start, uint64_t length)
+static int source_open(struct source *src, int fd,
+		       const struct morsel_stat *st, uint64_t start,
+		       uint64_t length)
 {
-	void *map = MAP_FAILED;
+	struct morsel_stat now;
+	void *map;
 
-	if (!(st->state & MORSEL_STATE_FROZEN) && !st->parent &&
-	    (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR)
-		map = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED,
-			   fd, (off_t)start);
+	src->map = NULL;
+	src->fd = fd;
+	src->first = start / PAGE;
+	if ((st->state & MORSEL_STATE_FROZEN) || st->parent ||
+	    (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
+		return 0;
+	map = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		   (off_t)start);
 	if (map == MAP_FAILED)
-		map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd,
-			   (off_t)start);
-	if (map != MAP_FAILED)
-		morsel_link_range(fd, map, length, 0, NULL);	/* a hint */
-	return map;
+		return 0;	/* pread() then */
+	if (morsel_stat(fd, &now) || now.size < start + length) {
+		munmap(map, length);
+		return -EAGAIN;	/* shrank since the scan */
+	}
+	src->map = map;
+	return 0;
 }
 
-static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
-		   const uint64_t *stored, struct iovec *iov, int cnt,
-		   uint32_t crc)
+static void source_close(struct source *src, uint64_t length)
 {
-	(void)stored;
-	(void)iov;
-	(void)cnt;
-	*(uint64_t *)ctx = mimg_fingerprint_add(*(uint64_t *)ctx, span,
-						present, crc);
+	if (src->map)
+		munmap((void *)src->map, length);
+	src->map = NULL;
+}
+
+struct fp_ctx {
+	struct source src;
+	uint8_t *buf;
+	uint64_t fp;
+};
+
+static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
+		   const uint64_t *stored)
+{
+	struct fp_ctx *c = ctx;
+	int ret = fetch_pages(&c->src, span, stored, c->buf);
+
+	if (ret)
+		return ret;
+	c->fp = mimg_fingerprint_add(c->fp, span, present,
+				     mimg_crc32c(0, c->buf,
+						 (size_t)mimg_popcount(stored) *
+						 PAGE));
 	return 0;
 }
 
@@ -551,8 +551,8 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 {
 	struct morsel_stat st;
 	struct scan_result r;
+	struct fp_ctx c;
 	uint64_t len;
-	void *map = NULL;
 	int ret;
 
 	ret = morsel_stat(fd, &st);
@@ -563,21 +563,20 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 	if (!len)
 		return 0;
 	ret = scan_range(fd, 0, len, 0, 0, 0, &r);
-	if (ret)
-		goto out;
-	if (r.s.present_pages) {
-		map = map_for_reading(fd, &st, 0, len);
-		if (map == MAP_FAILED) {
-			ret = -errno;
-			map = NULL;
-			goto out;
-		}
+	c.fp = *fp;
+	c.buf = malloc(MIMG_SPAN_SIZE);
+	if (!ret && !c.buf)
+		ret = -ENOMEM;
+	if (!ret)
+		ret = source_open(&c.src, fd, &st, 0, len);
+	if (!ret) {
+		ret = walk_spans(0, len / PAGE, r.present, r.present, fp_span,
+				 &c, pr, r.s.present_pages * PAGE);
+		source_close(&c.src, len);
 	}
-	ret = walk_spans(map, 0, len / PAGE, r.present, r.present, fp_span, fp,
-			 pr, r.s.present_pages * PAGE);
-out:
-	if (map)
-		munmap(map, len);
+	if (!ret)
+		*fp = c.fp;
+	free(c.buf);
 	scan_free(&r);
 	return ret;
 }
@@ -587,18 +586,27 @@ out:
 /* What save_span() and compact_span() write into. */
 struct writer_ctx {
 	struct writer *w;
+	struct source src;	/* save_span() only */
 	struct mimg_error *err;
 };
 
 static int save_span(void *ctx, uint64_t span, const uint64_t *present,
-		     const uint64_t *stored, struct iovec *iov, int cnt,
-		     uint32_t crc)
+		     const uint64_t *stored)
 {
 	struct writer_ctx *c = ctx;
+	uint64_t len = (uint64_t)mimg_popcount(stored) * PAGE;
+	uint8_t *dst = writer_reserve(c->w, len, c->err);
+	int ret;
 
-	/* The pages stay mapped until the commit: batch them. */
-	return writer_add(c->w, span, present, stored, iov, cnt, crc, true,
-			  c->err);
+	if (!dst)
+		return -EIO;
+	/* Checksum the copy, not the object: writers may be at work. */
+	ret = fetch_pages(&c->src, span, stored, dst);
+	if (ret)
+		return mimg_set_error(c->err, ret, 0, "reading the object: %s",
+				      strerror(-ret));
+	return writer_add(c->w, span, present, stored,
+			  mimg_crc32c(0, dst, len), c->err);
 }
 
 static uint64_t count_spans(const uint64_t *present, uint64_t npages,
@@ -670,9 +678,9 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	struct writer w;
 	uint64_t start, length, rsize, *stored, total;
 	unsigned int flags = 0;
-	void *map = NULL;
 	int pfd = -1, ret;
 
+	memset(&ctx, 0, sizeof(ctx));
 	memset(&w, 0, sizeof(w));
 	w.fd = -1;
 	if (err)
@@ -747,18 +755,20 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 		 * Start of a chain: clean if we may write, else a read-only
 		 * scan (a later increment then stores a superset: still right).
 		 */
-		unsigned int want = o && (o->flags & MORSEL_SAVE_DELTA) ?
-				    WANT_OWNED : 0;
+		bool delta = o && (o->flags & MORSEL_SAVE_DELTA);
+		unsigned int want = delta ? WANT_OWNED : 0;
 
+		/* A wrong base must fail before a clean breaks a chain. */
+		ret = delta ? check_base(fd, o->base_fd, err) : 0;
+		if (ret)
+			goto out;
 		ret = scan_range(fd, start, length, MORSEL_SCAN_CLEAN, 0, want,
 				 &r);
 		if (ret == -EBADF) {
 			scan_free(&r);
 			ret = scan_range(fd, start, length, 0, 0, want, &r);
 		}
-		if (o && (o->flags & MORSEL_SAVE_DELTA)) {
-			if (!ret)
-				ret = check_base(fd, o->base_fd, err);
+		if (delta) {
 			if (ret && err && !err->msg[0])
 				mimg_set_error(err, ret, 0, "scan: %s", strerror(-ret));
 			if (ret)
@@ -784,27 +794,23 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	ret = writer_open(&w, path, &h, err);
 	if (ret)
 		goto out;
-	if (r.s.present_pages) {
-		map = map_for_reading(fd, &st, start, length);
-		if (map == MAP_FAILED) {
-			ret = mimg_set_error(err, -errno, 0, "mapping the object: %s",
-				   strerror(errno));
-			map = NULL;
-			goto out;
-		}
+	ret = source_open(&ctx.src, fd, &st, start, length);
+	if (ret) {
+		mimg_set_error(err, ret, 0, "the object shrank during the save; "
+			       "save again");
+		goto out;
 	}
 	total = 0;
 	for (uint64_t i = 0; i < (r.npages + 63) / 64; i++)
 		total += __builtin_popcountll(stored[i]);
 	ctx.w = &w;
 	ctx.err = err;
-	ret = walk_spans(map, r.first, r.npages, r.present, stored, save_span,
+	ret = walk_spans(r.first, r.npages, r.present, stored, save_span,
 			 &ctx, o ? &o->progress : NULL, total * PAGE);
+	source_close(&ctx.src, length);
 	if (!ret)
 		ret = writer_commit(&w, out, err);
 out:
-	if (map)
-		munmap(map, length);
 	writer_close(&w);
 	scan_free(&r);
 	mimg_close(&parent);
@@ -1173,14 +1179,14 @@ static int compact_span(void *ctx, uint64_t span, const uint64_t *present,
 			const uint8_t *data, uint32_t crc)
 {
 	struct writer_ctx *c = ctx;
-	struct iovec iov = {
-		.iov_base = (void *)data,
-		.iov_len = (size_t)mimg_popcount(supplied) * PAGE,
-	};
+	uint64_t len = (uint64_t)mimg_popcount(supplied) * PAGE;
+	uint8_t *dst = writer_reserve(c->w, len, c->err);
 
 	(void)from_base;
-	return writer_add(c->w, span, present, supplied, &iov, 1, crc, false,
-			  c->err);
+	if (!dst)
+		return -EIO;
+	memcpy(dst, data, len);
+	return writer_add(c->w, span, present, supplied, crc, c->err);
 }
 
 int morsel_image_compact(const char *const *paths, unsigned int n,
@@ -1371,20 +1377,20 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	if (ret)
 		goto out;
 	end = newest->range_start + newest->range_length;
-	if ((!over || newest->range_start == 0) &&
-	    st.size != newest->object_size) {
-		/* A whole-object image gives the size; a range never shrinks. */
-		if (over && newest->range_length <
-		    (newest->object_size + PAGE - 1) / PAGE * PAGE)
-			ret = 0;
-		else if (ftruncate(fd, (off_t)newest->object_size))
-			ret = mimg_set_error(err, -errno, 0, "sizing %s to %llu bytes: %s",
-				   path,
-				   (unsigned long long)newest->object_size,
-				   strerror(errno));
+	if (!over || (!newest->range_start && newest->range_length ==
+		      (newest->object_size + PAGE - 1) / PAGE * PAGE)) {
+		/* A new object, or a whole-object image: its size. */
+		if (st.size != newest->object_size &&
+		    ftruncate(fd, (off_t)newest->object_size))
+			ret = mimg_set_error(err, -errno, 0, "sizing %s to %llu "
+					     "bytes: %s", path,
+					     (unsigned long long)
+					     newest->object_size,
+					     strerror(errno));
 	} else if (st.size < end && ftruncate(fd, (off_t)end)) {
+		/* A range loads over an object at least that long. */
 		ret = mimg_set_error(err, -errno, 0, "sizing %s: %s", path,
-			   strerror(errno));
+				     strerror(errno));
 	}
 	if (ret)
 		goto out;

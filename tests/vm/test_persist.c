@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include "libmorsel.h"
@@ -392,6 +393,51 @@ static void deltas(void)
 	rm("dbase");
 }
 
+/* Saves while a thread keeps storing: every image must still verify. */
+static volatile int stop_writer;
+
+static void *busy_writer(void *arg)
+{
+	volatile unsigned char *p = arg;
+	unsigned long i = 0;
+
+	while (!stop_writer) {
+		p[(i * 4099) % (8 * MiB)]++;
+		i++;
+	}
+	return NULL;
+}
+
+static void under_writes(void)
+{
+	const char *imgs[] = { DIR_ "/busy.img" };
+	struct mimg_header h;
+	struct mimg_error err;
+	unsigned char *p;
+	pthread_t t;
+	int fd, i, bad = 0;
+
+	fd = create("busy", 8 * MiB);
+	p = mmap(NULL, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	memset(p, 1, 8 * MiB);
+	pthread_create(&t, NULL, busy_writer, p);
+	for (i = 0; i < 5; i++) {
+		if (save(fd, imgs[0], NULL, &h) ||
+		    morsel_image_verify(imgs, 1, NULL, NULL, &err)) {
+			tap_diag("round %d: %s", i, err.msg);
+			bad++;
+		}
+	}
+	stop_writer = 1;
+	pthread_join(t, NULL);
+	tap_ok(!bad, "5 saves while a thread stores all over the object: "
+	       "every image verifies (checksums of what was written)");
+	munmap(p, 8 * MiB);
+	close(fd);
+	rm("busy");
+}
+
 /* A chain may follow the object through resizes (whole-object saves). */
 static void resized_chain(void)
 {
@@ -512,12 +558,13 @@ static void damage(void)
 int main(void)
 {
 	mkdir(DIR_, 0700);
-	tap_plan(52);
+	tap_plan(53);
 	round_trips();
 	ranges();
 	increments();
 	deltas();
 	resized_chain();
+	under_writes();
 	damage();
 	return tap_done();
 }
