@@ -475,18 +475,24 @@ uint64_t mimg_fingerprint_add(uint64_t fp, uint64_t span,
 
 /* ------------------------------------------------------------- header */
 
+/* crc32c of @len bytes at @b, the 4-byte crc field at @at taken as zero. */
+static uint32_t crc_with_zero_field(const uint8_t *b, size_t at, size_t len)
+{
+	static const uint8_t zero[4];
+	uint32_t c;
+
+	c = mimg_crc32c(0, b, at);
+	c = mimg_crc32c(c, zero, sizeof(zero));
+	return mimg_crc32c(c, b + at + 4, len - at - 4);
+}
+
 /*
  * crc32c of the whole header block (MIMG_HEADER_CRC_LEN = 4096 bytes),
  * header_crc taken as zero.
  */
 static uint32_t header_crc(const uint8_t *b)
 {
-	static const uint8_t zero[4];
-	uint32_t c;
-
-	c = mimg_crc32c(0, b, H_HEADER_CRC);
-	c = mimg_crc32c(c, zero, sizeof(zero));
-	return mimg_crc32c(c, b + H_RESERVED, MIMG_HEADER_CRC_LEN - H_RESERVED);
+	return crc_with_zero_field(b, H_HEADER_CRC, MIMG_HEADER_CRC_LEN);
 }
 
 void mimg_encode_header(const struct mimg_header *h,
@@ -656,12 +662,7 @@ int mimg_decode_header(const uint8_t in[MIMG_HEADER_SIZE], uint64_t file_size,
 
 static uint32_t record_crc(const uint8_t *b)
 {
-	static const uint8_t zero[4];
-	uint32_t c;
-
-	c = mimg_crc32c(0, b, R_CRC);
-	c = mimg_crc32c(c, zero, sizeof(zero));
-	return mimg_crc32c(c, b + R_PRESENT, MIMG_RECORD_SIZE - R_PRESENT);
+	return crc_with_zero_field(b, R_CRC, MIMG_RECORD_SIZE);
 }
 
 void mimg_encode_record(const struct mimg_record *r,

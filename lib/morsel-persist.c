@@ -901,6 +901,21 @@ static int chain_open(struct chain *c, const char *const *paths,
  * every run checked against its crc) and the pages left to the base.
  */
 /*
+ * The record of @span in @r, or NULL; *@cursor only moves forward, so
+ * spans asked for in increasing order cost one pass over the index.
+ */
+static const struct mimg_record *record_of_span(const struct mimg_reader *r,
+						uint64_t *cursor,
+						uint64_t span)
+{
+	while (*cursor < r->h.nr_records && r->records[*cursor].span < span)
+		(*cursor)++;
+	if (*cursor >= r->h.nr_records || r->records[*cursor].span != span)
+		return NULL;
+	return &r->records[*cursor];
+}
+
+/*
  * Ask the kernel to read the newest image ahead of us (up to READ_AHEAD
  * bytes past @at), so the disk works while we check and copy: the image
  * is read in order.  *@done: how far we asked already.  Only a hint.
@@ -1017,13 +1032,9 @@ static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
 		for (k = c->n; k-- > 0 && !bits_empty(need);) {
 			const struct mimg_reader *r = &c->r[k];
 
-			while (cursor[k] < r->h.nr_records &&
-			       r->records[cursor[k]].span < lr->span)
-				cursor[k]++;
-			if (cursor[k] >= r->h.nr_records ||
-			    r->records[cursor[k]].span != lr->span)
+			rec = record_of_span(r, &cursor[k], lr->span);
+			if (!rec)
 				continue;
-			rec = &r->records[cursor[k]];
 			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
 				take[w] = need[w] & rec->stored[w];
 			if (bits_empty(take))
@@ -1121,15 +1132,9 @@ static int chain_check(const struct chain *c, struct mimg_error *err)
 		lr = &last->records[i];
 		memcpy(need, lr->present, sizeof(need));
 		for (k = c->n; k-- > 0 && !bits_empty(need);) {
-			const struct mimg_reader *r = &c->r[k];
-
-			while (cursor[k] < r->h.nr_records &&
-			       r->records[cursor[k]].span < lr->span)
-				cursor[k]++;
-			if (cursor[k] >= r->h.nr_records ||
-			    r->records[cursor[k]].span != lr->span)
+			rec = record_of_span(&c->r[k], &cursor[k], lr->span);
+			if (!rec)
 				continue;
-			rec = &r->records[cursor[k]];
 			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
 				need[w] &= ~rec->stored[w];
 		}
