@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,7 +164,6 @@ struct writer {
 	uint64_t next;		/* records added */
 	uint64_t pos;		/* file offset of the next data page */
 	uint64_t fp;		/* content fingerprint so far */
-	uint64_t flushed;	/* data before this offset is under writeback */
 	bool full;		/* stored == present: fingerprint it */
 	/*
 	 * Record data is copied here first (writer_reserve()), checksummed
@@ -171,24 +171,75 @@ struct writer {
 	 * written even while the object changes, and a sparse object's many
 	 * one-page records, contiguous in the file, go out in one pwrite().
 	 */
-	uint8_t *batch;
+	uint8_t *batch;		/* the buffer being filled: bufs[cur] */
 	uint64_t batch_len;	/* bytes pending, ending at @pos */
+	uint8_t *bufs[2];
+	int cur;
+	/*
+	 * A filled buffer is written by a second thread while the next one
+	 * is copied and checksummed (two CPUs: the copy and crc32c overlap
+	 * the kernel's copy into the page cache).  @mu protects the job
+	 * fields and @job_err; no thread (@thr_ok false): written inline.
+	 */
+	pthread_t thr;
+	bool thr_ok;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const uint8_t *job_buf;
+	uint64_t job_len, job_at;
+	bool job_pending, quit;
+	int job_err;		/* first write error, -errno */
 };
 
 /*
- * Start writeback of what is written so far every WRITEBACK_STEP bytes, so
- * the disk works while we checksum and copy the next spans; the final
- * fsync() then waits for little.  Only a hint: errors surface at fsync.
+ * The writer thread: writes each handed-over buffer at its offset and
+ * starts its writeback at once, so the disk works while the next buffer
+ * is filled; the final fsync() then waits for little.
  */
-#define WRITEBACK_STEP	(8u << 20)
-
-static void writer_kick(struct writer *w)
+static void *writer_thread(void *arg)
 {
-	if (w->pos - w->flushed < WRITEBACK_STEP)
-		return;
-	sync_file_range(w->fd, (off_t)w->flushed, (off_t)(w->pos - w->flushed),
-			SYNC_FILE_RANGE_WRITE);
-	w->flushed = w->pos;
+	struct writer *w = arg;
+	const uint8_t *buf;
+	uint64_t len, at;
+	int ret;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->job_pending && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->job_pending)
+			break;
+		buf = w->job_buf;
+		len = w->job_len;
+		at = w->job_at;
+		pthread_mutex_unlock(&w->mu);
+		ret = pwrite_full(w->fd, buf, len, at);
+		if (!ret)
+			sync_file_range(w->fd, (off_t)at, (off_t)len,
+					SYNC_FILE_RANGE_WRITE);
+		pthread_mutex_lock(&w->mu);
+		if (ret && !w->job_err)
+			w->job_err = ret;
+		w->job_pending = false;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Wait until the writer thread is idle; its first error, or 0. */
+static int writer_wait(struct writer *w)
+{
+	int ret;
+
+	if (!w->thr_ok)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	while (w->job_pending)
+		pthread_cond_wait(&w->cv, &w->mu);
+	ret = w->job_err;
+	pthread_mutex_unlock(&w->mu);
+	return ret;
 }
 
 static int writer_open(struct writer *w, const char *path,
@@ -214,13 +265,17 @@ static int writer_open(struct writer *w, const char *path,
 	w->full = !(h->flags & (MIMG_F_INCREMENT | MIMG_F_DELTA));
 	w->fp = mimg_fingerprint_init(h->object_size);
 	w->pos = w->h.data_offset;
-	w->flushed = w->pos;
 	w->path = strdup(path);
 	w->tmp = malloc(len + 16);
 	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
-	w->batch = malloc(BATCH_BYTES);
-	if (!w->path || !w->tmp || !w->index || !w->batch)
+	w->bufs[0] = malloc(BATCH_BYTES);
+	w->bufs[1] = malloc(BATCH_BYTES);
+	w->batch = w->bufs[0];
+	if (!w->path || !w->tmp || !w->index || !w->bufs[0] || !w->bufs[1])
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->thr_ok = !pthread_create(&w->thr, NULL, writer_thread, w);
 	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
 	if (w->fd < 0) {
@@ -233,6 +288,7 @@ static int writer_open(struct writer *w, const char *path,
 	return 0;
 }
 
+/* Hand the filled buffer to the writer thread (or write it here). */
 static int writer_flush(struct writer *w, struct mimg_error *err)
 {
 	uint64_t at = w->pos - w->batch_len;
@@ -240,7 +296,22 @@ static int writer_flush(struct writer *w, struct mimg_error *err)
 
 	if (!w->batch_len)
 		return 0;
-	ret = pwrite_full(w->fd, w->batch, w->batch_len, at);
+	if (!w->thr_ok) {
+		ret = pwrite_full(w->fd, w->batch, w->batch_len, at);
+	} else {
+		ret = writer_wait(w);	/* the other buffer is free again */
+		if (!ret) {
+			pthread_mutex_lock(&w->mu);
+			w->job_buf = w->batch;
+			w->job_len = w->batch_len;
+			w->job_at = at;
+			w->job_pending = true;
+			pthread_cond_broadcast(&w->cv);
+			pthread_mutex_unlock(&w->mu);
+			w->cur ^= 1;
+			w->batch = w->bufs[w->cur];
+		}
+	}
 	w->batch_len = 0;
 	if (ret)
 		return mimg_set_error(err, ret, at, "writing %s: %s", w->tmp,
@@ -282,7 +353,6 @@ static int writer_add(struct writer *w, uint64_t span,
 	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
 	w->next++;
 	w->pos += (uint64_t)r.nr_stored * PAGE;
-	writer_kick(w);
 	w->h.data_pages += r.nr_stored;
 	w->h.present_pages += mimg_popcount(present);
 	if (w->full)
@@ -298,6 +368,12 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 	int ret;
 
 	ret = writer_flush(w, err);
+	if (!ret) {
+		ret = writer_wait(w);
+		if (ret)
+			return mimg_set_error(err, ret, 0, "writing %s: %s",
+					      w->tmp, strerror(-ret));
+	}
 	if (ret)
 		return ret;
 	if (w->next != w->h.nr_records)
@@ -343,6 +419,15 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 /* Free @w; an uncommitted temporary file is removed. */
 static void writer_close(struct writer *w)
 {
+	if (w->thr_ok) {
+		pthread_mutex_lock(&w->mu);
+		w->quit = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thr, NULL);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+	}
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->tmp)
@@ -350,7 +435,8 @@ static void writer_close(struct writer *w)
 	free(w->tmp);
 	free(w->path);
 	free(w->index);
-	free(w->batch);
+	free(w->bufs[0]);
+	free(w->bufs[1]);
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
 }
