@@ -676,6 +676,8 @@ static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return morsel_ioctl_split(file, argp);
 	case MORSEL_IOC_SCAN:
 		return morsel_ioctl_scan(file, argp);
+	case MORSEL_IOC_FILL:
+		return morsel_ioctl_fill(file, argp);
 	}
 	return -ENOTTY;
 }

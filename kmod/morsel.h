@@ -12,6 +12,7 @@
  *   link.c     links into address spaces, the per-mm notifier, TLB flushes
  *   fault.c    the VMA side: mmap, faults, VMA callbacks, eager mapping
  *   fs.c       morselfs: mount options, inodes, file operations
+ *   fill.c     filling holes from a file (MORSEL_IOC_FILL)
  *   main.c     module init/exit and the usage figures
  */
 #ifndef _MORSEL_INTERNAL_H
@@ -149,6 +150,9 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		 struct morsel_scan_batch *b);
 bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 void morsel_free_frame(struct morsel *m, struct page *page);
+struct page *morsel_alloc_frame(struct morsel *m, bool zero);
+void morsel_drop_frame(struct morsel *m, struct page *page);
+int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
 
 /* link.c */
 enum morsel_link_level {
@@ -182,6 +186,9 @@ int morselfs_init(void);
 void morselfs_exit(void);
 ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 			     size_t len, bool write);
+
+/* fill.c */
+long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg);
 
 /* main.c */
 int morsel_stats_init(void);

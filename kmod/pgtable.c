@@ -116,22 +116,34 @@ static void uncharge_frame(struct morsel_sb *sbi)
 	spin_unlock(&sbi->lock);
 }
 
-/* A zeroed frame charged to the object's memcg and mount, or ERR_PTR. */
-static struct page *alloc_frame(struct morsel *m)
+/*
+ * A frame charged to the object's memcg and mount, or ERR_PTR.  Zeroed
+ * unless @zero is false: then the caller writes all of it before anyone
+ * can see it (morsel_fill_hole()) or gives it back (morsel_drop_frame()).
+ */
+struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 {
+	gfp_t gfp = GFP_HIGHUSER | __GFP_ACCOUNT | (zero ? __GFP_ZERO : 0);
 	struct mem_cgroup *old;
 	struct page *page;
 
 	if (!charge_frame(m->sbi))
 		return ERR_PTR(-ENOSPC);
 	old = set_active_memcg(m->memcg);
-	page = alloc_page(GFP_HIGHUSER | __GFP_ZERO | __GFP_ACCOUNT);
+	page = alloc_page(gfp);
 	set_active_memcg(old);
 	if (!page) {
 		uncharge_frame(m->sbi);
 		return ERR_PTR(-ENOMEM);
 	}
 	return page;
+}
+
+/* Give back a frame of morsel_alloc_frame() that was never installed. */
+void morsel_drop_frame(struct morsel *m, struct page *page)
+{
+	put_page(page);
+	uncharge_frame(m->sbi);
 }
 
 /* Drop the object's reference on a frame it no longer maps. */
@@ -552,6 +564,38 @@ static struct page *served_frame(struct morsel *m, pte_t *ptep, pte_t pte,
 }
 
 /*
+ * Make leaf *@ptep of page @index map @page (a frame of ours, or the zero
+ * page) if it still is @old; was it?  Replacing a present leaf bumps
+ * m->leaf_gen; flushing translations of the old frame is the caller's.
+ */
+static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+			 pte_t old, struct page *page)
+{
+	spinlock_t *ptl = table_lock(ptep);
+	bool zero = is_zero_pfn(page_to_pfn(page));
+	bool installed = false;
+	pte_t *twin;
+
+	spin_lock(ptl);
+	if (same_frame(ptep_get(ptep), old)) {
+		/* morsel_leaf() reads m->frozen under the lock: see freeze */
+		set_pte(ptep, zero ? zero_leaf() : morsel_leaf(m, page));
+		twin = twin_of(m, index);
+		if (twin)
+			mirror_leaf(twin, index, ptep_get(ptep));
+		if (!zero) {
+			atomic_long_inc(&m->data_pages);
+			atomic_long_inc(&morsel_totals.data_pages);
+		}
+		if (pte_present(old))
+			atomic_inc(&m->leaf_gen);
+		installed = true;
+	}
+	spin_unlock(ptl);
+	return installed;
+}
+
+/*
  * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
  * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
  * private frame (copy-on-write) and flushes every TLB that may still map
@@ -563,11 +607,9 @@ struct page *morsel_frame(struct morsel *m, pgoff_t index,
 			  enum morsel_intent intent)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
-	spinlock_t *ptl;	/* of the PTE table */
 	struct page *page;
 	enum leaf_kind k;
-	pte_t *ptep, *twin;
-	bool installed;
+	pte_t *ptep;
 	pte_t pte;
 
 	/* Even an owned frame: a frozen object's contents never change. */
@@ -596,36 +638,16 @@ again:
 	if (k == LEAF_NONE && hole_reads_zero_page(m, intent)) {
 		page = ZERO_PAGE(0);
 	} else {
-		page = alloc_frame(m);
+		page = morsel_alloc_frame(m, true);
 		if (IS_ERR(page))
 			return page;
 		if (k == LEAF_BORROWED)	/* the base's: never changes */
 			copy_highpage(page, pte_page(pte));
 	}
-	installed = false;
-	ptl = table_lock(ptep);
-	spin_lock(ptl);
-	if (same_frame(ptep_get(ptep), pte)) {
-		/* morsel_leaf() reads m->frozen under the lock: see freeze */
-		set_pte(ptep, is_zero_pfn(page_to_pfn(page)) ? zero_leaf() :
-			morsel_leaf(m, page));
-		twin = twin_of(m, index);
-		if (twin)
-			mirror_leaf(twin, index, ptep_get(ptep));
-		if (!is_zero_pfn(page_to_pfn(page))) {
-			atomic_long_inc(&m->data_pages);
-			atomic_long_inc(&morsel_totals.data_pages);
-		}
-		if (k != LEAF_NONE)
-			atomic_inc(&m->leaf_gen);
-		installed = true;
-	}
-	spin_unlock(ptl);
-	if (!installed) {	/* somebody else filled or copied it */
-		if (!is_zero_pfn(page_to_pfn(page))) {
-			put_page(page);
-			uncharge_frame(m->sbi);
-		}
+	if (!install_leaf(m, ptep, index, pte, page)) {
+		/* somebody else filled or copied it */
+		if (!is_zero_pfn(page_to_pfn(page)))
+			morsel_drop_frame(m, page);
 		goto again;
 	}
 	/*
@@ -658,6 +680,25 @@ struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
 		get_page(page);
 	up_read(&m->lock);
 	return page;
+}
+
+/*
+ * Put @page, a frame of morsel_alloc_frame() that holds its data already,
+ * at page @index if that page is a hole.  The caller holds m->lock shared
+ * and has checked that @m is neither frozen nor a child and that @index
+ * is inside the size.  Returns 1 if it did, 0 if the page is not a hole
+ * (the frame is still the caller's), -ENOMEM if a table was needed.
+ * A hole has no translation anywhere: no flush.
+ */
+int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page)
+{
+	loff_t off = (loff_t)index << PAGE_SHIFT;
+	pte_t *ptep = morsel_pte_table(m, off, true);
+
+	if (!ptep)
+		return -ENOMEM;
+	ptep += MORSEL_PTE_INDEX(off);
+	return install_leaf(m, ptep, index, __pte(0), page);
 }
 
 /* Allocate every frame of pages [@first, @end). */

@@ -129,6 +129,13 @@ int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
 	return 0;
 }
 
+int morsel_fill(int fd, int src_fd, struct morsel_fill *f)
+{
+	f->argsz = sizeof(*f);
+	f->fd = src_fd;
+	return ioctl(fd, MORSEL_IOC_FILL, f) ? -errno : 0;
+}
+
 int morsel_split(int fd, const char *name)
 {
 	char path[4096], self[64];

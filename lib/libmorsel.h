@@ -143,6 +143,15 @@ int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
 		uint64_t gen, uint64_t *present, uint64_t *owned,
 		uint64_t *dirty, struct morsel_scan *out);
 
+/*
+ * MORSEL_IOC_FILL: read the pages marked in @f->map (see the uapi header;
+ * the caller fills nr_pages, offset, file_offset, map, and crc with
+ * MORSEL_FILL_CRC) from @src_fd into the holes of @fd's window.  Sets
+ * argsz and fd; @f gets crc, filled and read back even on failure.
+ * Returns 0 or -errno.
+ */
+int morsel_fill(int fd, int src_fd, struct morsel_fill *f);
+
 /* ---------------------------------------------------------------------
  * Persistence (lib/morsel-persist.c, docs/persistence.md): images on disk
  * in the format of lib/morsel-image.h.  These functions also fill @err

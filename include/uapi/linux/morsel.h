@@ -201,11 +201,59 @@ struct morsel_scan {
 	__u64 reserved[4];
 };
 
+/* MORSEL_IOC_FILL */
+#define MORSEL_FILL_CRC		(1U << 0)	/* refuse unless @crc matches */
+#define MORSEL_FILL_FLAGS	(MORSEL_FILL_CRC)
+#define MORSEL_FILL_MAX_PAGES	512		/* one window: 2 MiB */
+
+/**
+ * struct morsel_fill - fill holes with a file's bytes (MORSEL_IOC_FILL)
+ * @argsz:       in: sizeof(struct morsel_fill)
+ * @flags:       in: MORSEL_FILL_*
+ * @fd:          in: a file open for reading: the data source
+ * @nr_pages:    in: pages in the window, 1..MORSEL_FILL_MAX_PAGES
+ * @offset:      in: object offset of the window, page aligned
+ * @file_offset: in: where the data starts in @fd
+ * @map:         in: page i of the window is filled when bit i (bit i % 64
+ *               of map[i / 64]) is set; at least one bit, none past
+ *               @nr_pages, every marked page inside the object's size
+ * @crc:         in: with MORSEL_FILL_CRC, the expected crc32c (the usual
+ *               one: ~0 in and out) of the bytes read; out: their crc32c
+ * @filled:      out: pages put into holes
+ * @read:        out: bytes read from @fd
+ * @reserved:    must be 0
+ *
+ * Reads popcount(@map) pages from @fd at @file_offset into new frames and
+ * puts them, in order, at the marked pages of the window that are holes;
+ * a marked page that is not a hole when the data is ready keeps what it
+ * has (@filled says how many were holes).  With @fd opened O_DIRECT the
+ * device writes the new frames directly: no page cache, no copy, no
+ * zeroing.  The object's file must be open for writing (EBADF); frozen
+ * objects (EPERM) and copy-on-write children (EINVAL: use write()) are
+ * refused.  Nothing is installed when the file ends early (ENODATA, @read
+ * says where) or, with MORSEL_FILL_CRC, when the crc differs (EBADMSG,
+ * @crc says what was read).  Frames are charged like any other.
+ */
+struct morsel_fill {
+	__u32 argsz;
+	__u32 flags;
+	__s32 fd;
+	__u32 nr_pages;
+	__u64 offset;
+	__u64 file_offset;
+	__u64 map[MORSEL_FILL_MAX_PAGES / 64];
+	__u32 crc;
+	__u32 filled;
+	__u64 read;
+	__u64 reserved[4];
+};
+
 #define MORSEL_IOC_MAGIC	0xBA
 #define MORSEL_IOC_STAT		_IOWR(MORSEL_IOC_MAGIC, 0x01, struct morsel_stat)
 #define MORSEL_IOC_MAP		_IOWR(MORSEL_IOC_MAGIC, 0x02, struct morsel_map)
 #define MORSEL_IOC_FREEZE	_IOW(MORSEL_IOC_MAGIC, 0x03, struct morsel_freeze)
 #define MORSEL_IOC_SPLIT	_IOWR(MORSEL_IOC_MAGIC, 0x04, struct morsel_split)
 #define MORSEL_IOC_SCAN		_IOWR(MORSEL_IOC_MAGIC, 0x05, struct morsel_scan)
+#define MORSEL_IOC_FILL		_IOWR(MORSEL_IOC_MAGIC, 0x06, struct morsel_fill)
 
 #endif /* _UAPI_LINUX_MORSEL_H */
