@@ -911,6 +911,7 @@ struct chain {
 	unsigned int n;
 	struct mimg_reader *r;		/* r[0] root ... r[n - 1] newest */
 	int *fds;
+	int *dfds;			/* O_DIRECT twins of fds, or -1 */
 };
 
 static void chain_close(struct chain *c)
@@ -921,9 +922,12 @@ static void chain_close(struct chain *c)
 		mimg_close(&c->r[i]);
 		if (c->fds[i] >= 0)
 			close(c->fds[i]);
+		if (c->dfds && c->dfds[i] >= 0)
+			close(c->dfds[i]);
 	}
 	free(c->r);
 	free(c->fds);
+	free(c->dfds);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -981,15 +985,84 @@ static int chain_open(struct chain *c, const char *const *paths,
 }
 
 /*
+ * Read the chain's data with O_DIRECT where the file system allows it: the
+ * device then writes into our buffers (or, through MORSEL_IOC_FILL, into
+ * the object's new frames) without a copy in the page cache, and a load
+ * does not leave the images cached.  Every data run is page aligned in
+ * the file (image-format.md), as O_DIRECT wants; a file system that
+ * refuses it is read through the page cache as before.  Only data reads
+ * use these descriptors: every buffer they read into is page aligned.
+ */
+static void chain_read_direct(struct chain *c, const char *const *paths)
+{
+	void *probe = aligned_alloc(PAGE, PAGE);
+	unsigned int i;
+	int fd;
+
+	c->dfds = malloc(c->n * sizeof(*c->dfds));
+	if (!probe || !c->dfds) {
+		free(probe);
+		return;		/* c->dfds NULL: buffered */
+	}
+	for (i = 0; i < c->n; i++) {
+		c->dfds[i] = -1;
+		fd = open(paths[i], O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (pread(fd, probe, PAGE, 0) != (ssize_t)PAGE) {
+			close(fd);
+			continue;
+		}
+		c->dfds[i] = fd;
+		c->r[i].fd = fd;
+	}
+	free(probe);
+}
+
+static bool chain_direct(const struct chain *c, unsigned int i)
+{
+	return c->dfds && c->dfds[i] >= 0;
+}
+
+/*
  * Resolve the chain span by span (the spans of the newest image: its
  * present pages are the chain's).  For each, @fn gets the present bitmap,
  * the pages supplied by some image (their data in page order in @data,
  * every run checked against its crc) and the pages left to the base.
+ *
+ * Spans are independent, so up to @threads threads resolve them, each
+ * taking the next few records of the newest image (about CLAIM_BYTES of
+ * data) in turn; @fn must then be safe to call from several threads at
+ * once and in any order.  An error stops the claiming; the one reported
+ * is that of the lowest record that failed, as one thread would have.
+ *
+ * @direct, if not NULL, is offered every span that the newest image
+ * stores whole, before its data is read: returning 1 means it put the
+ * data in place itself (load's MORSEL_IOC_FILL), 0 that it did not.
  */
-/*
- * The record of @span in @r, or NULL; *@cursor only moves forward, so
- * spans asked for in increasing order cost one pass over the index.
- */
+typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
+			  const uint64_t *supplied, const uint64_t *from_base,
+			  const uint8_t *data, uint32_t crc,
+			  struct mimg_error *err);
+typedef int (*direct_fn)(void *ctx, const struct mimg_reader *r, uint64_t i,
+			 struct mimg_error *err);
+
+struct resolve_job {
+	struct chain *c;
+	resolve_fn fn;
+	direct_fn direct;
+	void *ctx;
+	bool need_crc;
+	const struct morsel_progress *pr;
+	pthread_mutex_t lock;		/* protects what follows */
+	uint64_t next;			/* first record nobody took */
+	uint64_t done, total;		/* data bytes, for @pr */
+	uint64_t failed;		/* lowest record that failed */
+	int ret;
+	struct mimg_error err;
+};
+
+/* The record of @span in @r, or NULL; *@cursor only moves forward. */
 static const struct mimg_record *record_of_span(const struct mimg_reader *r,
 						uint64_t *cursor,
 						uint64_t span)
@@ -1003,8 +1076,8 @@ static const struct mimg_record *record_of_span(const struct mimg_reader *r,
 
 /*
  * Ask the kernel to read the newest image ahead of us (up to READ_AHEAD
- * bytes past @at), so the disk works while we check and copy: the image
- * is read in order.  *@done: how far we asked already.  Only a hint.
+ * bytes past @at), so the disk works while we check and copy.  Only a
+ * hint, and only for the page cache: O_DIRECT reads are not cached.
  */
 #define READ_AHEAD	(32u << 20)
 
@@ -1025,176 +1098,302 @@ static void read_ahead(const struct mimg_reader *r, uint64_t at,
 
 /*
  * Small records (a sparse object has many one-page ones, contiguous in the
- * file) are read through an 8 MiB window of the newest image: one pread()
- * for many records instead of one each.  Larger ones are read directly.
+ * file) are read through a window of the newest image: one pread() for
+ * the small records of a batch instead of one each.  Larger ones are read
+ * directly.
  */
-#define WINDOW_BYTES	(8u << 20)
 #define WINDOW_SMALL	(256u << 10)
 
 struct window {
-	uint8_t *buf;
-	uint64_t at, len;	/* file range held */
+	uint8_t *buf;			/* BATCH_BYTES, page aligned */
+	uint64_t at, len;		/* file range held */
+	uint64_t end;			/* where the batch's data ends */
 };
+
+static int crc_mismatch(struct mimg_error *err, uint64_t i,
+			const struct mimg_record *rec, uint32_t crc)
+{
+	return mimg_set_error(err, -EBADMSG, rec->data_offset, "data of "
+			      "record %llu (pages at offset %llu): crc32c "
+			      "mismatch (stored 0x%08x, computed 0x%08x)",
+			      (unsigned long long)i,
+			      (unsigned long long)(rec->span * MIMG_SPAN_SIZE),
+			      rec->data_crc, crc);
+}
 
 static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 		       struct window *win, struct mimg_error *err)
 {
 	const struct mimg_record *rec = &r->records[i];
 	uint64_t n = (uint64_t)rec->nr_stored * PAGE, off = rec->data_offset;
+	uint64_t want;
 	uint32_t crc;
 	ssize_t got;
 
-	if (!win || !win->buf || n >= WINDOW_SMALL)
+	if (!win || n >= WINDOW_SMALL)
 		return mimg_read_data(r, i, dst, err);
 	if (off < win->at || off + n > win->at + win->len) {
+		/* The batch's data from here, at most a buffer full. */
+		want = win->end > off + n ? win->end - off : n;
+		if (want > BATCH_BYTES)
+			want = BATCH_BYTES;
 		win->at = off;
 		win->len = 0;
 		do {
 			got = pread(r->fd, win->buf + win->len,
-				    WINDOW_BYTES - win->len,
-				    (off_t)(off + win->len));
+				    want - win->len, (off_t)(off + win->len));
 		} while ((got > 0 && (win->len += got) < n) ||
 			 (got < 0 && errno == EINTR));
 		if (got < 0)
-			return mimg_set_error(err, -errno, off, "reading the image: %s",
-				    strerror(errno));
+			return mimg_set_error(err, -errno, off, "reading the "
+					      "image: %s", strerror(errno));
 		if (win->len < n)
-			return mimg_set_error(err, -EINVAL, off + win->len, "image "
-				    "truncated: data of record %llu ends at %llu",
-				    (unsigned long long)i,
-				    (unsigned long long)(off + n));
+			return mimg_set_error(err, -EINVAL, off + win->len,
+					      "image truncated: data of record "
+					      "%llu ends at %llu",
+					      (unsigned long long)i,
+					      (unsigned long long)(off + n));
 	}
 	memcpy(dst, win->buf + (off - win->at), n);
 	crc = mimg_crc32c(0, dst, n);
 	if (crc != rec->data_crc)
-		return mimg_set_error(err, -EBADMSG, off, "data of record %llu (pages at "
-			    "offset %llu): crc32c mismatch (stored 0x%08x, "
-			    "computed 0x%08x)", (unsigned long long)i,
-			    (unsigned long long)(rec->span * MIMG_SPAN_SIZE),
-			    rec->data_crc, crc);
+		return crc_mismatch(err, i, rec, crc);
 	return 0;
 }
 
-typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
-			  const uint64_t *supplied, const uint64_t *from_base,
-			  const uint8_t *data, uint32_t crc);
-
-static int chain_resolve(struct chain *c, resolve_fn fn, void *ctx,
-			 bool need_crc, const struct morsel_progress *pr,
-			 struct mimg_error *err)
-{
-	const struct mimg_reader *last = &c->r[c->n - 1];
-	uint64_t need[MIMG_BITMAP_WORDS], take[MIMG_BITMAP_WORDS];
-	uint64_t supplied[MIMG_BITMAP_WORDS], *cursor, i, total, done = 0;
-	uint8_t *buf, *tmp;
-	const struct mimg_record *rec, *lr;
-	unsigned int k, pg, w, pos;
-	uint64_t ra = 0;
+/* What one thread needs to resolve spans. */
+struct resolver {
+	uint8_t *buf, *tmp;		/* a span each, page aligned */
+	uint64_t *cursor;		/* per image, see record_of_span() */
+	uint64_t ra;			/* read_ahead() so far */
 	struct window win;
-	bool direct, base_ok;
+};
+
+static int resolver_init(struct resolver *rs, unsigned int n)
+{
+	rs->buf = aligned_alloc(PAGE, MIMG_SPAN_SIZE);
+	rs->tmp = aligned_alloc(PAGE, MIMG_SPAN_SIZE);
+	rs->win.buf = aligned_alloc(PAGE, BATCH_BYTES);
+	rs->cursor = calloc(n, sizeof(*rs->cursor));
+	rs->ra = 0;
+	rs->win.at = 0;
+	rs->win.len = 0;
+	rs->win.end = 0;
+	return rs->buf && rs->tmp && rs->win.buf && rs->cursor ? 0 : -ENOMEM;
+}
+
+static void resolver_free(struct resolver *rs)
+{
+	free(rs->buf);
+	free(rs->tmp);
+	free(rs->win.buf);
+	free(rs->cursor);
+}
+
+/* Resolve record @i of the newest image; *@bytes: data bytes read. */
+static int resolve_record(struct resolve_job *job, struct resolver *rs,
+			  uint64_t i, uint64_t *bytes, struct mimg_error *err)
+{
+	struct chain *c = job->c;
+	const struct mimg_reader *last = &c->r[c->n - 1];
+	const struct mimg_record *lr = &last->records[i], *rec;
+	uint64_t need[MIMG_BITMAP_WORDS], take[MIMG_BITMAP_WORDS];
+	uint64_t supplied[MIMG_BITMAP_WORDS];
+	bool direct = false, base_ok = c->r[0].h.flags & MIMG_F_DELTA;
+	unsigned int k, pg, w, pos;
+	uint8_t *buf = rs->buf;
 	uint32_t crc;
-	int ret = 0;
+	int ret;
 
-	base_ok = c->r[0].h.flags & MIMG_F_DELTA;
-	buf = malloc(MIMG_SPAN_SIZE);
-	tmp = malloc(MIMG_SPAN_SIZE);
-	cursor = calloc(c->n, sizeof(*cursor));
-	win.buf = malloc(WINDOW_BYTES);	/* optional: NULL reads directly */
-	win.at = 0;
-	win.len = 0;
-	if (!buf || !tmp || !cursor) {
-		ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
-		goto out;
-	}
-	total = 0;
-	for (k = 0; k < c->n; k++)
-		total += c->r[k].h.data_pages * PAGE;
-	for (i = 0; i < last->h.nr_records; i++) {
-		lr = &last->records[i];
-		read_ahead(last, lr->data_offset, &ra);
-		memcpy(need, lr->present, sizeof(need));
-		memset(supplied, 0, sizeof(supplied));
-		direct = false;
-		for (k = c->n; k-- > 0 && !bits_empty(need);) {
-			const struct mimg_reader *r = &c->r[k];
+	if (!chain_direct(c, c->n - 1))
+		read_ahead(last, lr->data_offset, &rs->ra);
+	memcpy(need, lr->present, sizeof(need));
+	memset(supplied, 0, sizeof(supplied));
+	for (k = c->n; k-- > 0 && !bits_empty(need);) {
+		const struct mimg_reader *r = &c->r[k];
 
-			rec = record_of_span(r, &cursor[k], lr->span);
-			if (!rec)
-				continue;
-			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
-				take[w] = need[w] & rec->stored[w];
-			if (bits_empty(take))
-				continue;
-			/* The newest image stores the whole span: read it in. */
-			if (k == c->n - 1 &&
-			    !memcmp(take, need, sizeof(take)) &&
-			    !memcmp(rec->stored, need, sizeof(need))) {
-				ret = read_record(r, cursor[k], buf, &win, err);
+		rec = record_of_span(r, &rs->cursor[k], lr->span);
+		if (!rec)
+			continue;
+		for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+			take[w] = need[w] & rec->stored[w];
+		if (bits_empty(take))
+			continue;
+		*bytes += (uint64_t)rec->nr_stored * PAGE;
+		/* The newest image stores the whole span: read it in. */
+		if (k == c->n - 1 && !memcmp(take, need, sizeof(take)) &&
+		    !memcmp(rec->stored, need, sizeof(need))) {
+			if (job->direct) {
+				ret = job->direct(job->ctx, r, rs->cursor[k],
+						  err);
 				if (ret)
-					goto out;
-				memcpy(supplied, need, sizeof(supplied));
-				memset(need, 0, sizeof(need));
-				direct = true;
-				done += (uint64_t)rec->nr_stored * PAGE;
-				break;
+					return ret < 0 ? ret : 0;
 			}
-			ret = read_record(r, cursor[k], tmp,
-					  k == c->n - 1 ? &win : NULL, err);
+			ret = read_record(r, rs->cursor[k], buf, &rs->win,
+					  err);
 			if (ret)
-				goto out;
-			done += (uint64_t)rec->nr_stored * PAGE;
-			/* Place the taken pages at their page index in @buf. */
-			for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
-				if (!mimg_test(rec->stored, pg))
-					continue;
-				if (mimg_test(take, pg))
-					memcpy(buf + (size_t)pg * PAGE,
-					       tmp + (size_t)pos * PAGE, PAGE);
+				return ret;
+			memcpy(supplied, need, sizeof(supplied));
+			memset(need, 0, sizeof(need));
+			direct = true;
+			break;
+		}
+		ret = read_record(r, rs->cursor[k], rs->tmp,
+				  k == c->n - 1 ? &rs->win : NULL, err);
+		if (ret)
+			return ret;
+		/* Place the taken pages at their page index in @buf. */
+		for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
+			if (!mimg_test(rec->stored, pg))
+				continue;
+			if (mimg_test(take, pg))
+				memcpy(buf + (size_t)pg * PAGE,
+				       rs->tmp + (size_t)pos * PAGE, PAGE);
+			pos++;
+		}
+		for (w = 0; w < MIMG_BITMAP_WORDS; w++) {
+			supplied[w] |= take[w];
+			need[w] &= ~take[w];
+		}
+	}
+	if (!bits_empty(need) && !base_ok) {
+		for (pg = 0; !mimg_test(need, pg); pg++)
+			;
+		return mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE +
+				      i * MIMG_RECORD_SIZE, "broken chain: "
+				      "page at offset %llu is present but no "
+				      "image of the chain stores it",
+				      (unsigned long long)((lr->span *
+							    SPAN_PAGES + pg) *
+							   PAGE));
+	}
+	if (!direct) {
+		/* Compact the supplied pages into page order. */
+		for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++)
+			if (mimg_test(supplied, pg)) {
+				if (pos != pg)
+					memmove(buf + (size_t)pos * PAGE,
+						buf + (size_t)pg * PAGE, PAGE);
 				pos++;
 			}
-			for (w = 0; w < MIMG_BITMAP_WORDS; w++) {
-				supplied[w] |= take[w];
-				need[w] &= ~take[w];
-			}
-		}
-		if (!bits_empty(need) && !base_ok) {
-			for (pg = 0; !mimg_test(need, pg); pg++)
-				;
-			ret = mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE +
-				   i * MIMG_RECORD_SIZE, "broken chain: page at "
-				   "offset %llu is present but no image of the "
-				   "chain stores it",
-				   (unsigned long long)((lr->span * SPAN_PAGES +
-							 pg) * PAGE));
-			goto out;
-		}
-		if (!direct) {
-			/* Compact the supplied pages into page order. */
-			for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++)
-				if (mimg_test(supplied, pg)) {
-					if (pos != pg)
-						memmove(buf + (size_t)pos * PAGE,
-							buf + (size_t)pg * PAGE,
-							PAGE);
-					pos++;
-				}
-		}
-		if (direct)
-			crc = last->records[i].data_crc;	/* checked */
-		else
-			crc = need_crc ? mimg_crc32c(0, buf, (size_t)
-					mimg_popcount(supplied) * PAGE) : 0;
-		ret = fn(ctx, lr->span, lr->present, supplied, need, buf, crc);
-		if (ret)
-			goto out;
-		progress(pr, done, total);
 	}
-out:
-	free(win.buf);
-	free(buf);
-	free(tmp);
-	free(cursor);
-	return ret;
+	if (direct)
+		crc = lr->data_crc;	/* checked */
+	else
+		crc = job->need_crc ? mimg_crc32c(0, buf, (size_t)
+				mimg_popcount(supplied) * PAGE) : 0;
+	return job->fn(job->ctx, lr->span, lr->present, supplied, need, buf,
+		       crc, err);
+}
+
+#define CLAIM_BYTES	(1u << 20)
+
+/*
+ * Take the next records of the newest image: about CLAIM_BYTES of data,
+ * at least one record.  Returns how many (0: none left, or an error
+ * stopped the job); *@end: where the last one's data ends in the file.
+ */
+static uint64_t claim_records(struct resolve_job *job, uint64_t *first,
+			      uint64_t *end)
+{
+	const struct mimg_reader *last = &job->c->r[job->c->n - 1];
+	uint64_t i, bytes = 0, n;
+	const struct mimg_record *rec;
+
+	pthread_mutex_lock(&job->lock);
+	*first = i = job->next;
+	if (job->failed == UINT64_MAX) {
+		while (i < last->h.nr_records) {
+			rec = &last->records[i];
+			n = (uint64_t)rec->nr_stored * PAGE;
+			if (i > *first && bytes + n > CLAIM_BYTES)
+				break;
+			bytes += n;
+			*end = rec->data_offset + n;
+			i++;
+		}
+	}
+	job->next = i;
+	pthread_mutex_unlock(&job->lock);
+	return i - *first;
+}
+
+static void *resolve_worker(void *arg)
+{
+	struct resolve_job *job = arg;
+	uint64_t first, end = 0, n, i, bytes;
+	struct mimg_error err;
+	struct resolver rs;
+	int ret = resolver_init(&rs, job->c->n);
+
+	if (ret) {
+		pthread_mutex_lock(&job->lock);
+		if (job->failed == UINT64_MAX) {
+			job->failed = job->next;
+			job->ret = mimg_set_error(&job->err, ret, 0,
+						  "out of memory");
+		}
+		pthread_mutex_unlock(&job->lock);
+	}
+	while (!ret && (n = claim_records(job, &first, &end))) {
+		rs.win.end = end;
+		for (i = first; i < first + n; i++) {
+			memset(&err, 0, sizeof(err));
+			bytes = 0;
+			ret = resolve_record(job, &rs, i, &bytes, &err);
+			pthread_mutex_lock(&job->lock);
+			if (ret && i < job->failed) {
+				job->failed = i;
+				job->ret = ret;
+				job->err = err;
+			}
+			job->done += bytes;
+			if (!ret)
+				progress(job->pr, job->done, job->total);
+			pthread_mutex_unlock(&job->lock);
+			if (ret)
+				break;
+		}
+	}
+	resolver_free(&rs);
+	return NULL;
+}
+
+/* Threads worth running: one per CPU, at most 4. */
+static unsigned int resolve_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
+}
+
+static int chain_resolve(struct chain *c, resolve_fn fn, direct_fn direct,
+			 void *ctx, bool need_crc, unsigned int threads,
+			 const struct morsel_progress *pr,
+			 struct mimg_error *err)
+{
+	struct resolve_job job = {
+		.c = c, .fn = fn, .direct = direct, .ctx = ctx,
+		.need_crc = need_crc, .pr = pr, .failed = UINT64_MAX,
+	};
+	pthread_t thr[4];
+	unsigned int k, started = 0;
+
+	pthread_mutex_init(&job.lock, NULL);
+	for (k = 0; k < c->n; k++)
+		job.total += c->r[k].h.data_pages * PAGE;
+	if (threads > 4)
+		threads = 4;
+	for (k = 1; k < threads; k++)
+		if (!pthread_create(&thr[started], NULL, resolve_worker, &job))
+			started++;
+	resolve_worker(&job);
+	for (k = 0; k < started; k++)
+		pthread_join(thr[k], NULL);
+	pthread_mutex_destroy(&job.lock);
+	if (job.ret && err)
+		*err = job.err;
+	return job.ret;
 }
 
 /*
@@ -1267,17 +1466,18 @@ int morsel_image_verify(const char *const *paths, unsigned int n,
 
 static int compact_span(void *ctx, uint64_t span, const uint64_t *present,
 			const uint64_t *supplied, const uint64_t *from_base,
-			const uint8_t *data, uint32_t crc)
+			const uint8_t *data, uint32_t crc,
+			struct mimg_error *err)
 {
 	struct writer_ctx *c = ctx;
 	uint64_t len = (uint64_t)mimg_popcount(supplied) * PAGE;
-	uint8_t *dst = writer_reserve(c->w, len, c->err);
+	uint8_t *dst = writer_reserve(c->w, len, err);
 
 	(void)from_base;
 	if (!dst)
 		return -EIO;
 	memcpy(dst, data, len);
-	return writer_add(c->w, span, present, supplied, crc, c->err);
+	return writer_add(c->w, span, present, supplied, crc, err);
 }
 
 int morsel_image_compact(const char *const *paths, unsigned int n,
@@ -1310,7 +1510,8 @@ int morsel_image_compact(const char *const *paths, unsigned int n,
 		goto out;
 	ctx.w = &w;
 	ctx.err = err;
-	ret = chain_resolve(&c, compact_span, &ctx, true, pr, err);
+	/* One thread: the writer takes the spans in order. */
+	ret = chain_resolve(&c, compact_span, NULL, &ctx, true, 1, pr, err);
 	if (!ret)
 		ret = writer_commit(&w, out, err);
 out:
@@ -1324,12 +1525,12 @@ out:
 struct load_ctx {
 	int fd;
 	bool punch;		/* the target may hold pages the chain has not */
-	uint64_t next;		/* first page not handled yet */
+	bool fill;		/* a new object: MORSEL_IOC_FILL may fill it */
 	uint64_t lo, hi;	/* the images' range, in pages */
-	struct mimg_error *err;
 };
 
-static int punch(struct load_ctx *c, uint64_t first, uint64_t end)
+static int punch(const struct load_ctx *c, uint64_t first, uint64_t end,
+		 struct mimg_error *err)
 {
 	/* Only inside the images' range: a range load keeps the rest. */
 	first = first > c->lo ? first : c->lo;
@@ -1338,23 +1539,42 @@ static int punch(struct load_ctx *c, uint64_t first, uint64_t end)
 		return 0;
 	if (fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(first * PAGE), (off_t)((end - first) * PAGE)))
-		return mimg_set_error(c->err, -errno, 0, "punching a hole: %s",
-			    strerror(errno));
+		return mimg_set_error(err, -errno, 0, "punching a hole: %s",
+				      strerror(errno));
 	return 0;
+}
+
+/*
+ * Spans without a record in the newest image have no page in the chain:
+ * holes, made before the spans with records are loaded (in any order).
+ */
+static int punch_gaps(const struct load_ctx *c, const struct mimg_reader *last,
+		      struct mimg_error *err)
+{
+	uint64_t next = c->lo, i, base;
+	int ret;
+
+	for (i = 0; i < last->h.nr_records; i++) {
+		base = last->records[i].span * SPAN_PAGES;
+		ret = punch(c, next, base, err);
+		if (ret)
+			return ret;
+		next = base + SPAN_PAGES;
+	}
+	return punch(c, next, c->hi, err);
 }
 
 static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 		     const uint64_t *supplied, const uint64_t *from_base,
-		     const uint8_t *data, uint32_t crc)
+		     const uint8_t *data, uint32_t crc, struct mimg_error *err)
 {
 	struct load_ctx *c = ctx;
 	uint64_t base = span * SPAN_PAGES;
 	unsigned int i, j, pos = 0;
-	int ret;
+	int ret = 0;
 
 	(void)from_base;
 	(void)crc;
-	ret = punch(c, c->next, base);
 	for (i = 0; !ret && i < SPAN_PAGES; i = j) {
 		bool in = mimg_test(present, i), sup = mimg_test(supplied, i);
 
@@ -1362,19 +1582,66 @@ static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 		     mimg_test(supplied, j) == sup; j++)
 			;
 		if (!in) {
-			ret = punch(c, base + i, base + j);
+			ret = punch(c, base + i, base + j, err);
 		} else if (sup) {
 			ret = pwrite_full(c->fd, data + (size_t)pos * PAGE,
 					  (size_t)(j - i) * PAGE,
 					  (base + i) * PAGE);
 			if (ret)
-				mimg_set_error(c->err, ret, 0, "writing the object: %s",
-				     strerror(-ret));
+				mimg_set_error(err, ret, 0, "writing the object: "
+					       "%s", strerror(-ret));
 			pos += j - i;
 		}
 	}
-	c->next = base + SPAN_PAGES;
 	return ret;
+}
+
+/*
+ * A span the newest image stores whole, into a new object: the kernel
+ * reads it straight into new frames and checks its crc before anyone can
+ * see them (MORSEL_IOC_FILL).  Small records are left to the window,
+ * which reads many of them at once.  1: done; 0: read it the usual way.
+ */
+#define FILL_MIN_PAGES	16
+
+static int load_direct(void *ctx, const struct mimg_reader *r, uint64_t i,
+		       struct mimg_error *err)
+{
+	const struct mimg_record *rec = &r->records[i];
+	struct load_ctx *c = ctx;
+	struct morsel_fill f;
+	int ret;
+
+	if (!c->fill || rec->nr_stored < FILL_MIN_PAGES)
+		return 0;
+	memset(&f, 0, sizeof(f));
+	f.flags = MORSEL_FILL_CRC;
+	f.nr_pages = SPAN_PAGES;
+	f.offset = rec->span * MIMG_SPAN_SIZE;
+	f.file_offset = rec->data_offset;
+	memcpy(f.map, rec->stored, sizeof(f.map));
+	f.crc = rec->data_crc;
+	ret = morsel_fill(c->fd, r->fd, &f);
+	if (ret == -ENOTTY)	/* a module without it */
+		return 0;
+	if (ret == -EBADMSG)
+		return crc_mismatch(err, i, rec, f.crc);
+	if (ret == -ENODATA)
+		return mimg_set_error(err, -EINVAL, rec->data_offset + f.read,
+				      "image truncated: data of record %llu "
+				      "ends at %llu", (unsigned long long)i,
+				      (unsigned long long)(rec->data_offset +
+							   rec->nr_stored *
+							   PAGE));
+	if (ret)
+		return mimg_set_error(err, ret, rec->data_offset, "loading "
+				      "record %llu: %s", (unsigned long long)i,
+				      strerror(-ret));
+	if (f.filled != rec->nr_stored)
+		return mimg_set_error(err, -EBUSY, 0, "the object changed while "
+				      "it was loaded (at offset %llu)",
+				      (unsigned long long)f.offset);
+	return 1;
 }
 
 int morsel_load(const char *const *paths, unsigned int n, const char *name,
@@ -1487,14 +1754,15 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 		goto out;
 	ctx.fd = fd;
 	ctx.punch = over || (root->flags & MIMG_F_DELTA);
-	ctx.next = newest->range_start / PAGE;
-	ctx.lo = ctx.next;
+	ctx.fill = created && !(root->flags & MIMG_F_DELTA);
+	ctx.lo = newest->range_start / PAGE;
 	ctx.hi = end / PAGE;
-	ctx.err = err;
-	ret = chain_resolve(&c, load_span, &ctx, false,
-			    o ? &o->progress : NULL, err);
+	chain_read_direct(&c, paths);
+	ret = punch_gaps(&ctx, &c.r[n - 1], err);
 	if (!ret)
-		ret = punch(&ctx, ctx.next, end / PAGE);
+		ret = chain_resolve(&c, load_span, load_direct, &ctx, false,
+				    resolve_threads(), o ? &o->progress : NULL,
+				    err);
 	if (!ret && out)
 		*out = *newest;
 out:

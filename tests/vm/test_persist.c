@@ -523,14 +523,19 @@ static void damage(void)
 
 		copy_file(good, bad);
 		flip(bad, off, 3);
+		uint64_t at;
+
 		ret = morsel_image_verify(imgs, 1, NULL, NULL, &err);
 		tap_ok(ret < 0 &&
 		       (cases[c].want < 0 || (long long)err.offset ==
 			cases[c].want), "verify: %s is found at offset %llu: %s",
 		       cases[c].what, (unsigned long long)err.offset, err.msg);
+		at = err.offset;
 		tap_ok(load(imgs, 1, "dmg-back", -1, 0, &err) < 0 &&
-		       file_size("/dev/morsel/dmg-back") < 0,
-		       "load: %s is refused, nothing created", cases[c].what);
+		       file_size("/dev/morsel/dmg-back") < 0 && err.offset == at,
+		       "load: %s is refused at the same offset (%llu), nothing "
+		       "created", cases[c].what,
+		       (unsigned long long)err.offset);
 	}
 	copy_file(good, bad);
 	tap_require(truncate(bad, size - 1) == 0);
