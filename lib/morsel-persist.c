@@ -103,6 +103,27 @@ static bool bits_empty(const uint64_t m[MIMG_BITMAP_WORDS])
 	return true;
 }
 
+/*
+ * The first bit of a 512-bit span bitmap at or after @from that equals
+ * @set, or SPAN_PAGES: runs of pages are found a word at a time.
+ */
+static unsigned int next_bit(const uint64_t m[MIMG_BITMAP_WORDS],
+			     unsigned int from, bool set)
+{
+	unsigned int w = from / 64;
+	uint64_t v;
+
+	if (from >= SPAN_PAGES)
+		return SPAN_PAGES;
+	v = (set ? m[w] : ~m[w]) & (~0ull << (from % 64));
+	while (!v) {
+		if (++w == MIMG_BITMAP_WORDS)
+			return SPAN_PAGES;
+		v = set ? m[w] : ~m[w];
+	}
+	return w * 64 + (unsigned int)__builtin_ctzll(v);
+}
+
 /* ------------------------------------------------------------------ I/O */
 
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
@@ -147,9 +168,57 @@ static void progress(const struct morsel_progress *p, uint64_t done,
 		p->fn(done, total, p->arg);
 }
 
-/* --------------------------------------------------------- image writer */
+/* ---------------------------------------------------------- I/O buffers */
 
-#define BATCH_BYTES	(8u << 20)	/* >= one span's data */
+#define BATCH_BYTES	(2u << 20)	/* one span's data */
+_Static_assert(BATCH_BYTES >= MIMG_SPAN_SIZE, "a buffer holds a span");
+
+/*
+ * Saves and loads copy through page-aligned buffers of BATCH_BYTES.  A
+ * fresh buffer costs a page fault and a zeroed page per 4 KiB the first
+ * time it is touched: for a small incremental save, about as much as the
+ * save itself.  So buffers are kept between calls, at most BUF_CACHE_MAX
+ * of them (16 MiB); morsel_persist_trim() gives them back.
+ */
+#define BUF_CACHE_MAX	8
+
+static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *buf_cache[BUF_CACHE_MAX];	/* under buf_lock */
+static unsigned int buf_cached;		/* under buf_lock */
+
+static void *buf_get(void)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&buf_lock);
+	if (buf_cached)
+		p = buf_cache[--buf_cached];
+	pthread_mutex_unlock(&buf_lock);
+	return p ? p : aligned_alloc(PAGE, BATCH_BYTES);
+}
+
+static void buf_put(void *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&buf_lock);
+	if (buf_cached < BUF_CACHE_MAX) {
+		buf_cache[buf_cached++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&buf_lock);
+	free(p);
+}
+
+void morsel_persist_trim(void)
+{
+	pthread_mutex_lock(&buf_lock);
+	while (buf_cached)
+		free(buf_cache[--buf_cached]);
+	pthread_mutex_unlock(&buf_lock);
+}
+
+/* --------------------------------------------------------- image writer */
 
 /*
  * An image being written: a temporary file next to @path, data first, then
@@ -158,6 +227,7 @@ static void progress(const struct morsel_progress *p, uint64_t done,
  */
 struct writer {
 	int fd;
+	int dfd;		/* the same file opened O_DIRECT, or -1 */
 	char *path, *tmp;
 	struct mimg_header h;
 	uint8_t *index;
@@ -170,6 +240,10 @@ struct writer {
 	 * there, and written BATCH_BYTES at a time: the crc is of the bytes
 	 * written even while the object changes, and a sparse object's many
 	 * one-page records, contiguous in the file, go out in one pwrite().
+	 * The buffers are page aligned and every batch starts on a page of
+	 * the file: they are written with O_DIRECT (@dfd) where the file
+	 * system has it, so the device reads them without a copy into the
+	 * page cache, and the final fsync() has little left to write.
 	 */
 	uint8_t *batch;		/* the buffer being filled: bufs[cur] */
 	uint64_t batch_len;	/* bytes pending, ending at @pos */
@@ -192,10 +266,27 @@ struct writer {
 };
 
 /*
- * The writer thread: writes each handed-over buffer at its offset and
- * starts its writeback at once, so the disk works while the next buffer
- * is filled; the final fsync() then waits for little.
+ * Write one batch of data at @at: with O_DIRECT if we can (a file system
+ * may still refuse a request: then through the page cache, whose
+ * writeback starts at once so the final fsync() waits for little).
  */
+static int write_batch(struct writer *w, const uint8_t *buf, uint64_t len,
+		       uint64_t at)
+{
+	int ret = -EINVAL;
+
+	if (w->dfd >= 0)
+		ret = pwrite_full(w->dfd, buf, len, at);
+	if (ret == -EINVAL) {
+		ret = pwrite_full(w->fd, buf, len, at);
+		if (!ret)
+			sync_file_range(w->fd, (off_t)at, (off_t)len,
+					SYNC_FILE_RANGE_WRITE);
+	}
+	return ret;
+}
+
+/* The writer thread: writes each handed-over buffer at its offset. */
 static void *writer_thread(void *arg)
 {
 	struct writer *w = arg;
@@ -213,10 +304,7 @@ static void *writer_thread(void *arg)
 		len = w->job_len;
 		at = w->job_at;
 		pthread_mutex_unlock(&w->mu);
-		ret = pwrite_full(w->fd, buf, len, at);
-		if (!ret)
-			sync_file_range(w->fd, (off_t)at, (off_t)len,
-					SYNC_FILE_RANGE_WRITE);
+		ret = write_batch(w, buf, len, at);
 		pthread_mutex_lock(&w->mu);
 		if (ret && !w->job_err)
 			w->job_err = ret;
@@ -250,6 +338,7 @@ static int writer_open(struct writer *w, const char *path,
 
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
+	w->dfd = -1;
 	w->h = *h;
 	w->h.version = MIMG_VERSION;
 	w->h.index_offset = MIMG_HEADER_SIZE;
@@ -268,8 +357,8 @@ static int writer_open(struct writer *w, const char *path,
 	w->path = strdup(path);
 	w->tmp = malloc(len + 16);
 	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
-	w->bufs[0] = malloc(BATCH_BYTES);
-	w->bufs[1] = malloc(BATCH_BYTES);
+	w->bufs[0] = buf_get();
+	w->bufs[1] = buf_get();
 	w->batch = w->bufs[0];
 	if (!w->path || !w->tmp || !w->index || !w->bufs[0] || !w->bufs[1])
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
@@ -285,6 +374,7 @@ static int writer_open(struct writer *w, const char *path,
 		return mimg_set_error(err, ret, 0, "cannot create %s.tmp-*: %s", path,
 			    strerror(-ret));
 	}
+	w->dfd = open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	return 0;
 }
 
@@ -297,7 +387,7 @@ static int writer_flush(struct writer *w, struct mimg_error *err)
 	if (!w->batch_len)
 		return 0;
 	if (!w->thr_ok) {
-		ret = pwrite_full(w->fd, w->batch, w->batch_len, at);
+		ret = write_batch(w, w->batch, w->batch_len, at);
 	} else {
 		ret = writer_wait(w);	/* the other buffer is free again */
 		if (!ret) {
@@ -430,15 +520,18 @@ static void writer_close(struct writer *w)
 	}
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->dfd >= 0)
+		close(w->dfd);
 	if (w->tmp)
 		unlink(w->tmp);
 	free(w->tmp);
 	free(w->path);
 	free(w->index);
-	free(w->bufs[0]);
-	free(w->bufs[1]);
+	buf_put(w->bufs[0]);
+	buf_put(w->bufs[1]);
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
+	w->dfd = -1;
 }
 
 /* ---------------------------------------------------------- fingerprint */
@@ -464,13 +557,9 @@ static int fetch_pages(const struct source *src, uint64_t span,
 	uint64_t pg, len;
 	ssize_t n;
 
-	for (i = 0; i < SPAN_PAGES; i = j) {
-		if (!mimg_test(stored, i)) {
-			j = i + 1;
-			continue;
-		}
-		for (j = i + 1; j < SPAN_PAGES && mimg_test(stored, j);)
-			j++;
+	for (i = next_bit(stored, 0, true); i < SPAN_PAGES;
+	     i = next_bit(stored, j, true)) {
+		j = next_bit(stored, i, false);
 		pg = span * SPAN_PAGES + i;
 		len = (uint64_t)(j - i) * PAGE;
 		if (src->map) {
@@ -650,7 +739,7 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 		return 0;
 	ret = scan_range(fd, 0, len, 0, 0, 0, &r);
 	c.fp = *fp;
-	c.buf = malloc(MIMG_SPAN_SIZE);
+	c.buf = buf_get();
 	if (!ret && !c.buf)
 		ret = -ENOMEM;
 	if (!ret)
@@ -662,7 +751,7 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 	}
 	if (!ret)
 		*fp = c.fp;
-	free(c.buf);
+	buf_put(c.buf);
 	scan_free(&r);
 	return ret;
 }
@@ -731,6 +820,60 @@ static bool ids_equal(const uint8_t *a, const uint8_t *b)
 	return !memcmp(a, b, 16);
 }
 
+/*
+ * The header of the image at @path, checked (magic, crc, fields, file
+ * size), and the crc of its index.  An increment needs no more of its
+ * parent; the records and the data are checked when the chain is loaded
+ * or verified.
+ */
+static int read_header(const char *path, struct mimg_header *h,
+		       struct mimg_error *err)
+{
+	uint8_t block[MIMG_HEADER_SIZE], *index = NULL;
+	uint64_t ilen = 0;
+	struct stat st;
+	ssize_t n = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mimg_set_error(err, -errno, 0, "%s: %s", path,
+				      strerror(errno));
+	if (fstat(fd, &st)) {
+		ret = mimg_set_error(err, -errno, 0, "%s: %s", path,
+				     strerror(errno));
+	} else {
+		do {
+			n = pread(fd, block, sizeof(block), 0);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0)
+			ret = mimg_set_error(err, -errno, 0, "%s: %s", path,
+					     strerror(errno));
+		else if (n < (ssize_t)sizeof(block))
+			ret = mimg_set_error(err, -EINVAL, (uint64_t)n, "%s: "
+					     "not a morsel image (%zd bytes)",
+					     path, n);
+		else if ((ret = mimg_decode_header(block, (uint64_t)st.st_size,
+						   h, err)))
+			prefix_error(err, path);
+	}
+	if (!ret) {
+		ilen = h->nr_records * MIMG_RECORD_SIZE;
+		index = malloc(ilen ? ilen : 1);
+		if (!index)
+			ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
+		else
+			n = pread(fd, index, ilen, MIMG_HEADER_SIZE);
+	}
+	if (!ret && (n != (ssize_t)ilen ||
+		     mimg_crc32c(0, index, ilen) != h->index_crc))
+		ret = mimg_set_error(err, -EBADMSG, MIMG_HEADER_SIZE, "%s: the "
+				     "index is damaged (crc32c mismatch)", path);
+	free(index);
+	close(fd);
+	return ret;
+}
+
 /* Is @base_fd the frozen base @fd was split from? */
 static int check_base(int fd, int base_fd, struct mimg_error *err)
 {
@@ -756,7 +899,7 @@ static int check_base(int fd, int base_fd, struct mimg_error *err)
 int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 		struct mimg_header *out, struct mimg_error *err)
 {
-	struct mimg_reader parent = { .fd = -1 };
+	struct mimg_header parent;
 	struct morsel_stat st;
 	struct mimg_header h;
 	struct scan_result r = { 0 };
@@ -764,11 +907,12 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	struct writer w;
 	uint64_t start, length, rsize, *stored, total;
 	unsigned int flags = 0;
-	int pfd = -1, ret;
+	int ret;
 
 	memset(&ctx, 0, sizeof(ctx));
 	memset(&w, 0, sizeof(w));
 	w.fd = -1;
+	w.dfd = -1;
 	if (err)
 		memset(err, 0, sizeof(*err));
 	ret = morsel_stat(fd, &st);
@@ -805,29 +949,25 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	}
 
 	if (o && o->parent) {
-		pfd = open(o->parent, O_RDONLY | O_CLOEXEC);
-		if (pfd < 0)
-			return mimg_set_error(err, -errno, 0, "%s: %s", o->parent,
-				    strerror(errno));
-		ret = mimg_open(pfd, &parent, err);
+		ret = read_header(o->parent, &parent, err);
 		if (ret)
 			goto out;
-		if (parent.h.object_id != st.id) {
+		if (parent.object_id != st.id) {
 			ret = mimg_set_error(err, -EINVAL, 0, "%s was saved from another "
 				   "object (or before a reload): do a full save",
 				   o->parent);
 			goto out;
 		}
-		if (!same_range(&parent.h, start, length, st.size)) {
+		if (!same_range(&parent, start, length, st.size)) {
 			ret = mimg_set_error(err, -EINVAL, 0, "%s covers another range",
 				   o->parent);
 			goto out;
 		}
 		flags |= MIMG_F_INCREMENT;
-		memcpy(h.parent_id, parent.h.image_id, 16);
+		memcpy(h.parent_id, parent.image_id, 16);
 		ret = scan_range(fd, start, length,
 				 MORSEL_SCAN_CLEAN | MORSEL_SCAN_IF_GEN,
-				 parent.h.clean_gen, WANT_DIRTY, &r);
+				 parent.clean_gen, WANT_DIRTY, &r);
 		if (ret == -ESTALE) {
 			ret = mimg_set_error(err, ret, 0, "the object was cleaned since %s "
 				   "was saved (a save was interrupted, or another "
@@ -899,9 +1039,6 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 out:
 	writer_close(&w);
 	scan_free(&r);
-	mimg_close(&parent);
-	if (pfd >= 0)
-		close(pfd);
 	return ret;
 }
 
@@ -1163,7 +1300,7 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 
 /* What one thread needs to resolve spans. */
 struct resolver {
-	uint8_t *buf, *tmp;		/* a span each, page aligned */
+	uint8_t *buf, *tmp;		/* a span each: BATCH_BYTES */
 	uint64_t *cursor;		/* per image, see record_of_span() */
 	uint64_t ra;			/* read_ahead() so far */
 	struct window win;
@@ -1171,9 +1308,9 @@ struct resolver {
 
 static int resolver_init(struct resolver *rs, unsigned int n)
 {
-	rs->buf = aligned_alloc(PAGE, MIMG_SPAN_SIZE);
-	rs->tmp = aligned_alloc(PAGE, MIMG_SPAN_SIZE);
-	rs->win.buf = aligned_alloc(PAGE, BATCH_BYTES);
+	rs->buf = buf_get();
+	rs->tmp = buf_get();
+	rs->win.buf = buf_get();
 	rs->cursor = calloc(n, sizeof(*rs->cursor));
 	rs->ra = 0;
 	rs->win.at = 0;
@@ -1184,9 +1321,9 @@ static int resolver_init(struct resolver *rs, unsigned int n)
 
 static void resolver_free(struct resolver *rs)
 {
-	free(rs->buf);
-	free(rs->tmp);
-	free(rs->win.buf);
+	buf_put(rs->buf);
+	buf_put(rs->tmp);
+	buf_put(rs->win.buf);
 	free(rs->cursor);
 }
 
@@ -1493,6 +1630,7 @@ int morsel_image_compact(const char *const *paths, unsigned int n,
 
 	memset(&w, 0, sizeof(w));
 	w.fd = -1;
+	w.dfd = -1;
 	if (err)
 		memset(err, 0, sizeof(*err));
 	ret = chain_open(&c, paths, n, err);
