@@ -638,7 +638,8 @@ again:
 	if (k == LEAF_NONE && hole_reads_zero_page(m, intent)) {
 		page = ZERO_PAGE(0);
 	} else {
-		page = morsel_alloc_frame(m, true);
+		/* A copy overwrites all of the frame: no need to zero it. */
+		page = morsel_alloc_frame(m, k != LEAF_BORROWED);
 		if (IS_ERR(page))
 			return page;
 		if (k == LEAF_BORROWED)	/* the base's: never changes */
