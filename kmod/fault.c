@@ -188,7 +188,11 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 
 	/* Shared: punching a hole must not run between lookup and insert. */
 	down_read(&m->lock);
-	gen = atomic_read_acquire(&m->leaf_gen);
+	/* Odd: a replacement runs (replace_leaf()); wait for its end. */
+	while ((gen = atomic_read_acquire(&m->leaf_gen)) & 1) {
+		down_read(&m->replace_sem);
+		up_read(&m->replace_sem);
+	}
 	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));

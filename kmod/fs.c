@@ -645,7 +645,7 @@ static long morsel_ioctl_scan(struct file *file,
 		 * (leaf_gen makes such a fault zap its own PTE as well).
 		 */
 		smp_mb__before_atomic();
-		atomic_inc(&m->leaf_gen);
+		atomic_add(2, &m->leaf_gen);	/* stays even: replace_leaf() */
 		down_write(&m->lock);
 		up_write(&m->lock);
 		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
@@ -707,6 +707,8 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	if (!m)
 		return NULL;
 	init_rwsem(&m->lock);
+	init_rwsem(&m->replace_sem);
+	m->repl.task = NULL;
 	spin_lock_init(&m->root_lock);
 	m->level = MORSEL_LEVEL_NONE;
 	m->root = NULL;

@@ -83,6 +83,57 @@ static void flush_mm_tlb(struct mm_struct *mm)
 	on_each_cpu_mask(mm_cpumask(mm), flush_this_cpu, NULL, true);
 }
 
+static void flush_page_this_cpu(void *addr)
+{
+	asm volatile("invlpg (%0)" : : "r" (addr) : "memory");
+}
+
+/*
+ * Flush what CPUs may cache of one page @addr of @mm whose leaf changed
+ * (the paging structures above it did not).  As flush_mm_tlb(), with
+ * INVLPG instead of a full flush: a CPU in the mask that runs another
+ * address space invalidates an address of that one, which is harmless,
+ * and flushes ours when it switches back (the generation moved).  With
+ * page-table isolation the user half has its own PCID, which INVLPG in
+ * the kernel does not reach, and a Xen PV guest cannot use INVLPG: there
+ * the full flush it is.
+ */
+static void flush_mm_page(struct mm_struct *mm, unsigned long addr)
+{
+	if (boot_cpu_has(X86_FEATURE_PTI) ||
+	    cpu_feature_enabled(X86_FEATURE_XENPV)) {
+		flush_mm_tlb(mm);
+		return;
+	}
+	atomic64_inc_return(&mm->context.tlb_gen);
+	on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu, (void *)addr,
+			 true);
+}
+
+/*
+ * Is [@start, @end) the page that the current task is replacing in the
+ * table @l links (replace_leaf() in pgtable.c)?  Then the link stays: the
+ * core mm zaps the old leaf through it, which is what this invalidation
+ * is for.  @l is stable under mmm->lock; m->repl, as the current task is
+ * the one that wrote it.
+ */
+static bool replacing_below(struct morsel_link *l, unsigned long start,
+			    unsigned long end)
+{
+	struct morsel_replacement *r = &l->m->repl;
+	unsigned long page = (start - l->start) >> PAGE_SHIFT;
+
+	if (READ_ONCE(r->task) != current || end - start != PAGE_SIZE ||
+	    start < l->start || end > l->end)
+		return false;
+	if (l->level == MORSEL_LINK_PUD)
+		return l->table_pfn == r->pmd_table_pfn &&
+		       page == (r->index & (PTRS_PER_PMD * PTRS_PER_PTE - 1));
+	return (l->table_pfn == r->table_pfn ||
+		l->table_pfn == r->twin_pfn) &&
+	       page == (r->index & (PTRS_PER_PTE - 1));
+}
+
 static struct morsel_link *first_link_ending_after(struct morsel_mm *mmm,
 						   unsigned long addr)
 {
@@ -300,12 +351,43 @@ out:
 	return 0;
 }
 
+/* The leaf of the page being replaced, in the table that @l links. */
+static pte_t *leaf_below(struct morsel_link *l)
+{
+	struct morsel_replacement *r = &l->m->repl;
+	unsigned long pfn = l->table_pfn == r->twin_pfn ? r->twin_pfn :
+			    r->table_pfn;
+
+	return (pte_t *)pfn_to_kaddr(pfn) + (r->index & (PTRS_PER_PTE - 1));
+}
+
 static int
 morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
 				 const struct mmu_notifier_range *range)
 {
 	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
+	struct morsel_link *l;
+	bool keep, zapped = false;
 
+	spin_lock(&mmm->lock);
+	l = first_link_ending_after(mmm, range->start);
+	keep = l && replacing_below(l, range->start, range->end);
+	if (keep) {
+		mmm->invalidating++;
+		zapped = pte_none(ptep_get(leaf_below(l)));
+	}
+	spin_unlock(&mmm->lock);
+	if (keep) {
+		/*
+		 * If another address space's zap cleared the shared leaf
+		 * already, the core mm has nothing to flush here: flush it
+		 * ourselves.  Else the zap that follows clears it and the
+		 * core mm flushes the page.
+		 */
+		if (zapped)
+			flush_mm_page(mmm->mn.mm, range->start);
+		return 0;
+	}
 	unlink_and_flush(mmm, range->start, range->end, true);
 	return 0;
 }

@@ -67,11 +67,32 @@ struct morsel {
 	struct morsel *parent;
 	atomic_t children;
 	/*
-	 * Bumped each time a present leaf is replaced by another frame
-	 * (copy-on-write).  The page-by-page fault path, which inserts a frame
-	 * into a table the object does not own, checks it did not race one.
+	 * Odd while a present leaf is being replaced by another frame
+	 * (copy-on-write, replace_leaf()), and moved by two by a clean
+	 * (MORSEL_SCAN_CLEAN).  The page-by-page fault path, which inserts a
+	 * frame into a table the object does not own, waits for an even value
+	 * and checks it did not move.
 	 */
 	atomic_t leaf_gen;
+	/*
+	 * Replacing a present leaf of a child (copy-on-write, or a frame for
+	 * the zero page): replace_leaf() holds @replace_sem for writing from
+	 * before the core mm may zap the old leaf through links until the new
+	 * one is in, so meanwhile the leaf can read none.  Whoever would take
+	 * a none leaf of a child for a hole waits for it (read_leaf(); SCAN,
+	 * SEEK_DATA and usage counts take it for reading), and punching takes
+	 * it for writing.  Order: m->lock, then @replace_sem.  @repl says,
+	 * for the notifier (link.c), which leaf the task @repl.task replaces;
+	 * written under @replace_sem for writing.
+	 */
+	struct rw_semaphore replace_sem;
+	struct morsel_replacement {
+		struct task_struct *task;	/* NULL: none running */
+		pgoff_t index;
+		unsigned long table_pfn;	/* PTE table of the leaf */
+		unsigned long twin_pfn;		/* its read-only twin, or 0 */
+		unsigned long pmd_table_pfn;	/* PMD table above, or 0 */
+	} repl;
 	u64 id;				/* random, non-zero, for images */
 	/*
 	 * Dirty tracking: MORSEL_SCAN_CLEAN scans so far.  Written under

@@ -565,8 +565,8 @@ static struct page *served_frame(struct morsel *m, pte_t *ptep, pte_t pte,
 
 /*
  * Make leaf *@ptep of page @index map @page (a frame of ours, or the zero
- * page) if it still is @old; was it?  Replacing a present leaf bumps
- * m->leaf_gen; flushing translations of the old frame is the caller's.
+ * page) if it still is @old; was it?  Replacing a present leaf is
+ * replace_leaf()'s.
  */
 static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 			 pte_t old, struct page *page)
@@ -587,8 +587,6 @@ static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 			atomic_long_inc(&m->data_pages);
 			atomic_long_inc(&morsel_totals.data_pages);
 		}
-		if (pte_present(old))
-			atomic_inc(&m->leaf_gen);
 		installed = true;
 	}
 	spin_unlock(ptl);
@@ -596,12 +594,80 @@ static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 }
 
 /*
+ * The leaf *@ptep.  A leaf of a child being replaced reads none for a
+ * moment (replace_leaf()): a none leaf of a child is read again once no
+ * replacement runs, so a hole this reports is a hole.
+ */
+static pte_t read_leaf(struct morsel *m, pte_t *ptep)
+{
+	pte_t pte = ptep_get(ptep);
+
+	if (pte_none(pte) && m->parent) {
+		down_read(&m->replace_sem);
+		pte = ptep_get(ptep);
+		up_read(&m->replace_sem);
+	}
+	return pte;
+}
+
+static unsigned long table_pfn(void *table)
+{
+	return table ? PHYS_PFN(__pa((unsigned long)table & PAGE_MASK)) : 0;
+}
+
+/*
+ * Replace the present leaf *@ptep of page @index of a child, still @old
+ * (a frame borrowed from the base, or the zero page), by @page.  Every
+ * translation of the old frame must go first: process entries made page
+ * by page, secondary MMUs such as KVM (which only the core mm's notifiers
+ * reach) and TLB entries made through links.  unmap_mapping_range() does
+ * all of it; our notifier (link.c) sees from m->repl that the invalidation
+ * is this one and, instead of removing the link, flushes the one page in
+ * that address space, and the core mm zaps the old leaf through the link
+ * (a special entry: no page is touched).  The new leaf goes in after.
+ * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
+ * value before its lookup, and removes the entry it inserted if the value
+ * moved (fault_one_page()), so the old frame is never left mapped.
+ * Returns false if the leaf changed meanwhile: the caller looks again.
+ */
+static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+			 pte_t old, struct page *page)
+{
+	loff_t off = (loff_t)index << PAGE_SHIFT;
+	bool replaced = false;
+	pte_t now;
+
+	down_write(&m->replace_sem);
+	if (!same_frame(ptep_get(ptep), old))
+		goto out;
+	m->repl.index = index;
+	m->repl.table_pfn = table_pfn(ptep);
+	m->repl.twin_pfn = table_pfn(twin_of(m, index));
+	m->repl.pmd_table_pfn = m->level >= MORSEL_LEVEL_PMD ?
+				table_pfn(morsel_pmd_table(m, off, false)) : 0;
+	WRITE_ONCE(m->repl.task, current);
+	atomic_inc(&m->leaf_gen);	/* odd */
+	smp_mb__after_atomic();		/* pairs with fault_one_page() */
+	unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
+	WRITE_ONCE(m->repl.task, NULL);
+	/* Zapped through a link (none), or nobody linked it (still @old). */
+	now = ptep_get(ptep);
+	replaced = install_leaf(m, ptep, index, pte_none(now) ? now : old,
+				page);
+	smp_mb__before_atomic();	/* the new leaf before the even value */
+	atomic_inc(&m->leaf_gen);	/* even */
+out:
+	up_write(&m->replace_sem);
+	return replaced;
+}
+
+/*
  * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
  * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
- * private frame (copy-on-write) and flushes every TLB that may still map
- * the old one; so does POPULATE on a zero-page leaf.  The caller keeps the
- * frame from being freed (m->lock shared, or the object is mapped and the
- * frame only reaches a linked table).
+ * private frame (copy-on-write, replace_leaf()); so does POPULATE on a
+ * zero-page leaf.  The caller keeps the frame from being freed (m->lock
+ * shared, or the object is mapped and the frame only reaches a linked
+ * table).
  */
 struct page *morsel_frame(struct morsel *m, pgoff_t index,
 			  enum morsel_intent intent)
@@ -619,7 +685,7 @@ again:
 	ptep = morsel_pte_table(m, off, false);
 	if (ptep) {
 		ptep += MORSEL_PTE_INDEX(off);
-		pte = ptep_get(ptep);
+		pte = read_leaf(m, ptep);
 		if (leaf_serves(leaf_kind(m, off, pte), intent))
 			return served_frame(m, ptep, pte, intent);
 	}
@@ -631,7 +697,7 @@ again:
 	if (!ptep)
 		return ERR_PTR(-ENOMEM);
 	ptep += MORSEL_PTE_INDEX(off);
-	pte = ptep_get(ptep);
+	pte = read_leaf(m, ptep);
 	k = leaf_kind(m, off, pte);
 	if (leaf_serves(k, intent))
 		return served_frame(m, ptep, pte, intent);
@@ -645,19 +711,13 @@ again:
 		if (k == LEAF_BORROWED)	/* the base's: never changes */
 			copy_highpage(page, pte_page(pte));
 	}
-	if (!install_leaf(m, ptep, index, pte, page)) {
+	if (k == LEAF_NONE ? !install_leaf(m, ptep, index, pte, page) :
+	    !replace_leaf(m, ptep, index, pte, page)) {
 		/* somebody else filled or copied it */
 		if (!is_zero_pfn(page_to_pfn(page)))
 			morsel_drop_frame(m, page);
 		goto again;
 	}
-	/*
-	 * Mappers may still translate to the old frame: through links (our
-	 * notifier removes them and flushes), page by page, or in secondary
-	 * MMUs such as KVM, which only the core mm's notifiers reach.
-	 */
-	if (k != LEAF_NONE)
-		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
 	return page;
 }
 
@@ -798,7 +858,7 @@ static void free_frames(struct morsel *m, struct list_head *frames)
  * must not go away under a mapper.  In a child, a whole borrowed PTE table
  * in the range is unhooked; a partly punched one is copied first.
  */
-int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
+static int punch_leaves(struct morsel *m, pgoff_t first, pgoff_t end)
 {
 	pgoff_t index = first, chunk_end;
 	unsigned long cleared = 0;
@@ -843,6 +903,37 @@ int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
 			    (loff_t)first << PAGE_SHIFT,
 			    (loff_t)(end - first) << PAGE_SHIFT, 1);
 	free_frames(m, &frames);
+	return err;
+}
+
+/* In a child, no replacement may put a frame back into a punched hole. */
+static void wait_replacements(struct morsel *m, bool exclusive)
+{
+	if (!m->parent)
+		return;
+	if (exclusive)
+		down_write(&m->replace_sem);
+	else
+		down_read(&m->replace_sem);
+}
+
+static void allow_replacements(struct morsel *m, bool exclusive)
+{
+	if (!m->parent)
+		return;
+	if (exclusive)
+		up_write(&m->replace_sem);
+	else
+		up_read(&m->replace_sem);
+}
+
+int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
+{
+	int err;
+
+	wait_replacements(m, true);
+	err = punch_leaves(m, first, end);
+	allow_replacements(m, true);
 	return err;
 }
 
@@ -1123,6 +1214,7 @@ unsigned long morsel_visible_pages(struct morsel *m)
 	pte_t *table;
 	int i;
 
+	wait_replacements(m, false);	/* a leaf being replaced counts */
 	for (off = 0; off < size; off += PMD_SIZE) {
 		if (m->level == MORSEL_LEVEL_PUD &&
 		    !morsel_pmd_table(m, off, false)) {
@@ -1134,14 +1226,11 @@ unsigned long morsel_visible_pages(struct morsel *m)
 			pages += leaf_has_data(ptep_get(table + i));
 		cond_resched();
 	}
+	allow_replacements(m, false);
 	return pages;
 }
 
-/*
- * SEEK_DATA / SEEK_HOLE: the first populated (or unpopulated) page at or
- * after @off, skipping absent tables whole.  Caller holds m->lock shared.
- */
-loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
+static loff_t seek_leaves(struct morsel *m, loff_t off, int whence)
 {
 	loff_t size = i_size_read(&m->vfs_inode);
 	bool want_data = whence == SEEK_DATA;
@@ -1178,6 +1267,18 @@ loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 		cond_resched();
 	}
 	return want_data ? -ENXIO : size;
+}
+
+/*
+ * SEEK_DATA / SEEK_HOLE: the first populated (or unpopulated) page at or
+ * after @off, skipping absent tables whole.  Caller holds m->lock shared.
+ */
+loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
+{
+	wait_replacements(m, false);	/* a leaf being replaced has data */
+	off = seek_leaves(m, off, whence);
+	allow_replacements(m, false);
+	return off;
 }
 
 /*
@@ -1234,6 +1335,7 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 	loff_t off;
 
 	end = min(end, size);
+	wait_replacements(m, false);	/* a leaf being replaced is present */
 	for (index = first; index < end; index = next) {
 		off = (loff_t)index << PAGE_SHIFT;
 		next = min_t(pgoff_t, end, (index | (PTRS_PER_PTE - 1)) + 1);
@@ -1251,6 +1353,7 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		scan_leaves(table, theirs, index, next, first, clean, b);
 		cond_resched();
 	}
+	allow_replacements(m, false);
 }
 
 /* Is @page our leaf at @off, and writable (not clean, not borrowed)? */
