@@ -287,6 +287,55 @@ static ssize_t morsel_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	return done;
 }
 
+/*
+ * A whole page written over a hole of an object that is not a child: copy
+ * into a new frame first and put it into the hole after, as FILL does, so
+ * the frame is never zeroed (under TCG zeroing costs most of a copy).
+ * Returns the bytes taken from @from, 0 if the page is no hole (or no
+ * frame could be had: the usual path then reports it), or -errno.  The
+ * caller holds inode_lock: no resize, clean or freeze meanwhile.
+ */
+static ssize_t write_hole_page(struct morsel *m, pgoff_t index,
+			       struct iov_iter *from)
+{
+	struct page *page, *there;
+	size_t copied;
+	int ret;
+
+	if (m->parent)
+		return 0;	/* a hole of a child may hide a base page */
+	page = morsel_get_frame(m, index, MORSEL_LOOKUP);
+	if (page) {
+		put_page(page);
+		return 0;
+	}
+	page = morsel_alloc_frame(m, false);
+	if (IS_ERR(page))
+		return 0;
+	copied = copy_page_from_iter(page, 0, PAGE_SIZE, from);
+	if (!copied) {
+		morsel_drop_frame(m, page);
+		return -EFAULT;
+	}
+	if (copied < PAGE_SIZE)		/* the rest of a hole reads zeros */
+		memzero_page(page, copied, PAGE_SIZE - copied);
+	down_read(&m->lock);
+	ret = morsel_fill_hole(m, index, page);
+	up_read(&m->lock);
+	if (ret > 0)
+		return copied;
+	/* Filled meanwhile (a fault through a mapping): write over that. */
+	there = morsel_get_frame(m, index, MORSEL_WRITE);
+	if (IS_ERR(there)) {
+		morsel_drop_frame(m, page);
+		return PTR_ERR(there);
+	}
+	memcpy_page(there, 0, page, 0, copied);
+	put_page(there);
+	morsel_drop_frame(m, page);
+	return copied;
+}
+
 static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 {
 	struct file *file = iocb->ki_filp;
@@ -323,14 +372,25 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	while (iov_iter_count(from)) {
 		n = min_t(size_t, PAGE_SIZE - offset_in_page(pos),
 			  iov_iter_count(from));
-		page = morsel_get_frame(m, pos >> PAGE_SHIFT, MORSEL_WRITE);
-		if (IS_ERR(page)) {
-			ret = PTR_ERR(page);
-			break;
+		copied = 0;
+		if (n == PAGE_SIZE) {
+			ret = write_hole_page(m, pos >> PAGE_SHIFT, from);
+			if (ret < 0)
+				break;
+			copied = ret;
 		}
-		copied = copy_page_from_iter(page, offset_in_page(pos), n,
-					     from);
-		put_page(page);
+		if (!copied) {
+			page = morsel_get_frame(m, pos >> PAGE_SHIFT,
+						MORSEL_WRITE);
+			if (IS_ERR(page)) {
+				ret = PTR_ERR(page);
+				break;
+			}
+			copied = copy_page_from_iter(page, offset_in_page(pos),
+						     n, from);
+			put_page(page);
+		}
+		ret = 0;
 		done += copied;
 		pos += copied;
 		if (copied < n) {

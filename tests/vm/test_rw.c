@@ -56,7 +56,7 @@ int main(void)
 	struct iovec iov[3];
 	int fd, tfd;
 
-	tap_plan(42);
+	tap_plan(44);
 	big = malloc(4 * MiB);
 	rb = malloc(4 * MiB);
 	tap_require(big && rb, "malloc");
@@ -188,6 +188,19 @@ int main(void)
 		       "write past the end with the second half of the buffer unmapped: short, size +1 page");
 		tap_ok(pread(fd, buf, 4, sz + 4092) == 4 && !memcmp(buf, "wwww", 4),
 		       "the written part is there");
+		/* A whole page over a hole, half of it from a faulting buffer. */
+		{
+			static char want[4096], got[4096];
+			long long hole = sz + 4096;
+
+			tap_require(ftruncate(fd, hole + 4096) == 0);
+			memset(want, 'w', 2048);
+			tap_ok(pwrite(fd, two + 2048, 4096, hole) == 2048,
+			       "a page over a hole from a half-faulting buffer: short, 2048");
+			tap_ok(pread(fd, got, 4096, hole) == 4096 &&
+			       !memcmp(got, want, 4096),
+			       "its first half is written, the rest reads zero");
+		}
 		munmap(two, 4096);
 	}
 
