@@ -6,10 +6,12 @@
  * such as a saved image (lib/morsel-persist.c loads with it): frames are
  * allocated without zeroing, the file is read straight into them (with
  * O_DIRECT the device writes them: no page cache, no copy by the CPU),
- * the crc32c of what was read is computed and, if asked, compared, and
+ * the crc32c of each run the caller names is computed and compared, and
  * only then are the frames put into the holes they were read for.  No
  * frame is reachable before it holds the file's bytes: after a short read
- * or a wrong crc nothing is installed and every frame is given back.
+ * or a wrong crc nothing is installed and every frame is given back.  The
+ * pages read are consecutive in the file and go to any pages of the object
+ * (a list), so many small records of an image cost one read.
  *
  * Locking: the read runs with no lock of the object held (the file may be
  * slow, or a morsel itself).  m->lock is taken shared only to install;
@@ -17,7 +19,6 @@
  * freeze or a resize takes it exclusively.
  */
 #include <linux/bio.h>
-#include <linux/bitmap.h>
 #include <linux/crc32.h>
 #include <linux/file.h>
 #include <linux/highmem.h>
@@ -28,39 +29,63 @@
 
 struct fill_frames {
 	unsigned int nr;			/* frames allocated */
+	u64 index[MORSEL_FILL_MAX_PAGES];	/* object page of each */
+	struct morsel_fill_run runs[MORSEL_FILL_MAX_PAGES];
 	struct page *page[MORSEL_FILL_MAX_PAGES];	/* NULL once installed */
 	struct bio_vec bv[MORSEL_FILL_MAX_PAGES];
 };
 
 static int check_fill_args(const struct morsel_fill *arg)
 {
-	unsigned long last;
+	bool crc = arg->flags & MORSEL_FILL_CRC;
 
 	if (arg->argsz != sizeof(*arg) || arg->flags & ~MORSEL_FILL_FLAGS ||
 	    memchr_inv(arg->reserved, 0, sizeof(arg->reserved)))
 		return -EINVAL;
-	if (!arg->nr_pages || arg->nr_pages > MORSEL_FILL_MAX_PAGES ||
-	    !PAGE_ALIGNED(arg->offset) || arg->offset > MORSEL_MAX_SIZE)
+	if (!arg->nr_pages || arg->nr_pages > MORSEL_FILL_MAX_PAGES)
+		return -EINVAL;
+	if (crc ? !arg->nr_runs || arg->nr_runs > arg->nr_pages || !arg->runs
+		: arg->nr_runs || arg->runs)
 		return -EINVAL;
 	if (arg->file_offset > (u64)LLONG_MAX - MORSEL_FILL_MAX_PAGES * PAGE_SIZE)
-		return -EINVAL;
-	last = find_last_bit((const unsigned long *)arg->map,
-			     MORSEL_FILL_MAX_PAGES);
-	if (last >= arg->nr_pages)	/* no bit, or one past the window */
-		return -EINVAL;
-	if (arg->offset + ((u64)last + 1) * PAGE_SIZE > MORSEL_MAX_SIZE)
 		return -EINVAL;
 	return 0;
 }
 
-/* Is every marked page of the window inside the object's size? */
-static bool window_inside_size(struct morsel *m, const struct morsel_fill *arg)
+/* Copy in the page list and the runs, and check them. */
+static int copy_fill_lists(const struct morsel_fill *arg,
+			   struct fill_frames *f)
 {
-	unsigned long last = find_last_bit((const unsigned long *)arg->map,
-					   MORSEL_FILL_MAX_PAGES);
+	u64 sum = 0;
+	unsigned int i;
 
-	return arg->offset + ((u64)last + 1) * PAGE_SIZE <=
-	       round_up(i_size_read(&m->vfs_inode), PAGE_SIZE);
+	if (copy_from_user(f->index, u64_to_user_ptr(arg->pages),
+			   arg->nr_pages * sizeof(f->index[0])))
+		return -EFAULT;
+	for (i = 0; i < arg->nr_pages; i++)
+		if (f->index[i] >= MORSEL_MAX_SIZE >> PAGE_SHIFT ||
+		    (i && f->index[i] <= f->index[i - 1]))
+			return -EINVAL;
+	if (!arg->nr_runs)
+		return 0;
+	if (copy_from_user(f->runs, u64_to_user_ptr(arg->runs),
+			   arg->nr_runs * sizeof(f->runs[0])))
+		return -EFAULT;
+	for (i = 0; i < arg->nr_runs; i++) {
+		if (!f->runs[i].nr_pages)
+			return -EINVAL;
+		sum += f->runs[i].nr_pages;
+	}
+	return sum == arg->nr_pages ? 0 : -EINVAL;
+}
+
+/* Is the last (highest) page of the list inside the object's size? */
+static bool pages_inside_size(struct morsel *m, const struct morsel_fill *arg,
+			      const struct fill_frames *f)
+{
+	loff_t size = round_up(i_size_read(&m->vfs_inode), PAGE_SIZE);
+
+	return (f->index[arg->nr_pages - 1] + 1) << PAGE_SHIFT <= size;
 }
 
 static void drop_frames(struct morsel *m, struct fill_frames *f)
@@ -112,13 +137,15 @@ static ssize_t read_into_frames(struct file *src, struct fill_frames *f,
 	return done;
 }
 
-static u32 crc_of_frames(struct fill_frames *f)
+/* crc32c of frames [@first, @first + @nr). */
+static u32 crc_of_frames(struct fill_frames *f, unsigned int first,
+			 unsigned int nr)
 {
 	u32 crc = ~0U;
 	unsigned int i;
 	void *p;
 
-	for (i = 0; i < f->nr; i++) {
+	for (i = first; i < first + nr; i++) {
 		p = kmap_local_page(f->page[i]);
 		crc = __crc32c_le(crc, p, PAGE_SIZE);
 		kunmap_local(p);
@@ -127,33 +154,61 @@ static u32 crc_of_frames(struct fill_frames *f)
 	return ~crc;
 }
 
-/* Put the frames, in order, into the marked holes of the window. */
+/* With runs: 0 if each crc matches, else -EBADMSG and the first bad one. */
+static int check_runs(struct morsel_fill *arg, struct fill_frames *f)
+{
+	unsigned int r, first = 0;
+	u32 crc;
+
+	if (!arg->nr_runs) {
+		arg->crc = crc_of_frames(f, 0, f->nr);
+		return 0;
+	}
+	for (r = 0; r < arg->nr_runs; r++) {
+		crc = crc_of_frames(f, first, f->runs[r].nr_pages);
+		if (crc != f->runs[r].crc) {
+			arg->bad_run = r;
+			arg->crc = crc;
+			return -EBADMSG;
+		}
+		first += f->runs[r].nr_pages;
+	}
+	return 0;
+}
+
+/* Put the frames, in order, into the listed pages that are holes. */
 static int install_frames(struct morsel *m, struct morsel_fill *arg,
 			  struct fill_frames *f)
 {
-	pgoff_t first = arg->offset >> PAGE_SHIFT;
-	unsigned int i = 0;
-	unsigned long bit;
+	unsigned int i;
 	int ret = 0;
 
 	down_read(&m->lock);
 	if (READ_ONCE(m->frozen))
 		ret = -EPERM;
-	else if (!window_inside_size(m, arg))
+	else if (!pages_inside_size(m, arg, f))
 		ret = -ENXIO;	/* shrunk while we read */
-	for_each_set_bit(bit, (const unsigned long *)arg->map, arg->nr_pages) {
-		if (ret)
-			break;
-		ret = morsel_fill_hole(m, first + bit, f->page[i]);
+	for (i = 0; !ret && i < f->nr; i++) {
+		ret = morsel_fill_hole(m, f->index[i], f->page[i]);
 		if (ret > 0) {
 			f->page[i] = NULL;
 			arg->filled++;
 			ret = 0;
 		}
-		i++;
 	}
 	up_read(&m->lock);
 	return ret;
+}
+
+static int report(struct morsel_fill __user *uarg,
+		  const struct morsel_fill *arg)
+{
+	if (put_user(arg->filled, &uarg->filled) ||
+	    put_user(arg->read, &uarg->read) ||
+	    put_user(arg->bad_run, &uarg->bad_run) ||
+	    put_user(arg->crc, &uarg->crc))
+		return -EFAULT;
+	return 0;
 }
 
 long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
@@ -165,11 +220,9 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 	struct file *src;
 	ssize_t n;
 	long err;
-	u32 want;
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	want = arg.crc;
 	err = check_fill_args(&arg);
 	if (err)
 		return err;
@@ -179,25 +232,30 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 		return -EINVAL;	/* a hole of a child may hide a base page */
 	if (READ_ONCE(m->frozen))
 		return -EPERM;
-	if (!window_inside_size(m, &arg))
-		return -EINVAL;
+	f = kvmalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return -ENOMEM;
+	f->nr = 0;
+	err = copy_fill_lists(&arg, f);
+	if (!err && !pages_inside_size(m, &arg, f))
+		err = -EINVAL;
+	if (err)
+		goto out_free;
 	inode_lock(inode);
 	err = file_remove_privs(file);
 	inode_unlock(inode);
 	if (err)
-		return err;
+		goto out_free;
 	src = fget(arg.fd);
-	if (!src)
-		return -EBADF;
-	f = kvmalloc(sizeof(*f), GFP_KERNEL);
-	if (!f) {
-		err = -ENOMEM;
-		goto out_put;
+	if (!src) {
+		err = -EBADF;
+		goto out_free;
 	}
 	arg.filled = 0;
 	arg.read = 0;
-	err = alloc_frames(m, f, bitmap_weight((const unsigned long *)arg.map,
-					       arg.nr_pages));
+	arg.bad_run = 0;
+	arg.crc = 0;
+	err = alloc_frames(m, f, arg.nr_pages);
 	if (err)
 		goto out_drop;
 	n = read_into_frames(src, f, arg.file_offset);
@@ -206,27 +264,20 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 		goto out_drop;
 	}
 	arg.read = n;
-	if (n < (ssize_t)f->nr * PAGE_SIZE) {
+	if (n < (ssize_t)f->nr * PAGE_SIZE)
 		err = -ENODATA;
-		goto out_report;
-	}
-	arg.crc = crc_of_frames(f);
-	if ((arg.flags & MORSEL_FILL_CRC) && arg.crc != want) {
-		err = -EBADMSG;
-		goto out_report;
-	}
-	err = install_frames(m, &arg, f);
+	if (!err)
+		err = check_runs(&arg, f);
+	if (!err)
+		err = install_frames(m, &arg, f);
 	if (arg.filled)
 		file_update_time(file);
-out_report:
-	if (copy_to_user(&uarg->crc, &arg.crc, sizeof(arg.crc)) ||
-	    copy_to_user(&uarg->filled, &arg.filled, sizeof(arg.filled)) ||
-	    copy_to_user(&uarg->read, &arg.read, sizeof(arg.read)))
+	if (report(uarg, &arg))
 		err = err ?: -EFAULT;
 out_drop:
 	drop_frames(m, f);
-	kvfree(f);
-out_put:
 	fput(src);
+out_free:
+	kvfree(f);
 	return err;
 }

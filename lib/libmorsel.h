@@ -144,11 +144,11 @@ int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
 		uint64_t *dirty, struct morsel_scan *out);
 
 /*
- * MORSEL_IOC_FILL: read the pages marked in @f->map (see the uapi header;
- * the caller fills nr_pages, offset, file_offset, map, and crc with
- * MORSEL_FILL_CRC) from @src_fd into the holes of @fd's window.  Sets
- * argsz and fd; @f gets crc, filled and read back even on failure.
- * Returns 0 or -errno.
+ * MORSEL_IOC_FILL: read @f->nr_pages consecutive pages of @src_fd from
+ * @f->file_offset into the holes at the pages listed in @f->pages, with
+ * @f->runs' crcs checked first under MORSEL_FILL_CRC (see the uapi
+ * header).  Sets argsz and fd; @f gets filled, read, bad_run and crc back
+ * even on failure.  Returns 0 or -errno.
  */
 int morsel_fill(int fd, int src_fd, struct morsel_fill *f);
 

@@ -230,7 +230,8 @@ struct writer {
 	int dfd;		/* the same file opened O_DIRECT, or -1 */
 	char *path, *tmp;
 	struct mimg_header h;
-	uint8_t *index;
+	uint8_t *meta;		/* header, index, padding: data_offset bytes */
+	uint8_t *index;		/* in @meta */
 	uint64_t next;		/* records added */
 	uint64_t pos;		/* file offset of the next data page */
 	uint64_t fp;		/* content fingerprint so far */
@@ -356,7 +357,11 @@ static int writer_open(struct writer *w, const char *path,
 	w->pos = w->h.data_offset;
 	w->path = strdup(path);
 	w->tmp = malloc(len + 16);
-	w->index = calloc(h->nr_records ? h->nr_records : 1, MIMG_RECORD_SIZE);
+	/* Header, index and padding: one page-aligned block before the data. */
+	w->meta = aligned_alloc(PAGE, w->h.data_offset);
+	if (w->meta)
+		memset(w->meta, 0, w->h.data_offset);
+	w->index = w->meta ? w->meta + MIMG_HEADER_SIZE : NULL;
 	w->bufs[0] = buf_get();
 	w->bufs[1] = buf_get();
 	w->batch = w->bufs[0];
@@ -453,7 +458,6 @@ static int writer_add(struct writer *w, uint64_t span,
 static int writer_commit(struct writer *w, struct mimg_header *out,
 			 struct mimg_error *err)
 {
-	uint8_t block[MIMG_HEADER_SIZE];
 	uint64_t ilen = w->h.nr_records * MIMG_RECORD_SIZE;
 	int ret;
 
@@ -473,18 +477,9 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
 	if (w->full)
 		w->h.content_fingerprint = w->fp;
-	mimg_encode_header(&w->h, block);
-	ret = pwrite_full(w->fd, w->index, ilen, MIMG_HEADER_SIZE);
-	if (!ret && w->h.data_offset > MIMG_HEADER_SIZE + ilen) {
-		/* zero padding up to the data, also for an image without data */
-		static const uint8_t zero[PAGE];
-
-		ret = pwrite_full(w->fd, zero, w->h.data_offset -
-				  MIMG_HEADER_SIZE - ilen,
-				  MIMG_HEADER_SIZE + ilen);
-	}
-	if (!ret)
-		ret = pwrite_full(w->fd, block, sizeof(block), 0);
+	mimg_encode_header(&w->h, w->meta);
+	/* Like the data, straight to the disk: fsync() then only commits. */
+	ret = write_batch(w, w->meta, w->h.data_offset, 0);
 	if (ret)
 		return mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
 			    strerror(-ret));
@@ -526,7 +521,7 @@ static void writer_close(struct writer *w)
 		unlink(w->tmp);
 	free(w->tmp);
 	free(w->path);
-	free(w->index);
+	free(w->meta);
 	buf_put(w->bufs[0]);
 	buf_put(w->bufs[1]);
 	memset(w, 0, sizeof(*w));
@@ -1173,21 +1168,24 @@ static bool chain_direct(const struct chain *c, unsigned int i)
  * once and in any order.  An error stops the claiming; the one reported
  * is that of the lowest record that failed, as one thread would have.
  *
- * @direct, if not NULL, is offered every span that the newest image
- * stores whole, before its data is read: returning 1 means it put the
- * data in place itself (load's MORSEL_IOC_FILL), 0 that it did not.
+ * @batch, if not NULL, is offered the records a thread took, from the
+ * first it has not done: it may put the data of some leading ones in
+ * place itself (load's MORSEL_IOC_FILL) and returns how many (0: none,
+ * read the next the usual way), or -errno with *@failed the record at
+ * fault; *@bytes: the data bytes it handled.
  */
 typedef int (*resolve_fn)(void *ctx, uint64_t span, const uint64_t *present,
 			  const uint64_t *supplied, const uint64_t *from_base,
 			  const uint8_t *data, uint32_t crc,
 			  struct mimg_error *err);
-typedef int (*direct_fn)(void *ctx, const struct mimg_reader *r, uint64_t i,
-			 struct mimg_error *err);
+typedef int (*batch_fn)(void *ctx, const struct mimg_reader *r,
+			uint64_t first, uint64_t n, uint64_t *bytes,
+			uint64_t *failed, struct mimg_error *err);
 
 struct resolve_job {
 	struct chain *c;
 	resolve_fn fn;
-	direct_fn direct;
+	batch_fn batch;
 	void *ctx;
 	bool need_crc;
 	const struct morsel_progress *pr;
@@ -1360,12 +1358,6 @@ static int resolve_record(struct resolve_job *job, struct resolver *rs,
 		/* The newest image stores the whole span: read it in. */
 		if (k == c->n - 1 && !memcmp(take, need, sizeof(take)) &&
 		    !memcmp(rec->stored, need, sizeof(need))) {
-			if (job->direct) {
-				ret = job->direct(job->ctx, r, rs->cursor[k],
-						  err);
-				if (ret)
-					return ret < 0 ? ret : 0;
-			}
 			ret = read_record(r, rs->cursor[k], buf, &rs->win,
 					  err);
 			if (ret)
@@ -1458,10 +1450,11 @@ static uint64_t claim_records(struct resolve_job *job, uint64_t *first,
 static void *resolve_worker(void *arg)
 {
 	struct resolve_job *job = arg;
-	uint64_t first, end = 0, n, i, bytes;
+	const struct mimg_reader *last = &job->c->r[job->c->n - 1];
+	uint64_t first, end = 0, n, i, bytes, at;
 	struct mimg_error err;
 	struct resolver rs;
-	int ret = resolver_init(&rs, job->c->n);
+	int ret = resolver_init(&rs, job->c->n), k;
 
 	if (ret) {
 		pthread_mutex_lock(&job->lock);
@@ -1474,13 +1467,22 @@ static void *resolve_worker(void *arg)
 	}
 	while (!ret && (n = claim_records(job, &first, &end))) {
 		rs.win.end = end;
-		for (i = first; i < first + n; i++) {
+		for (i = first; i < first + n; i += k) {
 			memset(&err, 0, sizeof(err));
 			bytes = 0;
-			ret = resolve_record(job, &rs, i, &bytes, &err);
+			at = i;
+			k = job->batch ? job->batch(job->ctx, last, i,
+						    first + n - i, &bytes, &at,
+						    &err) : 0;
+			ret = k < 0 ? k : 0;
+			if (!k) {
+				ret = resolve_record(job, &rs, i, &bytes,
+						     &err);
+				k = 1;
+			}
 			pthread_mutex_lock(&job->lock);
-			if (ret && i < job->failed) {
-				job->failed = i;
+			if (ret && at < job->failed) {
+				job->failed = at;
 				job->ret = ret;
 				job->err = err;
 			}
@@ -1504,13 +1506,13 @@ static unsigned int resolve_threads(void)
 	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
 }
 
-static int chain_resolve(struct chain *c, resolve_fn fn, direct_fn direct,
+static int chain_resolve(struct chain *c, resolve_fn fn, batch_fn batch,
 			 void *ctx, bool need_crc, unsigned int threads,
 			 const struct morsel_progress *pr,
 			 struct mimg_error *err)
 {
 	struct resolve_job job = {
-		.c = c, .fn = fn, .direct = direct, .ctx = ctx,
+		.c = c, .fn = fn, .batch = batch, .ctx = ctx,
 		.need_crc = need_crc, .pr = pr, .failed = UINT64_MAX,
 	};
 	pthread_t thr[4];
@@ -1735,51 +1737,79 @@ static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 }
 
 /*
- * A span the newest image stores whole, into a new object: the kernel
- * reads it straight into new frames and checks its crc before anyone can
- * see them (MORSEL_IOC_FILL).  Small records are left to the window,
- * which reads many of them at once.  1: done; 0: read it the usual way.
+ * Records of the newest image that store their span whole (every present
+ * page), into a new object: the kernel reads the data of as many as are
+ * consecutive in the file (up to MORSEL_FILL_MAX_PAGES pages) straight
+ * into new frames, checks each record's crc before anyone can see them,
+ * and fills the holes (MORSEL_IOC_FILL).  One request for many one-page
+ * records of a sparse object, no page cache, no copy, no zeroing.
  */
-#define FILL_MIN_PAGES	16
-
-static int load_direct(void *ctx, const struct mimg_reader *r, uint64_t i,
-		       struct mimg_error *err)
+static int load_batch(void *ctx, const struct mimg_reader *r, uint64_t first,
+		      uint64_t n, uint64_t *bytes, uint64_t *failed,
+		      struct mimg_error *err)
 {
-	const struct mimg_record *rec = &r->records[i];
+	struct morsel_fill_run runs[MORSEL_FILL_MAX_PAGES];
+	uint64_t pages[MORSEL_FILL_MAX_PAGES], i, end = 0, at;
+	const struct mimg_record *rec;
 	struct load_ctx *c = ctx;
+	unsigned int np = 0, nr = 0, pg;
 	struct morsel_fill f;
 	int ret;
 
-	if (!c->fill || rec->nr_stored < FILL_MIN_PAGES)
+	if (!c->fill)
+		return 0;
+	for (i = first; i < first + n; i++) {
+		rec = &r->records[i];
+		if (!rec->nr_stored ||
+		    memcmp(rec->stored, rec->present, sizeof(rec->stored)) ||
+		    np + rec->nr_stored > MORSEL_FILL_MAX_PAGES ||
+		    (nr && rec->data_offset != end))
+			break;
+		for (pg = next_bit(rec->stored, 0, true); pg < SPAN_PAGES;
+		     pg = next_bit(rec->stored, pg + 1, true))
+			pages[np++] = rec->span * SPAN_PAGES + pg;
+		runs[nr].nr_pages = rec->nr_stored;
+		runs[nr].crc = rec->data_crc;
+		nr++;
+		end = rec->data_offset + (uint64_t)rec->nr_stored * PAGE;
+	}
+	if (!nr)
 		return 0;
 	memset(&f, 0, sizeof(f));
 	f.flags = MORSEL_FILL_CRC;
-	f.nr_pages = SPAN_PAGES;
-	f.offset = rec->span * MIMG_SPAN_SIZE;
-	f.file_offset = rec->data_offset;
-	memcpy(f.map, rec->stored, sizeof(f.map));
-	f.crc = rec->data_crc;
+	f.nr_pages = np;
+	f.file_offset = r->records[first].data_offset;
+	f.pages = (uintptr_t)pages;
+	f.runs = (uintptr_t)runs;
+	f.nr_runs = nr;
 	ret = morsel_fill(c->fd, r->fd, &f);
 	if (ret == -ENOTTY)	/* a module without it */
 		return 0;
-	if (ret == -EBADMSG)
-		return crc_mismatch(err, i, rec, f.crc);
-	if (ret == -ENODATA)
-		return mimg_set_error(err, -EINVAL, rec->data_offset + f.read,
-				      "image truncated: data of record %llu "
-				      "ends at %llu", (unsigned long long)i,
-				      (unsigned long long)(rec->data_offset +
-							   rec->nr_stored *
-							   PAGE));
+	*failed = first;
+	if (ret == -EBADMSG && f.bad_run < nr) {
+		*failed = first + f.bad_run;
+		return crc_mismatch(err, *failed, &r->records[*failed], f.crc);
+	}
+	if (ret == -ENODATA) {
+		at = f.file_offset + f.read;
+		while (*failed + 1 < first + nr &&
+		       r->records[*failed + 1].data_offset <= at)
+			(*failed)++;
+		return mimg_set_error(err, -EINVAL, at, "image truncated: data "
+				      "of record %llu ends at %llu",
+				      (unsigned long long)*failed,
+				      (unsigned long long)end);
+	}
 	if (ret)
-		return mimg_set_error(err, ret, rec->data_offset, "loading "
-				      "record %llu: %s", (unsigned long long)i,
+		return mimg_set_error(err, ret, f.file_offset, "loading record "
+				      "%llu: %s", (unsigned long long)first,
 				      strerror(-ret));
-	if (f.filled != rec->nr_stored)
+	if (f.filled != np)
 		return mimg_set_error(err, -EBUSY, 0, "the object changed while "
-				      "it was loaded (at offset %llu)",
-				      (unsigned long long)f.offset);
-	return 1;
+				      "it was loaded (near offset %llu)",
+				      (unsigned long long)(pages[0] * PAGE));
+	*bytes = (uint64_t)np * PAGE;
+	return (int)nr;
 }
 
 int morsel_load(const char *const *paths, unsigned int n, const char *name,
@@ -1898,7 +1928,7 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	chain_read_direct(&c, paths);
 	ret = punch_gaps(&ctx, &c.r[n - 1], err);
 	if (!ret)
-		ret = chain_resolve(&c, load_span, load_direct, &ctx, false,
+		ret = chain_resolve(&c, load_span, load_batch, &ctx, false,
 				    resolve_threads(), o ? &o->progress : NULL,
 				    err);
 	if (!ret && out)

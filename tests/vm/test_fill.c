@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * MORSEL_IOC_FILL: pages read from a file straight into holes.  Data lands
- * at the marked pages in order; pages that are not holes keep what they
- * have; a wrong crc or a short file installs nothing; bad arguments,
+ * at the listed pages in order; pages that are not holes keep what they
+ * have; a wrong crc in any run or a short file installs nothing; bad arguments,
  * read-only objects, frozen objects and children are refused with their
  * errno; sources of every kind (a plain file, O_DIRECT where the file
  * system has it, another morsel, the object itself); two threads filling
@@ -65,23 +65,39 @@ static int page_is(int fd, long pg, long src)
 	return pread(fd, got, PG, pg * PG) == PG && !memcmp(got, want, PG);
 }
 
-static void window(struct morsel_fill *f, long long offset, unsigned int nr,
-		   long long file_offset)
+/* One MORSEL_IOC_FILL request: where the pages go, and their runs. */
+struct req {
+	struct morsel_fill f;
+	uint64_t pages[MORSEL_FILL_MAX_PAGES];
+	struct morsel_fill_run runs[MORSEL_FILL_MAX_PAGES];
+};
+
+static void req_init(struct req *r, long long file_offset)
 {
-	memset(f, 0, sizeof(*f));
-	f->offset = offset;
-	f->nr_pages = nr;
-	f->file_offset = file_offset;
+	memset(r, 0, sizeof(*r));
+	r->f.file_offset = file_offset;
+	r->f.pages = (uintptr_t)r->pages;
 }
 
-static void mark(struct morsel_fill *f, unsigned int bit)
+static void req_pages(struct req *r, uint64_t first, unsigned int n)
 {
-	f->map[bit / 64] |= 1ULL << (bit % 64);
+	for (unsigned int i = 0; i < n; i++)
+		r->pages[r->f.nr_pages++] = first + i;
 }
 
-static int fill(int fd, int src, struct morsel_fill *f)
+/* The next @n pages of the file form a run whose crc32c is @crc. */
+static void req_run(struct req *r, unsigned int n, uint32_t crc)
 {
-	int ret = morsel_fill(fd, src, f);
+	r->runs[r->f.nr_runs].nr_pages = n;
+	r->runs[r->f.nr_runs].crc = crc;
+	r->f.nr_runs++;
+	r->f.runs = (uintptr_t)r->runs;
+	r->f.flags |= MORSEL_FILL_CRC;
+}
+
+static int fill(int fd, int src, struct req *r)
+{
+	int ret = morsel_fill(fd, src, &r->f);
 
 	errno = ret < 0 ? -ret : 0;
 	return ret ? -1 : 0;
@@ -105,16 +121,15 @@ static void rm(const char *name)
 
 static void whole_window(int src)
 {
-	struct morsel_fill f;
 	int fd = obj("fill-a", 8 * MiB), ok = 1;
+	struct req r;
 
-	window(&f, 2 * MiB, 512, 100 * PG);
-	memset(f.map, 0xff, sizeof(f.map));
-	f.flags = MORSEL_FILL_CRC;
-	f.crc = crc_of_source(100, 512);
-	tap_ok(fill(fd, src, &f) == 0 && f.filled == 512 &&
-	       f.read == 512 * PG && f.crc == crc_of_source(100, 512),
-	       "a whole 2 MiB window: 512 pages filled, 2 MiB read, crc back");
+	req_init(&r, 100 * PG);
+	req_pages(&r, 512, 512);
+	req_run(&r, 512, crc_of_source(100, 512));
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 512 &&
+	       r.f.read == 512 * PG,
+	       "512 pages with their crc: 512 filled, 2 MiB read");
 	for (long i = 0; i < 512; i++)
 		ok &= page_is(fd, 512 + i, 100 + i);
 	tap_ok(ok, "every page holds its page of the file");
@@ -125,28 +140,40 @@ static void whole_window(int src)
 	rm("fill-a");
 }
 
-static void scatter_and_keep(int src)
+static void scattered(int src)
 {
-	struct morsel_fill f;
-	int fd = obj("fill-b", 4 * MiB);
+	int fd = obj("fill-b", 64 * MiB);
 	char tag[4096];
+	struct req r;
 
-	window(&f, 0, 512, 10 * PG);
-	mark(&f, 0);
-	mark(&f, 3);
-	mark(&f, 511);
-	tap_ok(fill(fd, src, &f) == 0 && f.filled == 3 && f.read == 3 * PG,
-	       "three marked pages: three filled, three pages read");
+	req_init(&r, 10 * PG);
+	r.pages[0] = 0;
+	r.pages[1] = 3;
+	r.pages[2] = 9000;	/* another PTE table */
+	r.f.nr_pages = 3;
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 3 &&
+	       r.f.read == 3 * PG && r.f.crc == crc_of_source(10, 3),
+	       "three listed pages: filled, read, and the crc of all of it back");
 	tap_ok(page_is(fd, 0, 10) && page_is(fd, 3, 11) &&
-	       page_is(fd, 511, 12) && data_of(fd) == 3,
-	       "they land at pages 0, 3, 511 in file order; nothing else");
+	       page_is(fd, 9000, 12) && data_of(fd) == 3,
+	       "they land at pages 0, 3, 9000 in file order; nothing else");
+	/* Three records of 1, 2 and 1 pages, each with its own crc. */
+	req_init(&r, 30 * PG);
+	req_pages(&r, 100, 1);
+	req_pages(&r, 200, 2);
+	req_pages(&r, 4000, 1);
+	req_run(&r, 1, crc_of_source(30, 1));
+	req_run(&r, 2, crc_of_source(31, 2));
+	req_run(&r, 1, crc_of_source(33, 1));
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 4 &&
+	       page_is(fd, 100, 30) && page_is(fd, 201, 32) &&
+	       page_is(fd, 4000, 33),
+	       "three runs with their own crcs, one request");
 	memset(tag, 'T', sizeof(tag));
 	tap_require(pwrite(fd, tag, PG, 5 * PG) == PG);
-	window(&f, 0, 8, 20 * PG);
-	mark(&f, 4);
-	mark(&f, 5);
-	mark(&f, 6);
-	tap_ok(fill(fd, src, &f) == 0 && f.filled == 2,
+	req_init(&r, 20 * PG);
+	req_pages(&r, 4, 3);
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 2,
 	       "a page that is no longer a hole is skipped (filled 2 of 3)");
 	pread(fd, buf, PG, 5 * PG);
 	tap_ok(page_is(fd, 4, 20) && !memcmp(buf, tag, PG) &&
@@ -158,81 +185,116 @@ static void scatter_and_keep(int src)
 
 static void refused_data(int src)
 {
-	struct morsel_fill f;
 	int fd = obj("fill-c", 4 * MiB);
 	long before = total("data_pages");
+	struct req r;
 
-	window(&f, 0, 512, 0);
-	memset(f.map, 0xff, sizeof(f.map));
-	f.flags = MORSEL_FILL_CRC;
-	f.crc = crc_of_source(0, 512) ^ 1;
-	tap_errno(fill(fd, src, &f), EBADMSG, "a wrong crc: EBADMSG");
-	tap_ok(f.crc == crc_of_source(0, 512) && f.read == 2 * MiB &&
-	       f.filled == 0, "the crc read is reported, nothing filled");
+	req_init(&r, 0);
+	req_pages(&r, 0, 512);
+	req_run(&r, 512, crc_of_source(0, 512) ^ 1);
+	tap_errno(fill(fd, src, &r), EBADMSG, "a wrong crc: EBADMSG");
+	tap_ok(r.f.crc == crc_of_source(0, 512) && r.f.bad_run == 0 &&
+	       r.f.read == 2 * MiB && r.f.filled == 0,
+	       "the run and the crc read are reported, nothing filled");
 	tap_ok(data_of(fd) == 0 && total("data_pages") == before,
 	       "and no frame was kept");
-	window(&f, 0, 512, (SRC_PAGES - 100) * PG);
-	memset(f.map, 0xff, sizeof(f.map));
-	tap_errno(fill(fd, src, &f), ENODATA,
+	req_init(&r, 0);
+	req_pages(&r, 0, 3);
+	req_run(&r, 1, crc_of_source(0, 1));
+	req_run(&r, 1, crc_of_source(1, 1));
+	req_run(&r, 1, crc_of_source(2, 1) ^ 4);
+	tap_errno(fill(fd, src, &r), EBADMSG, "a wrong crc in the third run");
+	tap_ok(r.f.bad_run == 2 && data_of(fd) == 0,
+	       "bad_run is 2, and the good runs were not installed either");
+	req_init(&r, (SRC_PAGES - 100) * PG);
+	req_pages(&r, 0, 512);
+	tap_errno(fill(fd, src, &r), ENODATA,
 		  "the file ends inside the data: ENODATA");
-	tap_ok(f.read == 100 * PG && data_of(fd) == 0,
+	tap_ok(r.f.read == 100 * PG && data_of(fd) == 0,
 	       "read says where it ended (%llu bytes), nothing filled",
-	       (unsigned long long)f.read);
+	       (unsigned long long)r.f.read);
 	close(fd);
 	rm("fill-c");
 }
 
 static void bad_arguments(int src)
 {
-	struct morsel_fill f;
 	int fd = obj("fill-d", 4 * MiB + PG), ro, wo, child, ret;
+	struct req r;
 
-	window(&f, 0, 1, 0);
-	mark(&f, 0);
-	f.argsz = sizeof(f) - 8;
-	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &f), EINVAL, "argsz short: EINVAL");
-	f.argsz = sizeof(f);
-	f.fd = src;
-	f.flags = 1U << 7;
-	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &f), EINVAL, "unknown flag: EINVAL");
-	f.flags = 0;
-	f.reserved[2] = 1;
-	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &f), EINVAL,
+	req_init(&r, 0);
+	req_pages(&r, 0, 1);
+	r.f.argsz = sizeof(r.f) - 8;
+	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &r.f), EINVAL,
+		  "argsz short: EINVAL");
+	r.f.argsz = sizeof(r.f);
+	r.f.fd = src;
+	r.f.flags = 1U << 7;
+	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &r.f), EINVAL,
+		  "unknown flag: EINVAL");
+	r.f.flags = 0;
+	r.f.reserved[2] = 1;
+	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &r.f), EINVAL,
 		  "reserved not zero: EINVAL");
-	window(&f, 0, 0, 0);
-	mark(&f, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "no pages: EINVAL");
-	window(&f, 0, 513, 0);
-	mark(&f, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "513 pages: EINVAL");
-	window(&f, 0, 512, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "an empty map: EINVAL");
-	window(&f, 0, 8, 0);
-	mark(&f, 8);
-	tap_errno(fill(fd, src, &f), EINVAL, "a bit past nr_pages: EINVAL");
-	window(&f, 100, 1, 0);
-	mark(&f, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "an unaligned offset: EINVAL");
-	window(&f, 4 * MiB, 512, 0);
-	mark(&f, 0);
-	mark(&f, 1);
-	tap_errno(fill(fd, src, &f), EINVAL,
-		  "a marked page past the size: EINVAL");
-	window(&f, 1ULL << 39, 1, 0);
-	mark(&f, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "past 512 GiB: EINVAL");
-	window(&f, 0, 1, -4096);
-	mark(&f, 0);
-	tap_errno(fill(fd, src, &f), EINVAL, "a negative file offset: EINVAL");
-	window(&f, 0, 1, 0);
-	mark(&f, 0);
-	tap_errno(fill(fd, -1, &f), EBADF, "no source descriptor: EBADF");
+	req_init(&r, 0);
+	tap_errno(fill(fd, src, &r), EINVAL, "no pages: EINVAL");
+	req_init(&r, 0);
+	req_pages(&r, 0, 512);
+	r.f.nr_pages = 513;
+	tap_errno(fill(fd, src, &r), EINVAL, "513 pages: EINVAL");
+	req_init(&r, 0);
+	r.pages[0] = 5;
+	r.pages[1] = 5;
+	r.f.nr_pages = 2;
+	tap_errno(fill(fd, src, &r), EINVAL, "a page listed twice: EINVAL");
+	r.pages[1] = 4;
+	tap_errno(fill(fd, src, &r), EINVAL, "pages out of order: EINVAL");
+	req_init(&r, 0);
+	r.pages[0] = 1024;
+	r.pages[1] = 1025;
+	r.f.nr_pages = 2;
+	tap_errno(fill(fd, src, &r), EINVAL,
+		  "a listed page past the size: EINVAL");
+	r.pages[1] = 1ULL << 27;
+	tap_errno(fill(fd, src, &r), EINVAL, "past 512 GiB: EINVAL");
+	req_init(&r, 0);
+	req_pages(&r, 0, 2);
+	r.f.flags = MORSEL_FILL_CRC;
+	tap_errno(fill(fd, src, &r), EINVAL, "crc without runs: EINVAL");
+	req_run(&r, 1, 0);
+	tap_errno(fill(fd, src, &r), EINVAL,
+		  "runs that cover 1 of 2 pages: EINVAL");
+	req_init(&r, 0);
+	req_pages(&r, 0, 2);
+	req_run(&r, 0, 0);
+	req_run(&r, 2, 0);
+	tap_errno(fill(fd, src, &r), EINVAL, "a run of 0 pages: EINVAL");
+	req_init(&r, 0);
+	req_pages(&r, 0, 1);
+	r.f.nr_runs = 1;
+	tap_errno(fill(fd, src, &r), EINVAL, "runs without the flag: EINVAL");
+	req_init(&r, 0);
+	r.f.nr_pages = 1;
+	r.f.pages = 16;
+	tap_errno(fill(fd, src, &r), EFAULT, "a bad page list: EFAULT");
+	req_init(&r, 0);
+	req_pages(&r, 0, 1);
+	r.f.flags = MORSEL_FILL_CRC;
+	r.f.nr_runs = 1;
+	r.f.runs = 16;
+	tap_errno(fill(fd, src, &r), EFAULT, "a bad run list: EFAULT");
+	req_init(&r, -4096);
+	req_pages(&r, 0, 1);
+	tap_errno(fill(fd, src, &r), EINVAL, "a negative file offset: EINVAL");
+	req_init(&r, 0);
+	req_pages(&r, 0, 1);
+	tap_errno(fill(fd, -1, &r), EBADF, "no source descriptor: EBADF");
 	wo = open(SRC, O_WRONLY);
-	tap_errno(fill(fd, wo, &f), EBADF, "a write-only source: EBADF");
+	tap_errno(fill(fd, wo, &r), EBADF, "a write-only source: EBADF");
 	close(wo);
 	wo = open("/tmp", O_RDONLY | O_DIRECTORY);
-	ret = fill(fd, wo, &f) ? errno : 0;
-	tap_ok(ret == EISDIR || ret == EINVAL,
+	ret = fill(fd, wo, &r) ? errno : 0;
+	tap_ok(ret == EISDIR || ret == EINVAL || ret == EBADF,
 	       "a directory as source is refused (%s)", strerror(ret));
 	close(wo);
 	tap_errno(ioctl(fd, MORSEL_IOC_FILL, (void *)16), EFAULT,
@@ -242,19 +304,19 @@ static void bad_arguments(int src)
 
 		morsel_path("fill-d", path, sizeof(path));
 		ro = open(path, O_RDONLY);
-		tap_errno(fill(ro, src, &f), EBADF,
+		tap_errno(fill(ro, src, &r), EBADF,
 			  "an object open read-only: EBADF");
 		close(ro);
 	}
 	tap_ok(data_of(fd) == 0, "none of that filled anything");
 	tap_require(pwrite(fd, "x", 1, 0) == 1);
 	tap_require(morsel_freeze(fd) == 0);
-	window(&f, 0, 2, 0);
-	mark(&f, 1);
-	tap_errno(fill(fd, src, &f), EPERM, "a frozen object: EPERM");
+	req_init(&r, 0);
+	req_pages(&r, 1, 1);
+	tap_errno(fill(fd, src, &r), EPERM, "a frozen object: EPERM");
 	child = morsel_split(fd, NULL);
 	tap_require(child >= 0);
-	tap_errno(fill(child, src, &f), EINVAL,
+	tap_errno(fill(child, src, &r), EINVAL,
 		  "a copy-on-write child: EINVAL (a hole may hide the base)");
 	tap_ok(data_of(fd) == 1 && data_of(child) == 0,
 	       "neither changed");
@@ -265,20 +327,20 @@ static void bad_arguments(int src)
 
 static void sources(void)
 {
-	struct morsel_fill f;
 	int fd = obj("fill-e", 4 * MiB), other, dio;
+	struct req r;
 
 	/* Another morsel as the source, then the object itself. */
 	other = obj("fill-e2", 2 * MiB);
 	pattern(buf, 7);
 	tap_require(pwrite(other, buf, PG, 3 * PG) == PG);
-	window(&f, 0, 1, 3 * PG);
-	mark(&f, 0);
-	tap_ok(fill(fd, other, &f) == 0 && f.filled == 1 && page_is(fd, 0, 7),
-	       "a morsel as the source");
-	window(&f, 0, 2, 0);
-	mark(&f, 1);
-	tap_ok(fill(fd, fd, &f) == 0 && f.filled == 1 && page_is(fd, 1, 7),
+	req_init(&r, 3 * PG);
+	req_pages(&r, 0, 1);
+	tap_ok(fill(fd, other, &r) == 0 && r.f.filled == 1 &&
+	       page_is(fd, 0, 7), "a morsel as the source");
+	req_init(&r, 0);
+	req_pages(&r, 1, 1);
+	tap_ok(fill(fd, fd, &r) == 0 && r.f.filled == 1 && page_is(fd, 1, 7),
 	       "the object itself as the source (no lock held while reading)");
 	close(other);
 	rm("fill-e2");
@@ -286,11 +348,10 @@ static void sources(void)
 	if (dio < 0) {
 		tap_ok(1, "# SKIP O_DIRECT: %s on /tmp", strerror(errno));
 	} else {
-		window(&f, 2 * MiB, 512, 200 * PG);
-		memset(f.map, 0xff, sizeof(f.map));
-		f.flags = MORSEL_FILL_CRC;
-		f.crc = crc_of_source(200, 512);
-		tap_ok(fill(fd, dio, &f) == 0 && f.filled == 512 &&
+		req_init(&r, 200 * PG);
+		req_pages(&r, 512, 512);
+		req_run(&r, 512, crc_of_source(200, 512));
+		tap_ok(fill(fd, dio, &r) == 0 && r.f.filled == 512 &&
 		       page_is(fd, 512, 200) && page_is(fd, 1023, 711),
 		       "an O_DIRECT source");
 		close(dio);
@@ -308,14 +369,14 @@ static pthread_barrier_t start;
 
 static void *race(void *arg)
 {
-	struct racer *r = arg;
-	struct morsel_fill f;
+	struct racer *rc = arg;
+	static __thread struct req r;
 
 	pthread_barrier_wait(&start);
-	window(&f, 0, 512, 300 * PG);
-	memset(f.map, 0xff, sizeof(f.map));
-	r->ret = morsel_fill(r->fd, r->src, &f);
-	r->filled = f.filled;
+	req_init(&r, 300 * PG);
+	req_pages(&r, 0, 512);
+	rc->ret = morsel_fill(rc->fd, rc->src, &r.f);
+	rc->filled = r.f.filled;
 	return NULL;
 }
 
@@ -337,7 +398,7 @@ static void concurrent(int src)
 		     r[0].filled + r[1].filled == 512 && data_of(fd) == 512 &&
 		     page_is(fd, 0, 300) && page_is(fd, 511, 811);
 	}
-	tap_ok(ok, "two threads fill one window 20 times: each page "
+	tap_ok(ok, "two threads fill one range 20 times: each page "
 	       "filled once (%u + %u)", r[0].filled, r[1].filled);
 	pthread_barrier_destroy(&start);
 	close(fd);
@@ -347,29 +408,28 @@ static void concurrent(int src)
 static void mapped(int src)
 {
 	int fd = obj("fill-g", 2 * MiB);
-	struct morsel_fill f;
 	struct morsel_scan s;
 	uint64_t dirty[8];
 	volatile char *p;
+	struct req r;
 	char c;
 
 	p = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	c = p[0];		/* a read fault: page 0 is no hole now */
 	(void)c;
-	window(&f, 0, 2, 40 * PG);
-	mark(&f, 0);
-	mark(&f, 1);
-	tap_ok(fill(fd, src, &f) == 0 && f.filled == 1,
+	req_init(&r, 40 * PG);
+	req_pages(&r, 0, 2);
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 1,
 	       "a page faulted in through a mapping is not a hole");
 	pattern(buf, 41);
 	tap_ok(!memcmp((const char *)p + PG, buf, PG) && p[0] == 0,
 	       "the mapping sees the filled page at once, page 0 stays zero");
 	tap_require(morsel_scan(fd, 0, 2 * MiB, MORSEL_SCAN_CLEAN, 0, NULL,
 				NULL, dirty, &s) == 0);
-	window(&f, 0, 3, 42 * PG);
-	mark(&f, 2);
-	tap_require(fill(fd, src, &f) == 0 && f.filled == 1);
+	req_init(&r, 42 * PG);
+	req_pages(&r, 2, 1);
+	tap_require(fill(fd, src, &r) == 0 && r.f.filled == 1);
 	tap_require(morsel_scan(fd, 0, 2 * MiB, 0, 0, NULL, NULL, dirty,
 				&s) == 0);
 	tap_ok(s.dirty_pages == 1 && (dirty[0] & 4),
@@ -381,8 +441,8 @@ static void mapped(int src)
 
 static void quota(int src)
 {
-	struct morsel_fill f;
 	char path[64];
+	struct req r;
 	int fd;
 
 	mkdir(MNT, 0700);
@@ -393,13 +453,13 @@ static void quota(int src)
 	snprintf(path, sizeof(path), "%s/q", MNT);
 	fd = morsel_create(path, 4 * MiB, 0600);
 	tap_require(fd >= 0);
-	window(&f, 0, 512, 0);
-	memset(f.map, 0xff, sizeof(f.map));
-	tap_errno(fill(fd, src, &f), ENOSPC,
+	req_init(&r, 0);
+	req_pages(&r, 0, 512);
+	tap_errno(fill(fd, src, &r), ENOSPC,
 		  "2 MiB into a mount of size=1M: ENOSPC");
-	window(&f, 0, 256, 0);
-	memset(f.map, 0xff, 32);
-	tap_ok(fill(fd, src, &f) == 0 && f.filled == 256,
+	req_init(&r, 0);
+	req_pages(&r, 0, 256);
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 256,
 	       "and nothing was held back by it: 1 MiB still fits");
 	close(fd);
 	unlink(path);
@@ -411,11 +471,11 @@ int main(void)
 {
 	int src;
 
-	tap_plan(41);
+	tap_plan(49);
 	src = make_source();
 	tap_require(src >= 0, "source file");
 	whole_window(src);
-	scatter_and_keep(src);
+	scattered(src);
 	refused_data(src);
 	bad_arguments(src);
 	sources();

@@ -202,49 +202,61 @@ struct morsel_scan {
 };
 
 /* MORSEL_IOC_FILL */
-#define MORSEL_FILL_CRC		(1U << 0)	/* refuse unless @crc matches */
+#define MORSEL_FILL_CRC		(1U << 0)	/* check every run's crc */
 #define MORSEL_FILL_FLAGS	(MORSEL_FILL_CRC)
-#define MORSEL_FILL_MAX_PAGES	512		/* one window: 2 MiB */
+#define MORSEL_FILL_MAX_PAGES	512		/* 2 MiB per call */
+
+/* One run of consecutive pages of the file, with its crc32c. */
+struct morsel_fill_run {
+	__u32 nr_pages;
+	__u32 crc;
+};
 
 /**
  * struct morsel_fill - fill holes with a file's bytes (MORSEL_IOC_FILL)
  * @argsz:       in: sizeof(struct morsel_fill)
  * @flags:       in: MORSEL_FILL_*
  * @fd:          in: a file open for reading: the data source
- * @nr_pages:    in: pages in the window, 1..MORSEL_FILL_MAX_PAGES
- * @offset:      in: object offset of the window, page aligned
- * @file_offset: in: where the data starts in @fd
- * @map:         in: page i of the window is filled when bit i (bit i % 64
- *               of map[i / 64]) is set; at least one bit, none past
- *               @nr_pages, every marked page inside the object's size
- * @crc:         in: with MORSEL_FILL_CRC, the expected crc32c (the usual
- *               one: ~0 in and out) of the bytes read; out: their crc32c
+ * @nr_pages:    in: pages to read, 1..MORSEL_FILL_MAX_PAGES
+ * @file_offset: in: where they start in @fd (consecutive in the file)
+ * @pages:       in: user address of @nr_pages __u64 page indices of the
+ *               object (byte offset / 4096), strictly increasing, each
+ *               inside the object's size: where the pages go, in order
+ * @runs:        in: with MORSEL_FILL_CRC, user address of @nr_runs
+ *               struct morsel_fill_run, whose nr_pages (each >= 1) add up
+ *               to @nr_pages; else 0
+ * @nr_runs:     in: with MORSEL_FILL_CRC, 1..@nr_pages; else 0
  * @filled:      out: pages put into holes
  * @read:        out: bytes read from @fd
+ * @bad_run:     out: with EBADMSG, the first run whose crc differs
+ * @crc:         out: with EBADMSG, that run's crc32c as read; else the
+ *               crc32c (the usual one: ~0 in and out) of all bytes read
  * @reserved:    must be 0
  *
- * Reads popcount(@map) pages from @fd at @file_offset into new frames and
- * puts them, in order, at the marked pages of the window that are holes;
- * a marked page that is not a hole when the data is ready keeps what it
- * has (@filled says how many were holes).  With @fd opened O_DIRECT the
- * device writes the new frames directly: no page cache, no copy, no
- * zeroing.  The object's file must be open for writing (EBADF); frozen
- * objects (EPERM) and copy-on-write children (EINVAL: use write()) are
- * refused.  Nothing is installed when the file ends early (ENODATA, @read
- * says where) or, with MORSEL_FILL_CRC, when the crc differs (EBADMSG,
- * @crc says what was read).  Frames are charged like any other.
+ * Reads @nr_pages pages from @fd at @file_offset into new frames and puts
+ * each at its page of @pages if that page is a hole; a page that is not a
+ * hole when the data is ready keeps what it has (@filled says how many
+ * were holes).  With @fd opened O_DIRECT the device writes the new frames
+ * directly: no page cache, no copy, no zeroing.  The object's file must
+ * be open for writing (EBADF); frozen objects (EPERM) and copy-on-write
+ * children (EINVAL: use write()) are refused.  Nothing is installed when
+ * the file ends early (ENODATA, @read says where) or, with
+ * MORSEL_FILL_CRC, when a run's crc differs (EBADMSG).  Frames are
+ * charged like any other.
  */
 struct morsel_fill {
 	__u32 argsz;
 	__u32 flags;
 	__s32 fd;
 	__u32 nr_pages;
-	__u64 offset;
 	__u64 file_offset;
-	__u64 map[MORSEL_FILL_MAX_PAGES / 64];
-	__u32 crc;
+	__u64 pages;
+	__u64 runs;
+	__u32 nr_runs;
 	__u32 filled;
 	__u64 read;
+	__u32 bad_run;
+	__u32 crc;
 	__u64 reserved[4];
 };
 
