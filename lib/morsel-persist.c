@@ -1783,7 +1783,11 @@ static int load_batch(void *ctx, const struct mimg_reader *r, uint64_t first,
 	f.runs = (uintptr_t)runs;
 	f.nr_runs = nr;
 	ret = morsel_fill(c->fd, r->fd, &f);
-	if (ret == -ENOTTY)	/* a module without it */
+	/*
+	 * A module without it, or a file system whose direct I/O refuses
+	 * reading into kernel pages: the usual way, which checks the same.
+	 */
+	if (ret == -ENOTTY || ret == -EINVAL || ret == -EOPNOTSUPP)
 		return 0;
 	*failed = first;
 	if (ret == -EBADMSG && f.bad_run < nr) {
