@@ -68,8 +68,13 @@ static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
 }
 
-static vm_fault_t link_result(int err)
+static vm_fault_t link_result(struct morsel *m, int err)
 {
+	if (err == -EBUSY) {	/* a leaf is being replaced: wait for it */
+		down_read(&m->replace_sem);
+		up_read(&m->replace_sem);
+		return VM_FAULT_NOPAGE;
+	}
 	if (!err || err == -EAGAIN)	/* -EAGAIN: the access faults again */
 		return VM_FAULT_NOPAGE;
 	if (err == -EEXIST)
@@ -131,7 +136,7 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 	table = morsel_pmd_table(m, off, true);
 	if (!table)
 		return VM_FAULT_OOM;
-	return link_result(morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
+	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
 				       ALIGN_DOWN(vmf->address, PUD_SIZE),
 				       table));
 }
@@ -157,7 +162,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		table = morsel_ro_pte_table(m, off);
 	if (!table)
 		return VM_FAULT_OOM;
-	return link_result(morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
+	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
 				       ALIGN_DOWN(vmf->address, PMD_SIZE),
 				       table));
 }

@@ -127,7 +127,7 @@ static ssize_t read_into_frames(struct file *src, struct fill_frames *f,
 	while (iov_iter_count(&iter)) {
 		n = vfs_iter_read(src, &iter, &pos, 0);
 		if (n < 0)
-			return done ? done : n;
+			return n;	/* an error, not a short file */
 		if (!n)
 			break;
 		done += n;

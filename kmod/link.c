@@ -317,6 +317,16 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		err = -EAGAIN;
 		goto out;
 	}
+	/*
+	 * A leaf of @m is being replaced (replace_leaf()): its invalidation
+	 * may have passed this mm already and would not flush a link made
+	 * now.  Its notifier takes this lock after making leaf_gen odd, so
+	 * an even value here means the notifier will still find this link.
+	 */
+	if (atomic_read(&m->leaf_gen) & 1) {
+		err = -EBUSY;
+		goto out;
+	}
 	if (level == MORSEL_LINK_PUD) {
 		pud_t *pud = entry;
 

@@ -566,8 +566,18 @@ static struct page *served_frame(struct morsel *m, pte_t *ptep, pte_t pte,
 /*
  * Make leaf *@ptep of page @index map @page (a frame of ours, or the zero
  * page) if it still is @old; was it?  Replacing a present leaf is
- * replace_leaf()'s.
+ * replace_leaf()'s.  While one runs in a child (leaf_gen odd), its leaf
+ * may read none between the zap and the copy: nobody else may fill that
+ * "hole", so no other task fills any then; it waits (read_leaf()).  The
+ * zap takes this lock after leaf_gen went odd, so the test holds.
  */
+static bool filling_blocked(struct morsel *m, pte_t old)
+{
+	return m->parent && !pte_present(old) &&
+	       (atomic_read(&m->leaf_gen) & 1) &&
+	       READ_ONCE(m->repl.task) != current;
+}
+
 static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 			 pte_t old, struct page *page)
 {
@@ -577,7 +587,7 @@ static bool install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	pte_t *twin;
 
 	spin_lock(ptl);
-	if (same_frame(ptep_get(ptep), old)) {
+	if (same_frame(ptep_get(ptep), old) && !filling_blocked(m, old)) {
 		/* morsel_leaf() reads m->frozen under the lock: see freeze */
 		set_pte(ptep, zero ? zero_leaf() : morsel_leaf(m, page));
 		twin = twin_of(m, index);
@@ -649,11 +659,11 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	atomic_inc(&m->leaf_gen);	/* odd */
 	smp_mb__after_atomic();		/* pairs with fault_one_page() */
 	unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
-	WRITE_ONCE(m->repl.task, NULL);
 	/* Zapped through a link (none), or nobody linked it (still @old). */
 	now = ptep_get(ptep);
 	replaced = install_leaf(m, ptep, index, pte_none(now) ? now : old,
 				page);
+	WRITE_ONCE(m->repl.task, NULL);
 	smp_mb__before_atomic();	/* the new leaf before the even value */
 	atomic_inc(&m->leaf_gen);	/* even */
 out:

@@ -8,8 +8,9 @@
  * with pread(), through a second mapping that is linked, through a third
  * one that maps page by page (unaligned, so it cannot link), look for
  * holes with SEEK_HOLE, and scan with MORSEL_IOC_SCAN.  None may ever see
- * zeros instead of the base's data, a hole, or a page missing; every page
- * is copied once; the totals come back.
+ * zeros instead of the base's data, a hole, or a page missing; afterwards
+ * the readers' mappings (linked while copies ran) show every store; every
+ * page is copied once; the totals come back.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -26,6 +27,7 @@ static uint64_t *writer_map, *reader_map;
 static volatile char *paged_map;	/* starts one page in: no links */
 static atomic_int stop;
 static atomic_long bad_pread, bad_map, bad_paged, bad_seek, bad_scan;
+static atomic_long bad_stale;
 
 /* Words 1.. of a page: the base's, whether or not the copy is done. */
 static int rest_ok(const volatile uint64_t *w, unsigned long off)
@@ -59,6 +61,8 @@ static void *preader(void *arg)
 
 static void *map_reader(void *arg)
 {
+	const volatile uint64_t *w;
+
 	(void)arg;
 	while (!atomic_load(&stop))
 		for (unsigned long i = 0; i < PAGES; i += 5) {
@@ -68,6 +72,17 @@ static void *map_reader(void *arg)
 					  (paged_map + (i - 1) * PG), i * PG))
 				atomic_fetch_add(&bad_paged, 1);
 		}
+	/*
+	 * Links this thread made while copies ran must not keep an old
+	 * frame in its TLB: every store must show here now.
+	 */
+	for (unsigned long i = 0; i < PAGES; i++) {
+		if (reader_map[i * PG / 8] != word(2, i * PG))
+			atomic_fetch_add(&bad_stale, 1);
+		w = (const volatile uint64_t *)(paged_map + (i - 1) * PG);
+		if (i && w[0] != word(2, i * PG))
+			atomic_fetch_add(&bad_stale, 1);
+	}
 	return NULL;
 }
 
@@ -98,7 +113,7 @@ int main(void)
 	struct morsel_stat st;
 
 	watchdog(240);
-	tap_plan(8);
+	tap_plan(9);
 	unlink(BASE);
 	totals(base_totals);
 	base = mkbase(BASE, PAGES);
@@ -148,6 +163,9 @@ int main(void)
 	tap_ok(!atomic_load(&bad_paged),
 	       "a page-by-page mapping never did (%ld bad)",
 	       atomic_load(&bad_paged));
+	tap_ok(!atomic_load(&bad_stale),
+	       "after the copies, both read mappings see every store (%ld stale)",
+	       atomic_load(&bad_stale));
 	tap_ok(!atomic_load(&bad_seek),
 	       "SEEK_HOLE never found a hole (%ld bad)",
 	       atomic_load(&bad_seek));
