@@ -780,6 +780,9 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 
 	down_read(&m->lock);
 	end = min_t(pgoff_t, end, i_size_read(&m->vfs_inode) >> PAGE_SHIFT);
+	/* A frozen object gets no new frames: its holes read as zero. */
+	if (READ_ONCE(m->frozen))
+		end = first;
 	for (; first < end; first++) {
 		page = morsel_frame(m, first, MORSEL_POPULATE);
 		if (IS_ERR(page)) {

@@ -182,6 +182,21 @@ static void populate(void)
 		tap_ok(f == 0, "  reading them: %ld faults (sum %lu)", f, sum);
 	}
 	munmap(p, 4 * MiB);
+	/* Frozen: holes stay holes (they read as the zero page). */
+	{
+		struct morsel_freeze fz = { .argsz = sizeof(fz) };
+		unsigned long long data = mstat(fd).data_pages;
+
+		tap_require(ioctl(fd, MORSEL_IOC_FREEZE, &fz) == 0);
+		p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		tap_require(p != MAP_FAILED);
+		r = emap(fd, p, size, MORSEL_MAP_POPULATE, &m);
+		tap_ok(r == 0 && mstat(fd).data_pages == data && p[0] == 0,
+		       "MORSEL_MAP_POPULATE of a frozen object allocates "
+		       "nothing (data pages %llu, was %llu)",
+		       (unsigned long long)mstat(fd).data_pages, data);
+		munmap(p, size);
+	}
 	close(fd);
 	unlink(PATH);
 }
@@ -275,7 +290,7 @@ static void errors(void)
 
 int main(void)
 {
-	tap_plan(5 + 3 + 5 + 20);
+	tap_plan(5 + 3 + 6 + 20);
 	full_64m();
 	sparse_big();
 	populate();
