@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mount.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include "libmorsel.h"
@@ -560,10 +561,49 @@ static void damage(void)
 	rm("dmg");
 }
 
+/*
+ * ramfs has no O_DIRECT: saves and loads fall back to the page cache
+ * (and FILL reads the image through it).  Same results.
+ */
+static void without_direct_io(void)
+{
+	const char *dir = "/tmp/img-ramfs", *img = "/tmp/img-ramfs/r.img";
+	const char *imgs[] = { img };
+	struct mimg_header h;
+	int fd, back, dio;
+
+	mkdir(dir, 0700);
+	if (mount("none", dir, "ramfs", 0, NULL)) {
+		tap_ok(0, "mount ramfs: %s", strerror(errno));
+		return;
+	}
+	fd = create("nodio", 64 * MiB);
+	for (unsigned long i = 0; i < 16384; i += 3)
+		put(fd, i, 21);
+	punch(fd, 600, 40);
+	dio = open(dir, O_RDONLY | O_DIRECT | O_TMPFILE, 0600);
+	tap_ok(dio < 0, "ramfs refuses O_DIRECT (%s)",
+	       dio < 0 ? strerror(errno) : "accepted");
+	if (dio >= 0)
+		close(dio);
+	tap_ok(save(fd, img, NULL, &h) == 0, "a save to ramfs works");
+	back = load(imgs, 1, "nodio-back", -1, 0, NULL);
+	tap_ok(back >= 0 && same(fd, back),
+	       "and loads back equal through the page cache");
+	if (back >= 0)
+		close(back);
+	rm("nodio-back");
+	close(fd);
+	rm("nodio");
+	unlink(img);
+	umount(dir);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	mkdir(DIR_, 0700);
-	tap_plan(53);
+	tap_plan(56);
 	round_trips();
 	ranges();
 	increments();
@@ -571,5 +611,6 @@ int main(void)
 	resized_chain();
 	under_writes();
 	damage();
+	without_direct_io();
 	return tap_done();
 }
