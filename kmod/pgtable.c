@@ -919,7 +919,11 @@ static int punch_leaves(struct morsel *m, pgoff_t first, pgoff_t end)
 	return err;
 }
 
-/* In a child, no replacement may put a frame back into a punched hole. */
+/*
+ * In a child: keep replacements (replace_leaf()) out, to read leaves that
+ * are never none for a moment (shared), or so that none can put a frame
+ * back into a hole being punched (@exclusive).  Nothing in other objects.
+ */
 static void wait_replacements(struct morsel *m, bool exclusive)
 {
 	if (!m->parent)

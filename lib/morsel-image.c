@@ -941,8 +941,8 @@ void mimg_close(struct mimg_reader *r)
 	r->records = NULL;
 }
 
-static int data_crc_error(struct mimg_error *err, uint64_t i,
-			  const struct mimg_record *rec, uint32_t computed)
+int mimg_data_crc_error(struct mimg_error *err, uint64_t i,
+			const struct mimg_record *rec, uint32_t computed)
 {
 	return mimg_set_error(err, -EBADMSG, rec->data_offset, "data of record %llu "
 		    "(pages at offset %llu..%llu): crc32c mismatch (stored "
@@ -979,7 +979,7 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 			    (ull)i);
 	crc = mimg_crc32c(0, buf, len);
 	if (crc != rec->data_crc)
-		return data_crc_error(err, i, rec, crc);
+		return mimg_data_crc_error(err, i, rec, crc);
 	return 0;
 }
 
@@ -1053,9 +1053,8 @@ int mimg_verify(const struct mimg_reader *r,
 			left -= t;
 			if (!left) {
 				if (crc != r->records[i].data_crc) {
-					ret = data_crc_error(err, i,
-							     &r->records[i],
-							     crc);
+					ret = mimg_data_crc_error(
+						err, i, &r->records[i], crc);
 					goto out;
 				}
 				i++;

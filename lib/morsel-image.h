@@ -161,6 +161,13 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 		   struct mimg_error *err);
 
 /*
+ * Report that the data of record @i (@rec) read as crc32c @computed, not
+ * its data_crc: -EBADMSG at the record's data offset.
+ */
+int mimg_data_crc_error(struct mimg_error *err, uint64_t i,
+			const struct mimg_record *rec, uint32_t computed);
+
+/*
  * Check every data run of the image; @progress (may be NULL) is called
  * with bytes checked so far and the total.
  */

@@ -1245,17 +1245,6 @@ struct window {
 	uint64_t end;			/* where the batch's data ends */
 };
 
-static int crc_mismatch(struct mimg_error *err, uint64_t i,
-			const struct mimg_record *rec, uint32_t crc)
-{
-	return mimg_set_error(err, -EBADMSG, rec->data_offset, "data of "
-			      "record %llu (pages at offset %llu): crc32c "
-			      "mismatch (stored 0x%08x, computed 0x%08x)",
-			      (unsigned long long)i,
-			      (unsigned long long)(rec->span * MIMG_SPAN_SIZE),
-			      rec->data_crc, crc);
-}
-
 static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 		       struct window *win, struct mimg_error *err)
 {
@@ -1292,7 +1281,7 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 	memcpy(dst, win->buf + (off - win->at), n);
 	crc = mimg_crc32c(0, dst, n);
 	if (crc != rec->data_crc)
-		return crc_mismatch(err, i, rec, crc);
+		return mimg_data_crc_error(err, i, rec, crc);
 	return 0;
 }
 
@@ -1792,7 +1781,8 @@ static int load_batch(void *ctx, const struct mimg_reader *r, uint64_t first,
 	*failed = first;
 	if (ret == -EBADMSG && f.bad_run < nr) {
 		*failed = first + f.bad_run;
-		return crc_mismatch(err, *failed, &r->records[*failed], f.crc);
+		return mimg_data_crc_error(err, *failed,
+					   &r->records[*failed], f.crc);
 	}
 	if (ret == -ENODATA) {
 		at = f.file_offset + f.read;
