@@ -1298,40 +1298,63 @@ loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 	return off;
 }
 
+/* Add one word of scan bits (@word of the batch's bitmaps) to @b. */
+static void add_scan_word(struct morsel_scan_batch *b, unsigned long word,
+			  unsigned long present, unsigned long owned,
+			  unsigned long dirty)
+{
+	b->present[word] |= present;
+	b->owned[word] |= owned;
+	b->dirty[word] |= dirty;
+	b->present_pages += hweight_long(present);
+	b->dirty_pages += hweight_long(dirty);
+}
+
 /*
  * Leaves of pages [@first, @end) of one PTE table into @b (bit 0 is page
  * @origin).  @theirs is the parent's table of the same chunk, or NULL: a
  * leaf equal to the parent's is borrowed (a whole borrowed table is the
- * parent's table itself, where every leaf is).
+ * parent's table itself, where every leaf is).  The bits of a word are
+ * gathered in registers: an incremental save scans every leaf of the
+ * object, and under emulation each memory access counts.
  */
 static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
 			pgoff_t end, pgoff_t origin, bool clean,
 			struct morsel_scan_batch *b)
 {
+	unsigned long zero = my_zero_pfn(0), present, owned, dirty, mask;
 	spinlock_t *ptl = table_lock(table);
-	unsigned long bit;
+	pgoff_t i, stop;
 	pte_t *ptep;
-	pgoff_t i;
 	pte_t pte;
 
 	spin_lock(ptl);
-	for (i = first; i < end; i++) {
+	for (i = first; i < end; ) {
+		/* The pages of one word of the batch's bitmaps. */
+		stop = min(end, i + BITS_PER_LONG - (i - origin) % BITS_PER_LONG);
+		mask = BIT((i - origin) % BITS_PER_LONG);
+		present = 0;
+		owned = 0;
+		dirty = 0;
 		ptep = table + (i & (PTRS_PER_PTE - 1));
-		pte = ptep_get(ptep);
-		if (!leaf_has_data(pte))
-			continue;
-		bit = i - origin;
-		__set_bit(bit, b->present);
-		b->present_pages++;
-		if (theirs && same_frame(ptep_get(theirs +
-						  (i & (PTRS_PER_PTE - 1))), pte))
-			continue;
-		__set_bit(bit, b->owned);
-		if (clean ? clean_leaf(ptep) : leaf_dirty(pte)) {
-			__set_bit(bit, b->dirty);
-			b->dirty_pages++;
-			b->cleaned |= clean;
+		for (; i < stop; i++, ptep++, mask <<= 1) {
+			pte = ptep_get(ptep);
+			if (!pte_present(pte) || pte_pfn(pte) == zero)
+				continue;
+			present |= mask;
+			if (theirs &&
+			    same_frame(ptep_get(theirs + (ptep - table)), pte))
+				continue;
+			owned |= mask;
+			if (!leaf_dirty(pte))
+				continue;
+			if (clean ? clean_leaf(ptep) : true) {
+				dirty |= mask;
+				b->cleaned |= clean;
+			}
 		}
+		add_scan_word(b, (stop - 1 - origin) / BITS_PER_LONG, present,
+			      owned, dirty);
 	}
 	spin_unlock(ptl);
 }
