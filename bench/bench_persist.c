@@ -48,6 +48,7 @@ extern char **environ;
 static const char *dir = "/mnt/disk";
 static const char *gnu = "/test/files/gnu";
 static int reps = 3;
+static const char *only;	/* --only dense|sparse|incremental */
 
 static double now_us(void)
 {
@@ -346,17 +347,23 @@ int main(int argc, char **argv)
 			dir = argv[++i];
 		else if (!strcmp(argv[i], "--gnu") && i + 1 < argc)
 			gnu = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
 		else {
 			fprintf(stderr, "usage: bench_persist [--reps N] "
-				"[--dir DIR] [--gnu DIR]\n");
+				"[--dir DIR] [--gnu DIR] "
+				"[--only dense|sparse|incremental]\n");
 			return 2;
 		}
 	}
 	if (reps < 1 || reps > 16)
 		reps = 3;
 	setenv("MORSEL_DIR", "/dev/morsel", 0);
-	bench_case(1 * GiB, 1);
-	bench_case(64 * GiB, 0);
-	bench_incremental();
+	if (!only || !strcmp(only, "dense"))
+		bench_case(1 * GiB, 1);
+	if (!only || !strcmp(only, "sparse"))
+		bench_case(64 * GiB, 0);
+	if (!only || !strcmp(only, "incremental"))
+		bench_incremental();
 	return 0;
 }
