@@ -455,34 +455,49 @@ static int writer_add(struct writer *w, uint64_t span,
 	return 0;
 }
 
+/* Let the writer thread end (writer_close() joins it). */
+static void writer_stop(struct writer *w)
+{
+	if (!w->thr_ok)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
 static int writer_commit(struct writer *w, struct mimg_header *out,
 			 struct mimg_error *err)
 {
 	uint64_t ilen = w->h.nr_records * MIMG_RECORD_SIZE;
-	int ret;
+	int ret, wret;
 
 	ret = writer_flush(w, err);
-	if (!ret) {
-		ret = writer_wait(w);
-		if (ret)
-			return mimg_set_error(err, ret, 0, "writing %s: %s",
-					      w->tmp, strerror(-ret));
-	}
-	if (ret)
-		return ret;
-	if (w->next != w->h.nr_records)
-		return mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu records",
+	if (!ret && w->next != w->h.nr_records)
+		ret = mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu records",
 			    (unsigned long long)w->next,
 			    (unsigned long long)w->h.nr_records);
-	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
-	if (w->full)
-		w->h.content_fingerprint = w->fp;
-	mimg_encode_header(&w->h, w->meta);
-	/* Like the data, straight to the disk: fsync() then only commits. */
-	ret = write_batch(w, w->meta, w->h.data_offset, 0);
+	if (!ret) {
+		w->h.index_crc = mimg_crc32c(0, w->index, ilen);
+		if (w->full)
+			w->h.content_fingerprint = w->fp;
+		mimg_encode_header(&w->h, w->meta);
+		/*
+		 * Like the data, straight to the disk (fsync() then only
+		 * commits), and while the writer thread writes the last batch.
+		 */
+		ret = write_batch(w, w->meta, w->h.data_offset, 0);
+		if (ret)
+			mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
+				       strerror(-ret));
+	}
+	wret = writer_wait(w);
+	writer_stop(w);		/* it ends while we sync */
+	if (!ret && wret)
+		ret = mimg_set_error(err, wret, 0, "writing %s: %s", w->tmp,
+				     strerror(-wret));
 	if (ret)
-		return mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
-			    strerror(-ret));
+		return ret;
 	/* Size exactly: a re-used tmp name must not keep a longer tail. */
 	if (ftruncate(w->fd, (off_t)w->pos) || fsync(w->fd))
 		return mimg_set_error(err, -errno, 0, "syncing %s: %s", w->tmp,
@@ -505,10 +520,7 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 static void writer_close(struct writer *w)
 {
 	if (w->thr_ok) {
-		pthread_mutex_lock(&w->mu);
-		w->quit = true;
-		pthread_cond_broadcast(&w->cv);
-		pthread_mutex_unlock(&w->mu);
+		writer_stop(w);
 		pthread_join(w->thr, NULL);
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
@@ -815,56 +827,95 @@ static bool ids_equal(const uint8_t *a, const uint8_t *b)
 	return !memcmp(a, b, 16);
 }
 
+/* pread() of up to @len bytes at @off; bytes read, or -errno. */
+static ssize_t pread_upto(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (uint8_t *)buf + done, len - done,
+			  (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* read_header() reads this much at once: the index of a 2.6 GiB object. */
+#define HEAD_READ	(256u << 10)
+
 /*
  * The header of the image at @path, checked (magic, crc, fields, file
  * size), and the crc of its index.  An increment needs no more of its
  * parent; the records and the data are checked when the chain is loaded
- * or verified.
+ * or verified.  One read for both where the index is not large: the
+ * image was written past the page cache, so each read goes to the disk.
  */
 static int read_header(const char *path, struct mimg_header *h,
 		       struct mimg_error *err)
 {
-	uint8_t block[MIMG_HEADER_SIZE], *index = NULL;
-	uint64_t ilen = 0;
+	uint64_t ilen = 0, have = 0;
+	uint8_t *buf = NULL;
 	struct stat st;
 	ssize_t n = 0;
-	int fd, ret;
+	int fd, ret = 0;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return mimg_set_error(err, -errno, 0, "%s: %s", path,
 				      strerror(errno));
-	if (fstat(fd, &st)) {
+	if (fstat(fd, &st))
 		ret = mimg_set_error(err, -errno, 0, "%s: %s", path,
 				     strerror(errno));
-	} else {
-		do {
-			n = pread(fd, block, sizeof(block), 0);
-		} while (n < 0 && errno == EINTR);
+	if (!ret) {
+		have = (uint64_t)st.st_size < HEAD_READ ?
+		       (uint64_t)st.st_size : HEAD_READ;
+		buf = malloc(have > MIMG_HEADER_SIZE ? have : MIMG_HEADER_SIZE);
+		if (!buf)
+			ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
+	}
+	if (!ret) {
+		n = pread_upto(fd, buf, have, 0);
 		if (n < 0)
-			ret = mimg_set_error(err, -errno, 0, "%s: %s", path,
-					     strerror(errno));
-		else if (n < (ssize_t)sizeof(block))
+			ret = mimg_set_error(err, (int)n, 0, "%s: %s", path,
+					     strerror((int)-n));
+		else if (n < (ssize_t)MIMG_HEADER_SIZE)
 			ret = mimg_set_error(err, -EINVAL, (uint64_t)n, "%s: "
 					     "not a morsel image (%zd bytes)",
 					     path, n);
-		else if ((ret = mimg_decode_header(block, (uint64_t)st.st_size,
+		else if ((ret = mimg_decode_header(buf, (uint64_t)st.st_size,
 						   h, err)))
 			prefix_error(err, path);
+		have = n > 0 ? (uint64_t)n : 0;
 	}
 	if (!ret) {
+		uint64_t need = MIMG_HEADER_SIZE +
+				h->nr_records * MIMG_RECORD_SIZE;
+		uint8_t *more = need > have ? realloc(buf, need) : buf;
+
 		ilen = h->nr_records * MIMG_RECORD_SIZE;
-		index = malloc(ilen ? ilen : 1);
-		if (!index)
+		if (!more) {
 			ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
-		else
-			n = pread(fd, index, ilen, MIMG_HEADER_SIZE);
+		} else {
+			buf = more;
+			n = need > have ? pread_upto(fd, buf + have,
+						     need - have, have) : 0;
+			if (n != (ssize_t)(need > have ? need - have : 0) ||
+			    mimg_crc32c(0, buf + MIMG_HEADER_SIZE, ilen) !=
+			    h->index_crc)
+				ret = mimg_set_error(err, -EBADMSG,
+						     MIMG_HEADER_SIZE, "%s: the "
+						     "index is damaged (crc32c "
+						     "mismatch)", path);
+		}
 	}
-	if (!ret && (n != (ssize_t)ilen ||
-		     mimg_crc32c(0, index, ilen) != h->index_crc))
-		ret = mimg_set_error(err, -EBADMSG, MIMG_HEADER_SIZE, "%s: the "
-				     "index is damaged (crc32c mismatch)", path);
-	free(index);
+	free(buf);
 	close(fd);
 	return ret;
 }
@@ -1028,6 +1079,8 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	ctx.err = err;
 	ret = walk_spans(r.first, r.npages, r.present, stored, save_span,
 			 &ctx, o ? &o->progress : NULL, total * PAGE);
+	if (!ret)	/* the last batch is written while we unmap */
+		ret = writer_flush(&w, err);
 	source_close(&ctx.src, length);
 	if (!ret)
 		ret = writer_commit(&w, out, err);
