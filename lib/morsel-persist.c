@@ -264,7 +264,27 @@ struct writer {
 	uint64_t job_len, job_at;
 	bool job_pending, quit;
 	int job_err;		/* first write error, -errno */
+	/*
+	 * Saves add records with writer_defer(): their data is in the batch,
+	 * their crc32c not computed yet.  @pend[i] becomes record
+	 * @pend_first + i; writer_settle() computes the crcs (part of them
+	 * on the crc thread, a second CPU: under emulation the crc is most
+	 * of a save) and encodes the records, before the batch is written.
+	 */
+	struct mimg_record *pend;
+	const uint8_t **pend_data;
+	unsigned int npend;
+	uint64_t pend_first;
+	/* The crc thread: crcs of pend[c_first, c_end) while c_pending. */
+	pthread_t crc_thr;
+	bool crc_ok;
+	pthread_mutex_t cmu;	/* protects the c_ fields */
+	pthread_cond_t ccv;
+	unsigned int c_first, c_end;
+	bool c_pending, c_quit;
 };
+
+#define PEND_MAX	512	/* records with data in a batch: at most 512 */
 
 /*
  * Write one batch of data at @at: with O_DIRECT if we can (a file system
@@ -331,6 +351,108 @@ static int writer_wait(struct writer *w)
 	return ret;
 }
 
+/* The crcs of pending records [@first, @end). */
+static void crc_pending(struct writer *w, unsigned int first, unsigned int end)
+{
+	struct mimg_record *r;
+
+	for (; first < end; first++) {
+		r = &w->pend[first];
+		r->data_crc = r->nr_stored ?
+			      mimg_crc32c(0, w->pend_data[first],
+					  (size_t)r->nr_stored * PAGE) : 0;
+	}
+}
+
+static void *crc_thread(void *arg)
+{
+	struct writer *w = arg;
+	unsigned int first, end;
+
+	pthread_mutex_lock(&w->cmu);
+	for (;;) {
+		while (!w->c_pending && !w->c_quit)
+			pthread_cond_wait(&w->ccv, &w->cmu);
+		if (!w->c_pending)
+			break;
+		first = w->c_first;
+		end = w->c_end;
+		pthread_mutex_unlock(&w->cmu);
+		crc_pending(w, first, end);
+		pthread_mutex_lock(&w->cmu);
+		w->c_pending = false;
+		pthread_cond_broadcast(&w->ccv);
+	}
+	pthread_mutex_unlock(&w->cmu);
+	return NULL;
+}
+
+/*
+ * Make @w ready for writer_defer(); with a crc thread if @bytes of data
+ * are to come and there is a second CPU for it.
+ */
+static int writer_defer_init(struct writer *w, uint64_t bytes,
+			     struct mimg_error *err)
+{
+	w->pend = calloc(PEND_MAX, sizeof(*w->pend));
+	w->pend_data = calloc(PEND_MAX, sizeof(*w->pend_data));
+	if (!w->pend || !w->pend_data)
+		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
+	if (bytes < BATCH_BYTES || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return 0;
+	pthread_mutex_init(&w->cmu, NULL);
+	pthread_cond_init(&w->ccv, NULL);
+	w->crc_ok = !pthread_create(&w->crc_thr, NULL, crc_thread, w);
+	if (!w->crc_ok) {
+		pthread_mutex_destroy(&w->cmu);
+		pthread_cond_destroy(&w->ccv);
+	}
+	return 0;
+}
+
+/*
+ * Checksum and encode the pending records: the later ones (about half
+ * the bytes) on the crc thread, the others here.
+ */
+static void writer_settle(struct writer *w)
+{
+	uint64_t bytes = 0, half = 0;
+	unsigned int i, split = w->npend;
+
+	if (!w->npend)
+		return;
+	if (w->crc_ok) {
+		for (i = 0; i < w->npend; i++)
+			bytes += w->pend[i].nr_stored;
+		for (split = 0; split < w->npend && half * 2 < bytes; split++)
+			half += w->pend[split].nr_stored;
+	}
+	if (split < w->npend) {
+		pthread_mutex_lock(&w->cmu);
+		w->c_first = split;
+		w->c_end = w->npend;
+		w->c_pending = true;
+		pthread_cond_broadcast(&w->ccv);
+		pthread_mutex_unlock(&w->cmu);
+	}
+	crc_pending(w, 0, split);
+	if (split < w->npend) {
+		pthread_mutex_lock(&w->cmu);
+		while (w->c_pending)
+			pthread_cond_wait(&w->ccv, &w->cmu);
+		pthread_mutex_unlock(&w->cmu);
+	}
+	for (i = 0; i < w->npend; i++) {
+		mimg_encode_record(&w->pend[i], w->index +
+				   (w->pend_first + i) * MIMG_RECORD_SIZE);
+		if (w->full)
+			w->fp = mimg_fingerprint_add(w->fp, w->pend[i].span,
+						     w->pend[i].present,
+						     w->pend[i].data_crc);
+	}
+	w->npend = 0;
+}
+
 static int writer_open(struct writer *w, const char *path,
 		       const struct mimg_header *h, struct mimg_error *err)
 {
@@ -389,6 +511,7 @@ static int writer_flush(struct writer *w, struct mimg_error *err)
 	uint64_t at = w->pos - w->batch_len;
 	int ret;
 
+	writer_settle(w);	/* the index before the batch can go */
 	if (!w->batch_len)
 		return 0;
 	if (!w->thr_ok) {
@@ -466,6 +589,40 @@ static void writer_stop(struct writer *w)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/*
+ * Like writer_add(), for the data @data put at writer_reserve(): its crc
+ * is computed by writer_settle(), before the batch is written.
+ */
+static int writer_defer(struct writer *w, uint64_t span,
+			const uint64_t present[MIMG_BITMAP_WORDS],
+			const uint64_t stored[MIMG_BITMAP_WORDS],
+			const uint8_t *data, struct mimg_error *err)
+{
+	struct mimg_record *r;
+
+	if (w->next >= w->h.nr_records)
+		return mimg_set_error(err, -EINVAL, 0,
+				      "internal: too many records");
+	if (w->npend == PEND_MAX)
+		writer_settle(w);
+	if (!w->npend)
+		w->pend_first = w->next;
+	r = &w->pend[w->npend];
+	memset(r, 0, sizeof(*r));
+	r->span = span;
+	r->data_offset = w->pos;
+	r->nr_stored = mimg_popcount(stored);
+	memcpy(r->present, present, sizeof(r->present));
+	memcpy(r->stored, stored, sizeof(r->stored));
+	w->pend_data[w->npend++] = data;
+	w->batch_len += (uint64_t)r->nr_stored * PAGE;
+	w->next++;
+	w->pos += (uint64_t)r->nr_stored * PAGE;
+	w->h.data_pages += r->nr_stored;
+	w->h.present_pages += mimg_popcount(present);
+	return 0;
+}
+
 static int writer_commit(struct writer *w, struct mimg_header *out,
 			 struct mimg_error *err)
 {
@@ -525,6 +682,17 @@ static void writer_close(struct writer *w)
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
 	}
+	if (w->crc_ok) {
+		pthread_mutex_lock(&w->cmu);
+		w->c_quit = true;
+		pthread_cond_broadcast(&w->ccv);
+		pthread_mutex_unlock(&w->cmu);
+		pthread_join(w->crc_thr, NULL);
+		pthread_mutex_destroy(&w->cmu);
+		pthread_cond_destroy(&w->ccv);
+	}
+	free(w->pend);
+	free(w->pend_data);
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->dfd >= 0)
@@ -787,8 +955,7 @@ static int save_span(void *ctx, uint64_t span, const uint64_t *present,
 	if (ret)
 		return mimg_set_error(c->err, ret, 0, "reading the object: %s",
 				      strerror(-ret));
-	return writer_add(c->w, span, present, stored,
-			  mimg_crc32c(0, dst, len), c->err);
+	return writer_defer(c->w, span, present, stored, dst, c->err);
 }
 
 static uint64_t count_spans(const uint64_t *present, uint64_t npages,
@@ -854,19 +1021,22 @@ static ssize_t pread_upto(int fd, void *buf, size_t len, uint64_t off)
  * The header of the image at @path, checked (magic, crc, fields, file
  * size), and the crc of its index.  An increment needs no more of its
  * parent; the records and the data are checked when the chain is loaded
- * or verified.  One read for both where the index is not large: the
- * image was written past the page cache, so each read goes to the disk.
+ * or verified.  The image was written past the page cache, so this reads
+ * from the disk: one O_DIRECT read for both where the index is not large
+ * (through the page cache where the file system has no O_DIRECT).
  */
 static int read_header(const char *path, struct mimg_header *h,
 		       struct mimg_error *err)
 {
-	uint64_t ilen = 0, have = 0;
-	uint8_t *buf = NULL;
+	uint64_t ilen = 0, have = 0, need, cap;
+	uint8_t *buf = NULL, *more;
 	struct stat st;
 	ssize_t n = 0;
 	int fd, ret = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return mimg_set_error(err, -errno, 0, "%s: %s", path,
 				      strerror(errno));
@@ -876,12 +1046,18 @@ static int read_header(const char *path, struct mimg_header *h,
 	if (!ret) {
 		have = (uint64_t)st.st_size < HEAD_READ ?
 		       (uint64_t)st.st_size : HEAD_READ;
-		buf = malloc(have > MIMG_HEADER_SIZE ? have : MIMG_HEADER_SIZE);
+		cap = (have + PAGE - 1) / PAGE * PAGE;
+		buf = aligned_alloc(PAGE, cap > PAGE ? cap : PAGE);
 		if (!buf)
 			ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	}
 	if (!ret) {
-		n = pread_upto(fd, buf, have, 0);
+		/* Whole pages for O_DIRECT: a short read at the end is fine. */
+		n = pread_upto(fd, buf, (have + PAGE - 1) / PAGE * PAGE, 0);
+		if (n == -EINVAL) {	/* the file system refuses O_DIRECT */
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
+			n = pread_upto(fd, buf, have, 0);
+		}
 		if (n < 0)
 			ret = mimg_set_error(err, (int)n, 0, "%s: %s", path,
 					     strerror((int)-n));
@@ -895,25 +1071,28 @@ static int read_header(const char *path, struct mimg_header *h,
 		have = n > 0 ? (uint64_t)n : 0;
 	}
 	if (!ret) {
-		uint64_t need = MIMG_HEADER_SIZE +
-				h->nr_records * MIMG_RECORD_SIZE;
-		uint8_t *more = need > have ? realloc(buf, need) : buf;
-
 		ilen = h->nr_records * MIMG_RECORD_SIZE;
-		if (!more) {
-			ret = mimg_set_error(err, -ENOMEM, 0, "out of memory");
-		} else {
-			buf = more;
-			n = need > have ? pread_upto(fd, buf + have,
-						     need - have, have) : 0;
-			if (n != (ssize_t)(need > have ? need - have : 0) ||
-			    mimg_crc32c(0, buf + MIMG_HEADER_SIZE, ilen) !=
-			    h->index_crc)
-				ret = mimg_set_error(err, -EBADMSG,
-						     MIMG_HEADER_SIZE, "%s: the "
-						     "index is damaged (crc32c "
-						     "mismatch)", path);
+		need = MIMG_HEADER_SIZE + ilen;
+		if (need > have) {	/* a large index: the rest, buffered */
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
+			more = realloc(buf, need);
+			if (!more) {
+				ret = mimg_set_error(err, -ENOMEM, 0,
+						     "out of memory");
+			} else {
+				buf = more;
+				n = pread_upto(fd, buf + have, need - have,
+					       have);
+				if (n != (ssize_t)(need - have))
+					need = 0;	/* short: damaged */
+			}
 		}
+		if (!ret && (!need ||
+			     mimg_crc32c(0, buf + MIMG_HEADER_SIZE, ilen) !=
+			     h->index_crc))
+			ret = mimg_set_error(err, -EBADMSG, MIMG_HEADER_SIZE,
+					     "%s: the index is damaged (crc32c "
+					     "mismatch)", path);
 	}
 	free(buf);
 	close(fd);
@@ -1075,6 +1254,9 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	total = 0;
 	for (uint64_t i = 0; i < (r.npages + 63) / 64; i++)
 		total += __builtin_popcountll(stored[i]);
+	ret = writer_defer_init(&w, total * PAGE, err);
+	if (ret)
+		goto out;
 	ctx.w = &w;
 	ctx.err = err;
 	ret = walk_spans(r.first, r.npages, r.present, stored, save_span,
