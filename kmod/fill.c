@@ -21,6 +21,7 @@
 #include <linux/bio.h>
 #include <linux/crc32.h>
 #include <linux/file.h>
+#include <linux/fsnotify.h>
 #include <linux/highmem.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
@@ -270,8 +271,11 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 		err = check_runs(&arg, f);
 	if (!err)
 		err = install_frames(m, &arg, f);
-	if (arg.filled)
+	if (arg.filled) {
+		/* Like write(): timestamps, and watchers see a change. */
 		file_update_time(file);
+		fsnotify_modify(file);
+	}
 	if (report(uarg, &arg))
 		err = err ?: -EFAULT;
 out_drop:

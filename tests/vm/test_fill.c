@@ -7,10 +7,13 @@
  * errno; sources of every kind (a plain file, O_DIRECT where the file
  * system has it, another morsel, the object itself); two threads filling
  * the same window install each page once; a mapping sees filled pages;
- * a mount's size= limit holds; filled pages are dirty for the next save.
+ * a mount's size= limit holds; filled pages are dirty for the next save;
+ * a fill that installs is a modification (mtime, inotify IN_MODIFY), one
+ * that installs nothing is not.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include "libmorsel.h"
@@ -467,11 +470,53 @@ static void quota(int src)
 	rmdir(MNT);
 }
 
+/* Does the inotify descriptor @in have an event queued (none waits)? */
+static uint32_t pending_mask(int in)
+{
+	char ev[sizeof(struct inotify_event) + 256]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n = read(in, ev, sizeof(ev));
+
+	return n >= (ssize_t)sizeof(struct inotify_event) ?
+	       ((struct inotify_event *)ev)->mask : 0;
+}
+
+static void notified(int src)
+{
+	int fd = obj("fill-n", 4 * MiB), in = inotify_init1(IN_NONBLOCK);
+	char path[256];
+	struct stat before, after;
+	struct req r;
+
+	tap_require(in >= 0, "inotify_init1");
+	morsel_path("fill-n", path, sizeof(path));
+	tap_require(inotify_add_watch(in, path, IN_MODIFY) >= 0, "watch");
+	req_init(&r, 0);
+	req_pages(&r, 0, 4);
+	fstat(fd, &before);
+	usleep(20000);		/* a coarse clock must still move */
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 4,
+	       "a fill of 4 holes");
+	fstat(fd, &after);
+	tap_ok(pending_mask(in) & IN_MODIFY,
+	       "inotify reports IN_MODIFY for it");
+	tap_ok(after.st_mtim.tv_sec > before.st_mtim.tv_sec ||
+	       (after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+		after.st_mtim.tv_nsec > before.st_mtim.tv_nsec),
+	       "and the mtime moved");
+	tap_ok(fill(fd, src, &r) == 0 && r.f.filled == 0 &&
+	       !(pending_mask(in) & IN_MODIFY),
+	       "a fill that finds no hole changes nothing and reports nothing");
+	close(in);
+	close(fd);
+	rm("fill-n");
+}
+
 int main(void)
 {
 	int src;
 
-	tap_plan(49);
+	tap_plan(53);
 	src = make_source();
 	tap_require(src >= 0, "source file");
 	whole_window(src);
@@ -482,6 +527,7 @@ int main(void)
 	concurrent(src);
 	mapped(src);
 	quota(src);
+	notified(src);
 	close(src);
 	unlink(SRC);
 	return tap_done();
