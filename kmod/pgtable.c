@@ -1322,7 +1322,7 @@ static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
 			pgoff_t end, pgoff_t origin, bool clean,
 			struct morsel_scan_batch *b)
 {
-	unsigned long zero = my_zero_pfn(0), present, owned, dirty, mask;
+	unsigned long present, owned, dirty, mask;
 	spinlock_t *ptl = table_lock(table);
 	pgoff_t i, stop;
 	pte_t *ptep;
@@ -1339,7 +1339,7 @@ static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
 		ptep = table + (i & (PTRS_PER_PTE - 1));
 		for (; i < stop; i++, ptep++, mask <<= 1) {
 			pte = ptep_get(ptep);
-			if (!pte_present(pte) || pte_pfn(pte) == zero)
+			if (!pte_present(pte) || is_zero_pfn(pte_pfn(pte)))
 				continue;
 			present |= mask;
 			if (theirs &&

@@ -22,6 +22,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,6 +352,16 @@ static int writer_wait(struct writer *w)
 	return ret;
 }
 
+/* CPUs this thread may run on (its affinity, which cpusets narrow). */
+static int usable_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return (int)sysconf(_SC_NPROCESSORS_ONLN);
+	return CPU_COUNT(&set);
+}
+
 /* The crcs of pending records [@first, @end). */
 static void crc_pending(struct writer *w, unsigned int first, unsigned int end)
 {
@@ -398,7 +409,7 @@ static int writer_defer_init(struct writer *w, uint64_t bytes,
 	w->pend_data = calloc(PEND_MAX, sizeof(*w->pend_data));
 	if (!w->pend || !w->pend_data)
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
-	if (bytes < BATCH_BYTES || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+	if (bytes < BATCH_BYTES || usable_cpus() < 2)
 		return 0;
 	pthread_mutex_init(&w->cmu, NULL);
 	pthread_cond_init(&w->ccv, NULL);
@@ -557,6 +568,7 @@ static int writer_add(struct writer *w, uint64_t span,
 {
 	struct mimg_record r;
 
+	writer_settle(w);	/* records stay in order, for the fingerprint */
 	if (w->next >= w->h.nr_records)
 		return mimg_set_error(err, -EINVAL, 0,
 				      "internal: too many records");
@@ -600,6 +612,9 @@ static int writer_defer(struct writer *w, uint64_t span,
 {
 	struct mimg_record *r;
 
+	if (!w->pend)
+		return mimg_set_error(err, -EINVAL, 0,
+				      "internal: writer_defer_init() not called");
 	if (w->next >= w->h.nr_records)
 		return mimg_set_error(err, -EINVAL, 0,
 				      "internal: too many records");
@@ -1083,7 +1098,11 @@ static int read_header(const char *path, struct mimg_header *h,
 				buf = more;
 				n = pread_upto(fd, buf + have, need - have,
 					       have);
-				if (n != (ssize_t)(need - have))
+				if (n < 0)
+					ret = mimg_set_error(err, (int)n, have,
+							     "%s: %s", path,
+							     strerror((int)-n));
+				else if (n != (ssize_t)(need - have))
 					need = 0;	/* short: damaged */
 			}
 		}
@@ -1242,7 +1261,12 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 	h.flags = flags;
 	h.clean_gen = r.s.gen;
 	h.nr_records = count_spans(r.present, r.npages, r.first);
+	total = 0;
+	for (uint64_t i = 0; i < (r.npages + 63) / 64; i++)
+		total += __builtin_popcountll(stored[i]);
 	ret = writer_open(&w, path, &h, err);
+	if (!ret)
+		ret = writer_defer_init(&w, total * PAGE, err);
 	if (ret)
 		goto out;
 	ret = source_open(&ctx.src, fd, &st, start, length);
@@ -1251,12 +1275,6 @@ int morsel_save(int fd, const char *path, const struct morsel_save_opts *o,
 			       "save again");
 		goto out;
 	}
-	total = 0;
-	for (uint64_t i = 0; i < (r.npages + 63) / 64; i++)
-		total += __builtin_popcountll(stored[i]);
-	ret = writer_defer_init(&w, total * PAGE, err);
-	if (ret)
-		goto out;
 	ctx.w = &w;
 	ctx.err = err;
 	ret = walk_spans(r.first, r.npages, r.present, stored, save_span,
