@@ -784,6 +784,7 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	atomic_long_set(&m->data_pages, 0);
 	atomic_long_set(&m->table_pages, 0);
 	atomic_long_set(&m->links, 0);
+	atomic_long_set(&m->pud_links, 0);
 	atomic_set(&m->mappers, 0);
 	m->memcg = NULL;
 	m->sbi = sb->s_fs_info;
@@ -802,6 +803,9 @@ static void morselfs_evict_inode(struct inode *inode)
 
 	truncate_inode_pages_final(&inode->i_data);
 	if (S_ISREG(inode->i_mode)) {
+		/* Every link holds the object: none can be left. */
+		WARN_ON_ONCE(atomic_long_read(&m->links) ||
+			     atomic_long_read(&m->pud_links));
 		morsel_destroy(m);
 		if (m->parent) {
 			/* Our borrowed entries are gone: the base may go. */

@@ -218,6 +218,8 @@ static void drop_links(struct list_head *gone)
 	struct morsel_link *l, *next;
 
 	list_for_each_entry_safe(l, next, gone, gone) {
+		if (l->level == MORSEL_LINK_PUD)	/* gone and flushed */
+			atomic_long_dec(&l->m->pud_links);
 		atomic_long_dec(&l->m->links);
 		atomic_long_dec(&morsel_totals.links);
 		kmem_cache_free(morsel_link_cache, l);
@@ -331,12 +333,19 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		pud_t *pud = entry;
 
 		ptl = pud_lock(mm, pud);
-		if (!pud_none(pudp_get(pud)))
+		if (!pud_none(pudp_get(pud))) {
 			err = -EEXIST;
-		else if (!insert_link(mmm, l))
+		} else if (!insert_link(mmm, l)) {
 			err = -EEXIST;
-		else
+		} else {
+			/*
+			 * Counted before any CPU can walk through the entry;
+			 * pairs with the barrier in own_pte_table().
+			 */
+			atomic_long_inc(&m->pud_links);
+			smp_mb__after_atomic();	/* count, then entry */
 			set_pud(pud, __pud(__pa(table) | _PAGE_TABLE));
+		}
 	} else {
 		pmd_t *pmd = entry;
 

@@ -102,6 +102,12 @@ struct morsel {
 	atomic_long_t data_pages;
 	atomic_long_t table_pages;
 	atomic_long_t links;
+	/*
+	 * Links of our PMD tables from process PUD entries: counted before
+	 * the entry is written and after it is gone and flushed, so a table
+	 * change that finds none needs no flush (own_pte_table()).
+	 */
+	atomic_long_t pud_links;
 	atomic_t mappers;
 	struct xarray twins;		/* read-only twins of PTE tables */
 	struct mem_cgroup *memcg;	/* charged for frames and tables */

@@ -58,10 +58,12 @@ static spinlock_t *table_lock(void *table)
 	return ptlock_ptr(virt_to_ptdesc(table));
 }
 
-static void *alloc_table(struct morsel *m, int level)
+/* A table charged to the object; zeroed unless the caller fills it all. */
+static void *alloc_table_filled(struct morsel *m, int level, bool zero)
 {
 	struct mem_cgroup *old = set_active_memcg(m->memcg);
-	struct ptdesc *pt = pagetable_alloc(GFP_KERNEL_ACCOUNT | __GFP_ZERO, 0);
+	struct ptdesc *pt = pagetable_alloc(GFP_KERNEL_ACCOUNT |
+					    (zero ? __GFP_ZERO : 0), 0);
 	bool ok = true;
 
 	set_active_memcg(old);
@@ -80,6 +82,11 @@ static void *alloc_table(struct morsel *m, int level)
 	atomic_long_inc(&m->table_pages);
 	atomic_long_inc(&morsel_totals.table_pages);
 	return ptdesc_address(pt);
+}
+
+static void *alloc_table(struct morsel *m, int level)
+{
+	return alloc_table_filled(m, level, true);
 }
 
 static void free_table(struct morsel *m, void *table, int level)
@@ -255,7 +262,7 @@ bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page)
 /* A new table of ours holding the same entries as @src. */
 static void *copy_table(struct morsel *m, void *src, int level)
 {
-	u64 *dst = alloc_table(m, level);
+	u64 *dst = alloc_table_filled(m, level, false);	/* every entry */
 	int i;
 
 	if (!dst)
@@ -317,8 +324,11 @@ static pmd_t *own_pmd_table(struct morsel *m, pud_t *pudp, pmd_t *old)
 
 /*
  * Replace the borrowed PTE table @old at @pmdp by a copy we own.  Our PMD
- * table may be linked into processes (PUD links): flush, so no CPU keeps
- * walking through @old.
+ * table may be linked into processes (PUD links): then flush, so no CPU
+ * keeps walking through @old.  Without PUD links no CPU walks our PMD
+ * table (PMD links point below it): a link made after our entry changed
+ * counts itself first (morsel_link()), so the barrier here makes either
+ * its walks see the copy or us see its count.
  */
 static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 {
@@ -336,10 +346,13 @@ static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 	}
 	pmd = pmdp_get(pmdp);
 	spin_unlock(ptl);
-	if (copy)
+	if (copy) {
 		free_table(m, copy, MORSEL_LEVEL_PTE);
-	else
-		morsel_flush_tlb();
+	} else {
+		smp_mb();	/* our entry, then the count: morsel_link() */
+		if (atomic_long_read(&m->pud_links))
+			morsel_flush_tlb();
+	}
 	return pmd_present(pmd) ? (pte_t *)pmd_page_vaddr(pmd) : NULL;
 }
 
