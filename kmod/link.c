@@ -111,47 +111,6 @@ static void flush_mm_page(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * Point the PMD link @l at the table @new_pfn instead; false if its entry
- * is not what the record says (then it is left alone).
- */
-static bool repoint_link_entry(struct mm_struct *mm, struct morsel_link *l,
-			       unsigned long new_pfn)
-{
-	pgd_t *pgd = pgd_offset(mm, l->start);
-	spinlock_t *ptl;	/* of the process entry */
-	bool done = false;
-	p4d_t *p4d;
-	pud_t *pud;
-	pmd_t *pmd;
-
-	if (!pgd_present(pgdp_get(pgd)))
-		return false;
-	p4d = p4d_offset(pgd, l->start);
-	if (!p4d_present(p4dp_get(p4d)))
-		return false;
-	pud = pud_offset(p4d, l->start);
-	if (!pud_present(pudp_get(pud)) || pud_leaf(pudp_get(pud)))
-		return false;
-	pmd = pmd_offset(pud, l->start);
-	ptl = pmd_lock(mm, pmd);
-	if (pmd_present(pmdp_get(pmd)) && !pmd_leaf(pmdp_get(pmd)) &&
-	    pmd_pfn(pmdp_get(pmd)) == l->table_pfn) {
-		set_pmd(pmd, __pmd(PFN_PHYS(new_pfn) | _PAGE_TABLE));
-		done = true;
-	}
-	spin_unlock(ptl);
-	return done;
-}
-
-/* Set when a link moved off a table; morsel_links_moved() reads and clears. */
-static atomic_t links_moved = ATOMIC_INIT(0);
-
-bool morsel_links_moved(void)
-{
-	return atomic_xchg(&links_moved, 0);
-}
-
-/*
  * Is [@start, @end) the page that the current task is replacing in the
  * table @l links (replace_leaf() in pgtable.c)?  Then the link stays: the
  * core mm zaps the old leaf through it, which is what this invalidation
@@ -171,38 +130,8 @@ static bool replacing_below(struct morsel_link *l, unsigned long start,
 		return l->table_pfn == r->pmd_table_pfn &&
 		       page == (r->index & (PTRS_PER_PMD * PTRS_PER_PTE - 1));
 	return (l->table_pfn == r->table_pfn ||
-		l->table_pfn == r->twin_pfn ||
-		(r->borrowed_pfn && l->table_pfn == r->borrowed_pfn)) &&
+		l->table_pfn == r->twin_pfn) &&
 	       page == (r->index & (PTRS_PER_PTE - 1));
-}
-
-/*
- * @l, which replacing_below() keeps, still links the parent's table that
- * the child borrowed for this chunk and has since replaced by its own copy
- * (own_pte_table() in pgtable.c, on the first store below it).  Point it
- * at the copy, where the leaf is being replaced, instead of removing the
- * link and flushing the whole address space.  Every other entry of the
- * copy equals the parent's (a replacement in the copy before this one
- * would have moved the link already), so translations cached through the
- * old table stay right; the zap that follows clears the leaf through the
- * link and flushes that page, and INVLPG drops the paging-structure caches
- * of the CPUs that run this address space.  CPUs that hold it lazily flush
- * when they switch back (the TLB generation moves), and before the
- * parent's table can be freed (morsel_destroy()).  False if the entry is
- * not the record's: then the link goes as before.  mmm->lock is held.
- */
-static bool move_link_to_copy(struct mm_struct *mm, struct morsel_link *l)
-{
-	struct morsel_replacement *r = &l->m->repl;
-
-	if (l->level != MORSEL_LINK_PMD || !r->borrowed_pfn ||
-	    l->table_pfn != r->borrowed_pfn || r->table_pfn == r->borrowed_pfn)
-		return true;	/* nothing to move */
-	if (!repoint_link_entry(mm, l, r->table_pfn))
-		return false;
-	l->table_pfn = r->table_pfn;
-	atomic_set(&links_moved, 1);
-	return true;
 }
 
 static struct morsel_link *first_link_ending_after(struct morsel_mm *mmm,
@@ -461,8 +390,7 @@ morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
 
 	spin_lock(&mmm->lock);
 	l = first_link_ending_after(mmm, range->start);
-	keep = l && replacing_below(l, range->start, range->end) &&
-	       move_link_to_copy(mmm->mn.mm, l);
+	keep = l && replacing_below(l, range->start, range->end);
 	if (keep) {
 		mmm->invalidating++;
 		zapped = pte_none(ptep_get(leaf_below(l)));

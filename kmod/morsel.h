@@ -92,7 +92,6 @@ struct morsel {
 		unsigned long table_pfn;	/* PTE table of the leaf */
 		unsigned long twin_pfn;		/* its read-only twin, or 0 */
 		unsigned long pmd_table_pfn;	/* PMD table above, or 0 */
-		unsigned long borrowed_pfn;	/* parent's PTE table, or 0 */
 	} repl;
 	u64 id;				/* random, non-zero, for images */
 	/*
@@ -199,7 +198,6 @@ void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr);
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);
 void morsel_flush_tlb(void);
-bool morsel_links_moved(void);
 int morsel_link_init(void);
 void morsel_link_exit(void);
 

@@ -658,7 +658,6 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	bool replaced = false;
-	struct morsel *p;
 	pte_t now;
 
 	down_write(&m->replace_sem);
@@ -669,9 +668,6 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	m->repl.twin_pfn = table_pfn(twin_of(m, index));
 	m->repl.pmd_table_pfn = m->level >= MORSEL_LEVEL_PMD ?
 				table_pfn(morsel_pmd_table(m, off, false)) : 0;
-	p = parent_covering(m, off);
-	m->repl.borrowed_pfn = p ? table_pfn(morsel_pte_table(p, off, false)) :
-				   0;
 	WRITE_ONCE(m->repl.task, current);
 	atomic_inc(&m->leaf_gen);	/* odd */
 	smp_mb__after_atomic();		/* pairs with fault_one_page() */
@@ -1148,13 +1144,6 @@ int morsel_set_size(struct morsel *m, loff_t size)
 /* Free every frame and table: the object is gone. */
 void morsel_destroy(struct morsel *m)
 {
-	/*
-	 * A CPU that held an address space lazily when its link was moved
-	 * off one of our tables (a child's copy-on-write, link.c) may still
-	 * cache a walk into it: no table may be reused before a flush.
-	 */
-	if (m->root && morsel_links_moved())
-		morsel_flush_tlb();
 	if (m->root) {
 		free_subtree(m, m->root, m->level, 0, 0);
 		free_root(m);
