@@ -1352,16 +1352,14 @@ static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
 		ptep = table + (i & (PTRS_PER_PTE - 1));
 		for (; i < stop; i++, ptep++, mask <<= 1) {
 			pte = ptep_get(ptep);
-			if (!pte_present(pte) || is_zero_pfn(pte_pfn(pte)))
+			if (!leaf_has_data(pte))
 				continue;
 			present |= mask;
 			if (theirs &&
 			    same_frame(ptep_get(theirs + (ptep - table)), pte))
 				continue;
 			owned |= mask;
-			if (!leaf_dirty(pte))
-				continue;
-			if (clean ? clean_leaf(ptep) : true) {
+			if (leaf_dirty(pte) && (!clean || clean_leaf(ptep))) {
 				dirty |= mask;
 				b->cleaned |= clean;
 			}
