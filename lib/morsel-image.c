@@ -134,11 +134,7 @@ int mimg_set_error(struct mimg_error *err, int ret, uint64_t offset,
 	return ret;
 }
 
-/*
- * pread() all of @len bytes at @off, across EINTR and short reads.
- * Returns the bytes read (less than @len only at end of file) or -errno.
- */
-static ssize_t read_full(int fd, void *buf, size_t len, uint64_t off)
+ssize_t mimg_read_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	ssize_t n;
@@ -831,7 +827,7 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 		return mimg_set_error(err, -EINVAL, 0, "negative file size");
 	r->file_size = (uint64_t)st.st_size;
 
-	n = read_full(fd, block, sizeof(block), 0);
+	n = mimg_read_full(fd, block, sizeof(block), 0);
 	if (n < 0)
 		return mimg_set_error(err, (int)n, 0, "reading the header: %s",
 			    strerror((int)-n));
@@ -860,7 +856,7 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 			   "an index of %llu records", (ull)r->h.nr_records);
 		goto out;
 	}
-	n = read_full(fd, index, len, MIMG_HEADER_SIZE);
+	n = mimg_read_full(fd, index, len, MIMG_HEADER_SIZE);
 	if (n < 0) {
 		ret = mimg_set_error(err, (int)n, MIMG_HEADER_SIZE, "reading the index: "
 			   "%s", strerror((int)-n));
@@ -967,7 +963,7 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 	if (!rec->nr_stored)
 		return 0;
 	len = (size_t)rec->nr_stored * MIMG_PAGE_SIZE;
-	n = read_full(r->fd, buf, len, rec->data_offset);
+	n = mimg_read_full(r->fd, buf, len, rec->data_offset);
 	if (n < 0)
 		return mimg_set_error(err, (int)n, rec->data_offset, "reading the data "
 			    "of record %llu at offset %llu: %s", (ull)i,
@@ -1016,7 +1012,7 @@ int mimg_verify(const struct mimg_reader *r,
 		size_t want = r->h.data_offset + total - pos < size ?
 			      (size_t)(r->h.data_offset + total - pos) : size;
 		const uint8_t *p = buf;
-		ssize_t n = read_full(r->fd, buf, want, pos);
+		ssize_t n = mimg_read_full(r->fd, buf, want, pos);
 
 		if (n < 0) {
 			ret = mimg_set_error(err, (int)n, pos, "reading the data at "

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -159,6 +160,12 @@ void mimg_close(struct mimg_reader *r);	/* frees records, not the fd */
  */
 int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 		   struct mimg_error *err);
+
+/*
+ * pread() all of @len bytes at @off, across EINTR and short reads.
+ * Returns the bytes read (less than @len only at end of file) or -errno.
+ */
+ssize_t mimg_read_full(int fd, void *buf, size_t len, uint64_t off);
 
 /*
  * Report that the data of record @i (@rec) read as crc32c @computed, not

@@ -219,6 +219,114 @@ void morsel_persist_trim(void)
 	pthread_mutex_unlock(&buf_lock);
 }
 
+/* ------------------------------------------------------- helper threads */
+
+/*
+ * A thread that runs one job at a time for the saving thread: the writer
+ * thread and the crc thread of an image writer.  The caller sets up the
+ * job while the thread is idle (after helper_wait()) and hands it over
+ * with helper_submit(); @run does it, returning 0 or -errno, and the
+ * first error is kept.  Without a thread (@ok false) jobs run inline.
+ */
+struct helper {
+	pthread_t thr;
+	bool ok;
+	pthread_mutex_t mu;	/* protects @pending, @quit and @err */
+	pthread_cond_t cv;
+	bool pending, quit;
+	int err;
+	int (*run)(void *arg);
+	void *arg;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+	int ret;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->pending && !h->quit)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (!h->pending)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		ret = h->run(h->arg);
+		pthread_mutex_lock(&h->mu);
+		if (ret && !h->err)
+			h->err = ret;
+		h->pending = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Start @h running @run(@arg) for each job; without a thread, inline. */
+static void helper_start(struct helper *h, int (*run)(void *), void *arg)
+{
+	h->run = run;
+	h->arg = arg;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	h->ok = !pthread_create(&h->thr, NULL, helper_main, h);
+}
+
+static void helper_submit(struct helper *h)
+{
+	int ret;
+
+	if (!h->ok) {
+		ret = h->run(h->arg);
+		if (ret && !h->err)
+			h->err = ret;
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->pending = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait until @h is idle; its first error, or 0. */
+static int helper_wait(struct helper *h)
+{
+	int ret;
+
+	if (!h->ok)
+		return h->err;
+	pthread_mutex_lock(&h->mu);
+	while (h->pending)
+		pthread_cond_wait(&h->cv, &h->mu);
+	ret = h->err;
+	pthread_mutex_unlock(&h->mu);
+	return ret;
+}
+
+/* Let the thread end once idle (helper_join() waits for it). */
+static void helper_stop(struct helper *h)
+{
+	if (!h->ok)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->quit = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* End @h; a never-started one (all zero, or run inline) is fine too. */
+static void helper_join(struct helper *h)
+{
+	if (h->run) {
+		helper_stop(h);
+		if (h->ok)
+			pthread_join(h->thr, NULL);
+		pthread_mutex_destroy(&h->mu);
+		pthread_cond_destroy(&h->cv);
+	}
+	memset(h, 0, sizeof(*h));
+}
+
 /* --------------------------------------------------------- image writer */
 
 /*
@@ -252,19 +360,13 @@ struct writer {
 	uint8_t *bufs[2];
 	int cur;
 	/*
-	 * A filled buffer is written by a second thread while the next one
-	 * is copied and checksummed (two CPUs: the copy and crc32c overlap
-	 * the kernel's copy into the page cache).  @mu protects the job
-	 * fields and @job_err; no thread (@thr_ok false): written inline.
+	 * A filled buffer is written by a second thread (@writer) while the
+	 * next one is copied and checksummed (two CPUs: the copy and crc32c
+	 * overlap the kernel's copy into the page cache); the job is @job_*.
 	 */
-	pthread_t thr;
-	bool thr_ok;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct helper writer;
 	const uint8_t *job_buf;
 	uint64_t job_len, job_at;
-	bool job_pending, quit;
-	int job_err;		/* first write error, -errno */
 	/*
 	 * Saves add records with writer_defer(): their data is in the batch,
 	 * their crc32c not computed yet.  @pend[i] becomes record
@@ -276,13 +378,9 @@ struct writer {
 	const uint8_t **pend_data;
 	unsigned int npend;
 	uint64_t pend_first;
-	/* The crc thread: crcs of pend[c_first, c_end) while c_pending. */
-	pthread_t crc_thr;
-	bool crc_ok;
-	pthread_mutex_t cmu;	/* protects the c_ fields */
-	pthread_cond_t ccv;
+	/* The crc thread's job: crcs of pend[c_first, c_end). */
+	struct helper crc;
 	unsigned int c_first, c_end;
-	bool c_pending, c_quit;
 };
 
 #define PEND_MAX	512	/* records with data in a batch: at most 512 */
@@ -308,48 +406,12 @@ static int write_batch(struct writer *w, const uint8_t *buf, uint64_t len,
 	return ret;
 }
 
-/* The writer thread: writes each handed-over buffer at its offset. */
-static void *writer_thread(void *arg)
+/* The writer thread's job: the handed-over buffer, at its offset. */
+static int write_job(void *arg)
 {
 	struct writer *w = arg;
-	const uint8_t *buf;
-	uint64_t len, at;
-	int ret;
 
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->job_pending && !w->quit)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->job_pending)
-			break;
-		buf = w->job_buf;
-		len = w->job_len;
-		at = w->job_at;
-		pthread_mutex_unlock(&w->mu);
-		ret = write_batch(w, buf, len, at);
-		pthread_mutex_lock(&w->mu);
-		if (ret && !w->job_err)
-			w->job_err = ret;
-		w->job_pending = false;
-		pthread_cond_broadcast(&w->cv);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-/* Wait until the writer thread is idle; its first error, or 0. */
-static int writer_wait(struct writer *w)
-{
-	int ret;
-
-	if (!w->thr_ok)
-		return 0;
-	pthread_mutex_lock(&w->mu);
-	while (w->job_pending)
-		pthread_cond_wait(&w->cv, &w->mu);
-	ret = w->job_err;
-	pthread_mutex_unlock(&w->mu);
-	return ret;
+	return write_batch(w, w->job_buf, w->job_len, w->job_at);
 }
 
 /* CPUs this thread may run on (its affinity, which cpusets narrow). */
@@ -375,27 +437,13 @@ static void crc_pending(struct writer *w, unsigned int first, unsigned int end)
 	}
 }
 
-static void *crc_thread(void *arg)
+/* The crc thread's job. */
+static int crc_job(void *arg)
 {
 	struct writer *w = arg;
-	unsigned int first, end;
 
-	pthread_mutex_lock(&w->cmu);
-	for (;;) {
-		while (!w->c_pending && !w->c_quit)
-			pthread_cond_wait(&w->ccv, &w->cmu);
-		if (!w->c_pending)
-			break;
-		first = w->c_first;
-		end = w->c_end;
-		pthread_mutex_unlock(&w->cmu);
-		crc_pending(w, first, end);
-		pthread_mutex_lock(&w->cmu);
-		w->c_pending = false;
-		pthread_cond_broadcast(&w->ccv);
-	}
-	pthread_mutex_unlock(&w->cmu);
-	return NULL;
+	crc_pending(w, w->c_first, w->c_end);
+	return 0;
 }
 
 /*
@@ -409,16 +457,19 @@ static int writer_defer_init(struct writer *w, uint64_t bytes,
 	w->pend_data = calloc(PEND_MAX, sizeof(*w->pend_data));
 	if (!w->pend || !w->pend_data)
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
-	if (bytes < BATCH_BYTES || usable_cpus() < 2)
-		return 0;
-	pthread_mutex_init(&w->cmu, NULL);
-	pthread_cond_init(&w->ccv, NULL);
-	w->crc_ok = !pthread_create(&w->crc_thr, NULL, crc_thread, w);
-	if (!w->crc_ok) {
-		pthread_mutex_destroy(&w->cmu);
-		pthread_cond_destroy(&w->ccv);
-	}
+	if (bytes >= BATCH_BYTES && usable_cpus() >= 2)
+		helper_start(&w->crc, crc_job, w);
 	return 0;
+}
+
+/* Record @r, complete with its crc, as record @i of the index. */
+static void writer_encode(struct writer *w, const struct mimg_record *r,
+			  uint64_t i)
+{
+	mimg_encode_record(r, w->index + i * MIMG_RECORD_SIZE);
+	if (w->full)	/* records come in order */
+		w->fp = mimg_fingerprint_add(w->fp, r->span, r->present,
+					     r->data_crc);
 }
 
 /*
@@ -432,35 +483,22 @@ static void writer_settle(struct writer *w)
 
 	if (!w->npend)
 		return;
-	if (w->crc_ok) {
+	if (w->crc.ok) {
 		for (i = 0; i < w->npend; i++)
 			bytes += w->pend[i].nr_stored;
 		for (split = 0; split < w->npend && half * 2 < bytes; split++)
 			half += w->pend[split].nr_stored;
 	}
 	if (split < w->npend) {
-		pthread_mutex_lock(&w->cmu);
 		w->c_first = split;
 		w->c_end = w->npend;
-		w->c_pending = true;
-		pthread_cond_broadcast(&w->ccv);
-		pthread_mutex_unlock(&w->cmu);
+		helper_submit(&w->crc);
 	}
 	crc_pending(w, 0, split);
-	if (split < w->npend) {
-		pthread_mutex_lock(&w->cmu);
-		while (w->c_pending)
-			pthread_cond_wait(&w->ccv, &w->cmu);
-		pthread_mutex_unlock(&w->cmu);
-	}
-	for (i = 0; i < w->npend; i++) {
-		mimg_encode_record(&w->pend[i], w->index +
-				   (w->pend_first + i) * MIMG_RECORD_SIZE);
-		if (w->full)
-			w->fp = mimg_fingerprint_add(w->fp, w->pend[i].span,
-						     w->pend[i].present,
-						     w->pend[i].data_crc);
-	}
+	if (split < w->npend)
+		helper_wait(&w->crc);
+	for (i = 0; i < w->npend; i++)
+		writer_encode(w, &w->pend[i], w->pend_first + i);
 	w->npend = 0;
 }
 
@@ -500,9 +538,7 @@ static int writer_open(struct writer *w, const char *path,
 	w->batch = w->bufs[0];
 	if (!w->path || !w->tmp || !w->index || !w->bufs[0] || !w->bufs[1])
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
-	w->thr_ok = !pthread_create(&w->thr, NULL, writer_thread, w);
+	helper_start(&w->writer, write_job, w);
 	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
 	if (w->fd < 0) {
@@ -525,21 +561,16 @@ static int writer_flush(struct writer *w, struct mimg_error *err)
 	writer_settle(w);	/* the index before the batch can go */
 	if (!w->batch_len)
 		return 0;
-	if (!w->thr_ok) {
-		ret = write_batch(w, w->batch, w->batch_len, at);
-	} else {
-		ret = writer_wait(w);	/* the other buffer is free again */
-		if (!ret) {
-			pthread_mutex_lock(&w->mu);
-			w->job_buf = w->batch;
-			w->job_len = w->batch_len;
-			w->job_at = at;
-			w->job_pending = true;
-			pthread_cond_broadcast(&w->cv);
-			pthread_mutex_unlock(&w->mu);
-			w->cur ^= 1;
-			w->batch = w->bufs[w->cur];
-		}
+	ret = helper_wait(&w->writer);	/* the other buffer is free again */
+	if (!ret) {
+		w->job_buf = w->batch;
+		w->job_len = w->batch_len;
+		w->job_at = at;
+		helper_submit(&w->writer);
+		w->cur ^= 1;
+		w->batch = w->bufs[w->cur];
+		if (!w->writer.ok)	/* written inline: its error now */
+			ret = helper_wait(&w->writer);
 	}
 	w->batch_len = 0;
 	if (ret)
@@ -558,6 +589,32 @@ static uint8_t *writer_reserve(struct writer *w, uint64_t len,
 }
 
 /*
+ * Fill @r for span @span, whose stored pages were put at writer_reserve(),
+ * as the next record of @w, and count it in @w (its crc comes later).
+ */
+static int writer_next_record(struct writer *w, uint64_t span,
+			      const uint64_t present[MIMG_BITMAP_WORDS],
+			      const uint64_t stored[MIMG_BITMAP_WORDS],
+			      struct mimg_record *r, struct mimg_error *err)
+{
+	if (w->next >= w->h.nr_records)
+		return mimg_set_error(err, -EINVAL, 0,
+				      "internal: too many records");
+	memset(r, 0, sizeof(*r));
+	r->span = span;
+	r->data_offset = w->pos;
+	r->nr_stored = mimg_popcount(stored);
+	memcpy(r->present, present, sizeof(r->present));
+	memcpy(r->stored, stored, sizeof(r->stored));
+	w->batch_len += (uint64_t)r->nr_stored * PAGE;
+	w->next++;
+	w->pos += (uint64_t)r->nr_stored * PAGE;
+	w->h.data_pages += r->nr_stored;
+	w->h.present_pages += mimg_popcount(present);
+	return 0;
+}
+
+/*
  * Append one record whose stored pages were put at writer_reserve(),
  * with @crc their crc32c.
  */
@@ -567,38 +624,15 @@ static int writer_add(struct writer *w, uint64_t span,
 		      struct mimg_error *err)
 {
 	struct mimg_record r;
+	int ret;
 
 	writer_settle(w);	/* records stay in order, for the fingerprint */
-	if (w->next >= w->h.nr_records)
-		return mimg_set_error(err, -EINVAL, 0,
-				      "internal: too many records");
-	memset(&r, 0, sizeof(r));
-	r.span = span;
-	r.data_offset = w->pos;
-	r.nr_stored = mimg_popcount(stored);
+	ret = writer_next_record(w, span, present, stored, &r, err);
+	if (ret)
+		return ret;
 	r.data_crc = r.nr_stored ? crc : 0;
-	memcpy(r.present, present, sizeof(r.present));
-	memcpy(r.stored, stored, sizeof(r.stored));
-	w->batch_len += (uint64_t)r.nr_stored * PAGE;
-	mimg_encode_record(&r, w->index + w->next * MIMG_RECORD_SIZE);
-	w->next++;
-	w->pos += (uint64_t)r.nr_stored * PAGE;
-	w->h.data_pages += r.nr_stored;
-	w->h.present_pages += mimg_popcount(present);
-	if (w->full)
-		w->fp = mimg_fingerprint_add(w->fp, span, present, r.data_crc);
+	writer_encode(w, &r, w->next - 1);
 	return 0;
-}
-
-/* Let the writer thread end (writer_close() joins it). */
-static void writer_stop(struct writer *w)
-{
-	if (!w->thr_ok)
-		return;
-	pthread_mutex_lock(&w->mu);
-	w->quit = true;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
 }
 
 /*
@@ -610,32 +644,20 @@ static int writer_defer(struct writer *w, uint64_t span,
 			const uint64_t stored[MIMG_BITMAP_WORDS],
 			const uint8_t *data, struct mimg_error *err)
 {
-	struct mimg_record *r;
+	int ret;
 
 	if (!w->pend)
 		return mimg_set_error(err, -EINVAL, 0,
 				      "internal: writer_defer_init() not called");
-	if (w->next >= w->h.nr_records)
-		return mimg_set_error(err, -EINVAL, 0,
-				      "internal: too many records");
 	if (w->npend == PEND_MAX)
 		writer_settle(w);
 	if (!w->npend)
 		w->pend_first = w->next;
-	r = &w->pend[w->npend];
-	memset(r, 0, sizeof(*r));
-	r->span = span;
-	r->data_offset = w->pos;
-	r->nr_stored = mimg_popcount(stored);
-	memcpy(r->present, present, sizeof(r->present));
-	memcpy(r->stored, stored, sizeof(r->stored));
-	w->pend_data[w->npend++] = data;
-	w->batch_len += (uint64_t)r->nr_stored * PAGE;
-	w->next++;
-	w->pos += (uint64_t)r->nr_stored * PAGE;
-	w->h.data_pages += r->nr_stored;
-	w->h.present_pages += mimg_popcount(present);
-	return 0;
+	ret = writer_next_record(w, span, present, stored,
+				 &w->pend[w->npend], err);
+	if (!ret)
+		w->pend_data[w->npend++] = data;
+	return ret;
 }
 
 static int writer_commit(struct writer *w, struct mimg_header *out,
@@ -663,8 +685,8 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 			mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
 				       strerror(-ret));
 	}
-	wret = writer_wait(w);
-	writer_stop(w);		/* it ends while we sync */
+	wret = helper_wait(&w->writer);
+	helper_stop(&w->writer);	/* it ends while we sync */
 	if (!ret && wret)
 		ret = mimg_set_error(err, wret, 0, "writing %s: %s", w->tmp,
 				     strerror(-wret));
@@ -691,21 +713,8 @@ static int writer_commit(struct writer *w, struct mimg_header *out,
 /* Free @w; an uncommitted temporary file is removed. */
 static void writer_close(struct writer *w)
 {
-	if (w->thr_ok) {
-		writer_stop(w);
-		pthread_join(w->thr, NULL);
-		pthread_mutex_destroy(&w->mu);
-		pthread_cond_destroy(&w->cv);
-	}
-	if (w->crc_ok) {
-		pthread_mutex_lock(&w->cmu);
-		w->c_quit = true;
-		pthread_cond_broadcast(&w->ccv);
-		pthread_mutex_unlock(&w->cmu);
-		pthread_join(w->crc_thr, NULL);
-		pthread_mutex_destroy(&w->cmu);
-		pthread_cond_destroy(&w->ccv);
-	}
+	helper_join(&w->writer);
+	helper_join(&w->crc);
 	free(w->pend);
 	free(w->pend_data);
 	if (w->fd >= 0)
@@ -755,19 +764,11 @@ static int fetch_pages(const struct source *src, uint64_t span,
 		if (src->map) {
 			memcpy(dst, src->map + (pg - src->first) * PAGE, len);
 		} else {
-			uint64_t done = 0;
-
-			while (done < len) {
-				n = pread(src->fd, dst + done, len - done,
-					  (off_t)(pg * PAGE + done));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0)
-					return -errno;
-				if (!n)		/* shrank: the rest reads 0 */
-					memset(dst + done, 0, len - done);
-				done += n ? (uint64_t)n : len - done;
-			}
+			n = mimg_read_full(src->fd, dst, len, pg * PAGE);
+			if (n < 0)
+				return (int)n;
+			/* shrank: the rest reads 0 */
+			memset(dst + n, 0, len - (uint64_t)n);
 		}
 		dst += len;
 	}
@@ -1009,26 +1010,6 @@ static bool ids_equal(const uint8_t *a, const uint8_t *b)
 	return !memcmp(a, b, 16);
 }
 
-/* pread() of up to @len bytes at @off; bytes read, or -errno. */
-static ssize_t pread_upto(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (uint8_t *)buf + done, len - done,
-			  (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (!n)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
 /* read_header() reads this much at once: the index of a 2.6 GiB object. */
 #define HEAD_READ	(256u << 10)
 
@@ -1068,10 +1049,10 @@ static int read_header(const char *path, struct mimg_header *h,
 	}
 	if (!ret) {
 		/* Whole pages for O_DIRECT: a short read at the end is fine. */
-		n = pread_upto(fd, buf, (have + PAGE - 1) / PAGE * PAGE, 0);
+		n = mimg_read_full(fd, buf, (have + PAGE - 1) / PAGE * PAGE, 0);
 		if (n == -EINVAL) {	/* the file system refuses O_DIRECT */
 			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
-			n = pread_upto(fd, buf, have, 0);
+			n = mimg_read_full(fd, buf, have, 0);
 		}
 		if (n < 0)
 			ret = mimg_set_error(err, (int)n, 0, "%s: %s", path,
@@ -1096,7 +1077,7 @@ static int read_header(const char *path, struct mimg_header *h,
 						     "out of memory");
 			} else {
 				buf = more;
-				n = pread_upto(fd, buf + have, need - have,
+				n = mimg_read_full(fd, buf + have, need - have,
 					       have);
 				if (n < 0)
 					ret = mimg_set_error(err, (int)n, have,
