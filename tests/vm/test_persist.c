@@ -123,6 +123,22 @@ static int load(const char *const *imgs, unsigned int n, const char *name,
 	return morsel_load(imgs, n, name, &o, NULL, err);
 }
 
+/*
+ * Does the chain @imgs load into a new object @name equal to @fd?  The
+ * loaded object is removed again.
+ */
+static bool loads_equal(int fd, const char *const *imgs, unsigned int n,
+			const char *name)
+{
+	int back = load(imgs, n, name, -1, 0, NULL);
+	bool ok = back >= 0 && same(fd, back);
+
+	if (back >= 0)
+		close(back);
+	rm(name);
+	return ok;
+}
+
 /* Save and load objects of each root level, sparse and dense. */
 static void round_trips(void)
 {
@@ -139,7 +155,7 @@ static void round_trips(void)
 	};
 	struct mimg_header h;
 	unsigned int c, i;
-	int fd, back, ret;
+	int fd, ret;
 
 	for (c = 0; c < 4; c++) {
 		const char *img = DIR_ "/rt.img";
@@ -155,12 +171,8 @@ static void round_trips(void)
 		       h.object_size == cases[c].size,
 		       "%s: saved (%llu pages)", cases[c].what,
 		       (unsigned long long)h.present_pages);
-		back = load(imgs, 1, "rt-back", -1, 0, NULL);
-		tap_ok(back >= 0 && same(fd, back),
+		tap_ok(loads_equal(fd, imgs, 1, "rt-back"),
 		       "%s: loads back equal", cases[c].what);
-		if (back >= 0)
-			close(back);
-		rm("rt-back");
 		if (c == 2)
 			tap_ok(file_size(img) <= (long long)(4096 + 5 * 192 +
 							     4096 + 5 * PG),
@@ -180,11 +192,9 @@ static void round_trips(void)
 	{
 		const char *imgs[] = { DIR_ "/dense.img" };
 
-		back = load(imgs, 1, "dense-back", -1, 0, NULL);
+		tap_ok(loads_equal(fd, imgs, 1, "dense-back"),
+		       "dense 32 MiB: loads back equal");
 	}
-	tap_ok(back >= 0 && same(fd, back), "dense 32 MiB: loads back equal");
-	close(back);
-	rm("dense-back");
 	close(fd);
 	rm("dense");
 }
@@ -252,7 +262,7 @@ static void increments(void)
 	const char *chain[] = { DIR_ "/c0.img", DIR_ "/c1.img", DIR_ "/c2.img" };
 	struct mimg_error err;
 	struct mimg_header h0, h1, h2;
-	int fd, back, other, ret;
+	int fd, other, ret;
 	unsigned long i;
 
 	fd = create("inc", 1 * GiB);
@@ -275,11 +285,8 @@ static void increments(void)
 	tap_ok(file_size(chain[2]) < file_size(chain[0]) / 20,
 	       "increment 2 is small (%lld bytes vs %lld)",
 	       file_size(chain[2]), file_size(chain[0]));
-	back = load(chain, 3, "inc-back", -1, 0, &err);
-	tap_ok(back >= 0 && same(fd, back), "the chain of 3 loads equal");
-	if (back >= 0)
-		close(back);
-	rm("inc-back");
+	tap_ok(loads_equal(fd, chain, 3, "inc-back"),
+	       "the chain of 3 loads equal");
 	tap_ok(load(chain + 1, 2, "inc-back", -1, 0, &err) < 0 && err.msg[0],
 	       "a chain without its full image is refused: %s", err.msg);
 	{
@@ -294,11 +301,8 @@ static void increments(void)
 	{
 		const char *one[] = { DIR_ "/cc.img" };
 
-		back = load(one, 1, "inc-back", -1, 0, &err);
-		tap_ok(back >= 0 && same(fd, back),
+		tap_ok(loads_equal(fd, one, 1, "inc-back"),
 		       "the compacted image loads equal");
-		close(back);
-		rm("inc-back");
 	}
 	/* An increment may follow the compacted image too. */
 	put(fd, 9, 8);
@@ -444,7 +448,7 @@ static void resized_chain(void)
 {
 	const char *chain[] = { DIR_ "/r0.img", DIR_ "/r1.img", DIR_ "/r2.img" };
 	struct mimg_header h;
-	int fd, back;
+	int fd;
 
 	fd = create("rsz", 8 * MiB);
 	put(fd, 1, 20);
@@ -460,12 +464,8 @@ static void resized_chain(void)
 	tap_ok(save(fd, chain[2], chain[1], &h) == 0 &&
 	       h.object_size == 4 * MiB && h.present_pages == 2,
 	       "an increment after it shrank");
-	back = load(chain, 3, "rsz-back", -1, 0, NULL);
-	tap_ok(back >= 0 && same(fd, back),
+	tap_ok(loads_equal(fd, chain, 3, "rsz-back"),
 	       "the chain loads equal, at the last size");
-	if (back >= 0)
-		close(back);
-	rm("rsz-back");
 	close(fd);
 	rm("rsz");
 }
@@ -570,7 +570,7 @@ static void without_direct_io(void)
 	const char *dir = "/tmp/img-ramfs", *img = "/tmp/img-ramfs/r.img";
 	const char *imgs[] = { img };
 	struct mimg_header h;
-	int fd, back, dio;
+	int fd, dio;
 
 	mkdir(dir, 0700);
 	if (mount("none", dir, "ramfs", 0, NULL)) {
@@ -587,12 +587,8 @@ static void without_direct_io(void)
 	if (dio >= 0)
 		close(dio);
 	tap_ok(save(fd, img, NULL, &h) == 0, "a save to ramfs works");
-	back = load(imgs, 1, "nodio-back", -1, 0, NULL);
-	tap_ok(back >= 0 && same(fd, back),
+	tap_ok(loads_equal(fd, imgs, 1, "nodio-back"),
 	       "and loads back equal through the page cache");
-	if (back >= 0)
-		close(back);
-	rm("nodio-back");
 	close(fd);
 	rm("nodio");
 	unlink(img);
