@@ -288,7 +288,8 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 		return VM_FAULT_SIGSEGV;
 	}
 	linked = fault_in_object_table(vmf, m, off);
-	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_WRITE);
+	page = linked ? morsel_frame_for_store(m, off >> PAGE_SHIFT, vmf) :
+			morsel_frame(m, off >> PAGE_SHIFT, MORSEL_WRITE);
 	if (IS_ERR(page))
 		return PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
 		       errno_to_fault(PTR_ERR(page));
@@ -332,6 +333,18 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 	return fault_one_page(vmf, m, off);
 }
 
+/*
+ * A new VMA of @m.  The full barrier orders the count before any access
+ * through the VMA can make a translation; pairs with replace_leaf()
+ * (morsel_sole_translation()).
+ */
+static void count_mapper(struct morsel *m)
+{
+	atomic_inc(&m->mappers);
+	smp_mb__after_atomic();	/* the count, then translations */
+	atomic_long_inc(&morsel_totals.mappers);
+}
+
 static void morsel_vma_open(struct vm_area_struct *vma)
 {
 	struct morsel_mm *mmm = morsel_mm_get(vma->vm_mm);
@@ -352,8 +365,7 @@ static void morsel_vma_open(struct vm_area_struct *vma)
 	 */
 	if (!(vma->vm_flags & VM_WIPEONFORK))
 		vm_flags_set(vma, VM_WIPEONFORK);
-	atomic_inc(&m->mappers);
-	atomic_long_inc(&morsel_totals.mappers);
+	count_mapper(m);
 }
 
 static void morsel_vma_close(struct vm_area_struct *vma)
@@ -460,9 +472,8 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	vma->vm_private_data = mmm;
 	/* Shared m->lock orders this against a resize checking mappers. */
 	down_read(&m->lock);
-	atomic_inc(&m->mappers);
+	count_mapper(m);
 	up_read(&m->lock);
-	atomic_long_inc(&morsel_totals.mappers);
 	return 0;
 }
 

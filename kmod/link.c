@@ -93,21 +93,73 @@ static void flush_page_this_cpu(void *addr)
  * (the paging structures above it did not).  As flush_mm_tlb(), with
  * INVLPG instead of a full flush: a CPU in the mask that runs another
  * address space invalidates an address of that one, which is harmless,
- * and flushes ours when it switches back (the generation moved).  With
- * page-table isolation the user half has its own PCID, which INVLPG in
- * the kernel does not reach, and a Xen PV guest cannot use INVLPG: there
- * the full flush it is.
+ * and flushes ours when it switches back (the generation moved).  When
+ * the current task is the only user of @mm, no other CPU runs it: one may
+ * hold it lazily (a kernel thread borrowed it) or still cache entries
+ * from before a migration, and either flushes when it runs @mm again, as
+ * the generation moved; the core mm skips lazy CPUs for leaf changes
+ * too.  (Other users, such as a kthread_use_mm() worker, hold mm_users.)
+ * With page-table isolation the user half has its own PCID, which INVLPG
+ * in the kernel does not reach, and a Xen PV guest cannot use INVLPG:
+ * there the full flush it is.
  */
-static void flush_mm_page(struct mm_struct *mm, unsigned long addr)
+void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 {
 	if (boot_cpu_has(X86_FEATURE_PTI) ||
 	    cpu_feature_enabled(X86_FEATURE_XENPV)) {
 		flush_mm_tlb(mm);
 		return;
 	}
-	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu, (void *)addr,
-			 true);
+	preempt_disable();
+	atomic64_inc_return(&mm->context.tlb_gen);	/* full barrier */
+	if (mm == current->mm && atomic_read(&mm->mm_users) == 1)
+		flush_page_this_cpu((void *)addr);
+	else
+		on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu,
+				 (void *)addr, true);
+	preempt_enable();
+}
+
+/*
+ * Is ours the only mmu notifier of @mmm's mm?  Then no secondary MMU
+ * holds translations of it: KVM and IOMMUs that share the process tables
+ * (SVA) register notifiers on this list, and interval notifiers only
+ * serve hmm_range_fault() and GUP users, which refuse VM_PFNMAP.  The
+ * list is private to mm/mmu_notifier.c; what is read here is public (our
+ * own struct mmu_notifier's hlist node and mm->notifier_subscriptions)
+ * and the answer fails safe: the newest notifier sits at the head, so we
+ * are alone only if nothing follows our node and our node's back pointer
+ * is the head's, at the start of the subscriptions (their first member
+ * in 6.12).  Were the head anywhere else, the test would never pass.
+ * Registering takes mmap_lock for writing and write-locks every VMA
+ * (mm_take_all_locks()), so a fault, which holds one of them, sees a
+ * stable answer.
+ */
+static bool notifier_alone(struct morsel_mm *mmm)
+{
+	struct hlist_node *node = &mmm->mn.hlist;
+	void *head = READ_ONCE(mmm->mn.mm->notifier_subscriptions);
+
+	return head && !READ_ONCE(node->next) &&
+	       (void *)READ_ONCE(node->pprev) == head;
+}
+
+/*
+ * Can a copy-on-write of a leaf that the store fault @vmf reached through
+ * a link of @m skip the core mm's unmap_mapping_range(), and instead
+ * clear the leaf and flush the one page here?  Only if no other
+ * translation of the old frame can exist: @m has one mapping (this VMA;
+ * it maps the page once, through the link), and no secondary MMU shares
+ * this address space.  The caller made m->leaf_gen odd and issued a full
+ * barrier before asking: a mapping made meanwhile counts itself first
+ * (count_mapper() in fault.c), so it either shows here or its faults see
+ * the odd value and wait (morsel_link(), fault_one_page()).
+ */
+bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf)
+{
+	struct morsel_mm *mmm = vmf->vma->vm_private_data;
+
+	return mmm && atomic_read(&m->mappers) == 1 && notifier_alone(mmm);
 }
 
 /*
@@ -404,7 +456,7 @@ morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
 		 * core mm flushes the page.
 		 */
 		if (zapped)
-			flush_mm_page(mmm->mn.mm, range->start);
+			morsel_flush_mm_page(mmm->mn.mm, range->start);
 		return 0;
 	}
 	unlink_and_flush(mmm, range->start, range->end, true);

@@ -162,6 +162,8 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
 struct page *morsel_frame(struct morsel *m, pgoff_t index,
 			  enum morsel_intent intent);
+struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
+				    struct vm_fault *vmf);
 struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
 			      enum morsel_intent intent);
 bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page);
@@ -198,6 +200,8 @@ void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr);
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);
 void morsel_flush_tlb(void);
+void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr);
+bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf);
 int morsel_link_init(void);
 void morsel_link_exit(void);
 

@@ -638,6 +638,36 @@ static unsigned long table_pfn(void *table)
 	return table ? PHYS_PFN(__pa((unsigned long)table & PAGE_MASK)) : 0;
 }
 
+/* Does the fault's address translate through the table holding @ptep? */
+static bool fault_walks_table(struct vm_fault *vmf, pte_t *ptep)
+{
+	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
+
+	return pmd_present(pmd) && !pmd_leaf(pmd) &&
+	       pmd_pfn(pmd) == table_pfn(ptep);
+}
+
+/*
+ * Clear the leaf *@ptep, still @old, that the store fault @vmf reached
+ * through a link, and flush that page in the faulting address space: all
+ * that unmap_mapping_range() would do when morsel_sole_translation().
+ */
+static void clear_leaf_in_fault_mm(pte_t *ptep, pte_t old,
+				   struct vm_fault *vmf)
+{
+	spinlock_t *ptl = table_lock(ptep);
+	bool cleared = false;
+
+	spin_lock(ptl);
+	if (same_frame(ptep_get(ptep), old)) {
+		pte_clear(vmf->vma->vm_mm, vmf->address, ptep);
+		cleared = true;
+	}
+	spin_unlock(ptl);
+	if (cleared)
+		morsel_flush_mm_page(vmf->vma->vm_mm, vmf->address & PAGE_MASK);
+}
+
 /*
  * Replace the present leaf *@ptep of page @index of a child, still @old
  * (a frame borrowed from the base, or the zero page), by @page.  Every
@@ -647,14 +677,18 @@ static unsigned long table_pfn(void *table)
  * all of it; our notifier (link.c) sees from m->repl that the invalidation
  * is this one and, instead of removing the link, flushes the one page in
  * that address space, and the core mm zaps the old leaf through the link
- * (a special entry: no page is touched).  The new leaf goes in after.
+ * (a special entry: no page is touched).  When the store fault @vmf (NULL
+ * for other writers) walks through this very table and that is the old
+ * frame's only translation (morsel_sole_translation()), clearing the leaf
+ * and flushing that page is the same work done directly.  The new leaf
+ * goes in after.
  * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
  * value before its lookup, and removes the entry it inserted if the value
  * moved (fault_one_page()), so the old frame is never left mapped.
  * Returns false if the leaf changed meanwhile: the caller looks again.
  */
 static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
-			 pte_t old, struct page *page)
+			 pte_t old, struct page *page, struct vm_fault *vmf)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	bool replaced = false;
@@ -671,7 +705,11 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	WRITE_ONCE(m->repl.task, current);
 	atomic_inc(&m->leaf_gen);	/* odd */
 	smp_mb__after_atomic();		/* pairs with fault_one_page() */
-	unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
+	if (vmf && fault_walks_table(vmf, ptep) &&
+	    morsel_sole_translation(m, vmf))
+		clear_leaf_in_fault_mm(ptep, old, vmf);
+	else
+		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
 	/* Zapped through a link (none), or nobody linked it (still @old). */
 	now = ptep_get(ptep);
 	replaced = install_leaf(m, ptep, index, pte_none(now) ? now : old,
@@ -684,16 +722,8 @@ out:
 	return replaced;
 }
 
-/*
- * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
- * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
- * private frame (copy-on-write, replace_leaf()); so does POPULATE on a
- * zero-page leaf.  The caller keeps the frame from being freed (m->lock
- * shared, or the object is mapped and the frame only reaches a linked
- * table).
- */
-struct page *morsel_frame(struct morsel *m, pgoff_t index,
-			  enum morsel_intent intent)
+static struct page *frame_for(struct morsel *m, pgoff_t index,
+			      enum morsel_intent intent, struct vm_fault *vmf)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	struct page *page;
@@ -735,13 +765,37 @@ again:
 			copy_highpage(page, pte_page(pte));
 	}
 	if (k == LEAF_NONE ? !install_leaf(m, ptep, index, pte, page) :
-	    !replace_leaf(m, ptep, index, pte, page)) {
+	    !replace_leaf(m, ptep, index, pte, page, vmf)) {
 		/* somebody else filled or copied it */
 		if (!is_zero_pfn(page_to_pfn(page)))
 			morsel_drop_frame(m, page);
 		goto again;
 	}
 	return page;
+}
+
+/*
+ * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
+ * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
+ * private frame (copy-on-write, replace_leaf()); so does POPULATE on a
+ * zero-page leaf.  The caller keeps the frame from being freed (m->lock
+ * shared, or the object is mapped and the frame only reaches a linked
+ * table).
+ */
+struct page *morsel_frame(struct morsel *m, pgoff_t index,
+			  enum morsel_intent intent)
+{
+	return frame_for(m, index, intent, NULL);
+}
+
+/*
+ * morsel_frame(MORSEL_WRITE) for the store fault @vmf, which reached the
+ * leaf through a link of @m (so the process entry is ours to replace).
+ */
+struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
+				    struct vm_fault *vmf)
+{
+	return frame_for(m, index, MORSEL_WRITE, vmf);
 }
 
 /*

@@ -14,10 +14,18 @@
  *    table), B stores into a new 2 MiB chunk each round: the child's
  *    borrowed PTE table is replaced by its own copy (a PMD entry changes
  *    under A's PUD link);
- *  - the same with A read-only (linked per 2 MiB to read-only twins).
+ *  - the same with A read-only (linked per 2 MiB to read-only twins);
+ *  - A and B threads of one process sharing one writable mapping, 2 MiB
+ *    and 1 GiB: the copy's only translation is the faulting mapping's, so
+ *    the module clears the leaf and flushes the page itself instead of
+ *    going through unmap_mapping_range(), and must reach A's CPU.
  * A also checks that the next page, still borrowed, keeps the base's data.
+ * Last, one thread alone: it reads a page on CPU 0, moves to CPU 1 and
+ * writes it there (no other user of the address space, so the flush is
+ * local), moves back and must read its own store.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -51,13 +59,68 @@ struct tcase {
 	int a_prot;		/* A's mapping */
 	int b_pwrite;		/* B writes with pwrite() instead of storing */
 	int want_links;		/* links of the child with A and B linked, or 0 */
+	int threads;		/* A and B: threads sharing B's mapping */
 };
+
+struct reader {
+	const struct tcase *t;
+	struct shared *sh;
+	volatile uint64_t *a;
+};
+
+/* A: check each round's page before and after B's first write. */
+static void read_rounds(const struct tcase *t, struct shared *sh,
+			volatile uint64_t *a)
+{
+	for (int r = 0; r < t->rounds; r++) {
+		unsigned long off = r * t->stride;
+		int bad = 0;
+
+		if (a[off / 8] != word(1, off))
+			bad = 1;	/* must be the base's before B wrote */
+		atomic_store(&sh->reading, r + 1);
+		while (atomic_load(&sh->step) < r + 1)
+			(void)a[off / 8];	/* keep the translation hot */
+		if (a[off / 8] != word(0x77, off))
+			bad = 1;
+		if (off + PG < t->size && a[(off + PG) / 8] != word(1, off + PG))
+			bad = 1;
+		if (bad && atomic_fetch_add(&sh->wrong, 1) == 0)
+			atomic_store(&sh->first_wrong, r);
+		atomic_store(&sh->seen, r + 1);
+	}
+}
+
+static void *reader_thread(void *arg)
+{
+	struct reader *rd = arg;
+
+	pin(0);
+	atomic_store(&rd->sh->ready, 1);
+	read_rounds(rd->t, rd->sh, rd->a);
+	return NULL;
+}
+
+/* B: on CPU 1, with its mapping of child @c (linked), or none for pwrite. */
+static volatile uint64_t *writer_mapping(const struct tcase *t, int c)
+{
+	void *b;
+
+	pin(1);
+	if (t->b_pwrite)
+		return NULL;
+	b = mmap(NULL, t->size, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
+	tap_require(b != MAP_FAILED && link_all(c, b, t->size) == 0);
+	return b;
+}
 
 static void run(const struct tcase *t, struct shared *sh)
 {
-	int fd, c, st;
 	volatile uint64_t *b = NULL;
-	pid_t pid;
+	struct reader rd;
+	int fd, c, st;
+	pthread_t tid;
+	pid_t pid = 0;
 
 	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, t->size) == 0);
@@ -74,46 +137,32 @@ static void run(const struct tcase *t, struct shared *sh)
 	c = split(fd);
 	tap_require(c >= 0);
 	memset(sh, 0, sizeof(*sh));
-	pid = fork();
-	tap_require(pid >= 0);
-	if (pid == 0) {		/* A: reader on CPU 0 */
-		volatile uint64_t *a;
+	if (t->threads) {
+		b = writer_mapping(t, c);
+		rd = (struct reader){ t, sh, b };
+		tap_require(pthread_create(&tid, NULL, reader_thread, &rd) == 0);
+	} else {
+		pid = fork();
+		tap_require(pid >= 0);
+		if (pid == 0) {	/* A: reader process on CPU 0 */
+			volatile uint64_t *a;
 
-		pin(0);
-		a = mmap(NULL, t->size, t->a_prot, MAP_SHARED, c, 0);
-		if (a == MAP_FAILED || link_all(c, (void *)a, t->size))
-			_exit(2);
-		atomic_store(&sh->ready, 1);
-		for (int r = 0; r < t->rounds; r++) {
-			unsigned long off = r * t->stride;
-			int bad = 0;
-
-			if (a[off / 8] != word(1, off))
-				bad = 1;	/* must be the base's before B wrote */
-			atomic_store(&sh->reading, r + 1);
-			while (atomic_load(&sh->step) < r + 1)
-				(void)a[off / 8];	/* keep the translation hot */
-			if (a[off / 8] != word(0x77, off))
-				bad = 1;
-			if (off + PG < t->size && a[(off + PG) / 8] != word(1, off + PG))
-				bad = 1;
-			if (bad && atomic_fetch_add(&sh->wrong, 1) == 0)
-				atomic_store(&sh->first_wrong, r);
-			atomic_store(&sh->seen, r + 1);
+			pin(0);
+			a = mmap(NULL, t->size, t->a_prot, MAP_SHARED, c, 0);
+			if (a == MAP_FAILED || link_all(c, (void *)a, t->size))
+				_exit(2);
+			atomic_store(&sh->ready, 1);
+			read_rounds(t, sh, a);
+			_exit(0);
 		}
-		_exit(0);
-	}
-	pin(1);			/* B: writer on CPU 1 */
-	if (!t->b_pwrite) {
-		b = mmap(NULL, t->size, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
-		tap_require(b != MAP_FAILED && link_all(c, (void *)b, t->size) == 0);
+		b = writer_mapping(t, c);
 	}
 	while (!atomic_load(&sh->ready))
 		sched_yield();
 	if (t->want_links)
 		tap_ok(mstat(c).links == (unsigned long long)t->want_links,
-		       "%s: A and B link the child with one entry each (links %llu)",
-		       t->name, mstat(c).links);
+		       "%s: the child is linked by %d entries (links %llu)",
+		       t->name, t->want_links, mstat(c).links);
 	for (int r = 0; r < t->rounds; r++) {
 		unsigned long off = r * t->stride;
 		uint64_t v = word(0x77, off);
@@ -131,9 +180,12 @@ static void run(const struct tcase *t, struct shared *sh)
 			sched_yield();
 	}
 	st = -1;
-	waitpid(pid, &st, 0);
+	if (t->threads)
+		st = pthread_join(tid, NULL) ? -1 : 0;
+	else
+		waitpid(pid, &st, 0);
 	tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	       "%s: reader process ran %d rounds (status %#x)", t->name, t->rounds, st);
+	       "%s: reader ran %d rounds (status %#x)", t->name, t->rounds, st);
 	tap_ok(atomic_load(&sh->wrong) == 0,
 	       "%s: A sees every first write at once, neighbours unchanged "
 	       "(%d wrong rounds, first %d)", t->name, atomic_load(&sh->wrong),
@@ -155,30 +207,80 @@ static void run(const struct tcase *t, struct shared *sh)
 	unlink(BASE);
 }
 
+/*
+ * The thread reads each page on CPU 0 (a translation there), writes it
+ * for the first time on CPU 1 and reads it on CPU 0 again.
+ */
+static void migrating_writer(void)
+{
+	enum { ROUNDS = 100 };
+	volatile uint64_t *p;
+	int fd, c, wrong = 0, first = -1;
+
+	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
+	tap_require(fd >= 0 && ftruncate(fd, 2 * MiB) == 0);
+	for (unsigned long off = 0; off < ROUNDS * PG; off += PG) {
+		uint64_t v = word(1, off);
+
+		tap_require(pwrite(fd, &v, 8, off) == 8);
+	}
+	tap_require(freeze(fd) == 0);
+	c = split(fd);
+	tap_require(c >= 0);
+	p = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, c, 0);
+	tap_require(p != MAP_FAILED && link_all(c, (void *)p, 2 * MiB) == 0);
+	for (int r = 0; r < ROUNDS; r++) {
+		unsigned long off = r * PG;
+		int bad;
+
+		pin(0);
+		bad = p[off / 8] != word(1, off);
+		pin(1);
+		p[off / 8] = word(0x77, off);
+		pin(0);
+		bad |= p[off / 8] != word(0x77, off);
+		if (bad && wrong++ == 0)
+			first = r;
+	}
+	tap_ok(wrong == 0 && mstat(c).data_pages == ROUNDS,
+	       "one thread: a copy made on CPU 1 is what it reads back on CPU 0 "
+	       "(%d wrong rounds, first %d, data %llu)", wrong, first,
+	       mstat(c).data_pages);
+	munmap((void *)p, 2 * MiB);
+	close(c);
+	close(fd);
+	unlink(BASE);
+}
+
 int main(void)
 {
 	static const struct tcase cases[] = {
 		{ "2 MiB, A writable, B stores", 2 * MiB, PG, 200,
-		  PROT_READ | PROT_WRITE, 0, 0 },
+		  PROT_READ | PROT_WRITE, 0, 0, 0 },
 		{ "2 MiB, A read-only twin, B stores", 2 * MiB, PG, 200,
-		  PROT_READ, 0, 0 },
+		  PROT_READ, 0, 0, 0 },
 		{ "2 MiB, A writable, B pwrite()", 2 * MiB, PG, 200,
-		  PROT_READ | PROT_WRITE, 1, 0 },
+		  PROT_READ | PROT_WRITE, 1, 0, 0 },
 		{ "1 GiB PUD-linked, B stores into a new 2 MiB chunk",
-		  GiB, 2 * MiB, 128, PROT_READ | PROT_WRITE, 0, 2 },
+		  GiB, 2 * MiB, 128, PROT_READ | PROT_WRITE, 0, 2, 0 },
 		{ "1 GiB, A read-only (2 MiB twins), B stores into a new 2 MiB chunk",
-		  GiB, 2 * MiB, 128, PROT_READ, 0, 0 },
+		  GiB, 2 * MiB, 128, PROT_READ, 0, 0, 0 },
+		{ "threads, one 2 MiB mapping, B stores", 2 * MiB, PG, 200,
+		  PROT_READ | PROT_WRITE, 0, 0, 1 },
+		{ "threads, one 1 GiB PUD-linked mapping, B stores into a new 2 MiB chunk",
+		  GiB, 2 * MiB, 128, PROT_READ | PROT_WRITE, 0, 1, 1 },
 	};
 	struct shared *sh = mmap(NULL, PG, PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	long base[5];
 
 	tap_require(sh != MAP_FAILED);
-	tap_plan(3 * 3 + 4 + 3 + 1);
+	tap_plan(7 * 3 + 2 + 1 + 1);
 	watchdog(150);
 	totals(base);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run(&cases[i], sh);
+	migrating_writer();
 	tap_ok(totals_back(base), "module totals back to the baseline");
 	munmap(sh, PG);
 	return tap_done();
