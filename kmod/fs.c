@@ -769,6 +769,8 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	init_rwsem(&m->lock);
 	init_rwsem(&m->replace_sem);
 	m->repl.task = NULL;
+	m->repl.count = 0;
+	m->repl.direct = 0;
 	spin_lock_init(&m->root_lock);
 	m->level = MORSEL_LEVEL_NONE;
 	m->root = NULL;

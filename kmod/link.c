@@ -83,9 +83,27 @@ static void flush_mm_tlb(struct mm_struct *mm)
 	on_each_cpu_mask(mm_cpumask(mm), flush_this_cpu, NULL, true);
 }
 
-static void flush_page_this_cpu(void *addr)
+struct page_flush {
+	struct mm_struct *mm;
+	unsigned long addr;
+};
+
+/*
+ * A CPU that holds @f->mm only lazily (an idle or kernel thread borrowed
+ * it) leaves it, as the core mm's flush_tlb_func() does: so it drops out
+ * of mm_cpumask() and later flushes do not interrupt it again, and it
+ * flushes when it runs the mm next (the generation moved).  Anything else
+ * invalidates the page.
+ */
+static void flush_page_this_cpu(void *arg)
 {
-	asm volatile("invlpg (%0)" : : "r" (addr) : "memory");
+	const struct page_flush *f = arg;
+
+	if (!current->mm && current->active_mm == f->mm) {
+		leave_mm();
+		return;
+	}
+	asm volatile("invlpg (%0)" : : "r" (f->addr) : "memory");
 }
 
 /*
@@ -93,31 +111,22 @@ static void flush_page_this_cpu(void *addr)
  * (the paging structures above it did not).  As flush_mm_tlb(), with
  * INVLPG instead of a full flush: a CPU in the mask that runs another
  * address space invalidates an address of that one, which is harmless,
- * and flushes ours when it switches back (the generation moved).  When
- * the current task is the only user of @mm, no other CPU runs it: one may
- * hold it lazily (a kernel thread borrowed it) or still cache entries
- * from before a migration, and either flushes when it runs @mm again, as
- * the generation moved; the core mm skips lazy CPUs for leaf changes
- * too.  (Other users, such as a kthread_use_mm() worker, hold mm_users.)
- * With page-table isolation the user half has its own PCID, which INVLPG
- * in the kernel does not reach, and a Xen PV guest cannot use INVLPG:
- * there the full flush it is.
+ * and flushes ours when it switches back (the generation moved).  With
+ * page-table isolation the user half has its own PCID, which INVLPG in
+ * the kernel does not reach, and a Xen PV guest cannot use INVLPG: there
+ * the full flush it is.
  */
 void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 {
+	struct page_flush f = { .mm = mm, .addr = addr };
+
 	if (boot_cpu_has(X86_FEATURE_PTI) ||
 	    cpu_feature_enabled(X86_FEATURE_XENPV)) {
 		flush_mm_tlb(mm);
 		return;
 	}
-	preempt_disable();
 	atomic64_inc_return(&mm->context.tlb_gen);	/* full barrier */
-	if (mm == current->mm && atomic_read(&mm->mm_users) == 1)
-		flush_page_this_cpu((void *)addr);
-	else
-		on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu,
-				 (void *)addr, true);
-	preempt_enable();
+	on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu, &f, true);
 }
 
 /*
@@ -132,8 +141,10 @@ void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
  * is the head's, at the start of the subscriptions (their first member
  * in 6.12).  Were the head anywhere else, the test would never pass.
  * Registering takes mmap_lock for writing and write-locks every VMA
- * (mm_take_all_locks()), so a fault, which holds one of them, sees a
- * stable answer.
+ * (mm_take_all_locks()), so none can start while a fault holds one of
+ * them.  Unregistering takes neither, but only turns "not alone" into
+ * "alone", after the departing user dropped its translations (->release
+ * or its own teardown).
  */
 static bool notifier_alone(struct morsel_mm *mmm)
 {

@@ -5,7 +5,9 @@
  * /sys/kernel/morsel/ holds module-wide totals, one number a file; the
  * test harness checks that each is back to zero once every morselfs mount
  * is gone.  /sys/kernel/debug/morsel/objects lists every object with its
- * own figures (MORSEL_IOC_STAT gives the same for one open file).
+ * own figures (MORSEL_IOC_STAT gives the same for one open file), and how
+ * many leaves a copy-on-write replaced, in all and without the core mm's
+ * zap (replace_leaf()).
  */
 #include <linux/debugfs.h>
 #include <linux/kobject.h>
@@ -52,16 +54,18 @@ static int objects_show(struct seq_file *s, void *unused)
 {
 	struct morsel *m;
 
-	seq_puts(s, "ino size level data_pages table_pages links mappers\n");
+	seq_puts(s, "ino size level data_pages table_pages links mappers replaced replaced_direct\n");
 	spin_lock(&morsel_list_lock);
 	list_for_each_entry(m, &morsel_list, node)
-		seq_printf(s, "%lu %lld %d %ld %ld %ld %d\n",
+		seq_printf(s, "%lu %lld %d %ld %ld %ld %d %lu %lu\n",
 			   m->vfs_inode.i_ino, i_size_read(&m->vfs_inode),
 			   READ_ONCE(m->level),
 			   atomic_long_read(&m->data_pages),
 			   atomic_long_read(&m->table_pages),
 			   atomic_long_read(&m->links),
-			   atomic_read(&m->mappers));
+			   atomic_read(&m->mappers),
+			   READ_ONCE(m->repl.count),
+			   READ_ONCE(m->repl.direct));
 	spin_unlock(&morsel_list_lock);
 	seq_printf(s, "# address_spaces %ld\n",
 		   atomic_long_read(&morsel_totals.address_spaces));

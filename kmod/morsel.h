@@ -92,6 +92,8 @@ struct morsel {
 		unsigned long table_pfn;	/* PTE table of the leaf */
 		unsigned long twin_pfn;		/* its read-only twin, or 0 */
 		unsigned long pmd_table_pfn;	/* PMD table above, or 0 */
+		unsigned long count;		/* replacements so far */
+		unsigned long direct;		/* of those, without the core zap */
 	} repl;
 	u64 id;				/* random, non-zero, for images */
 	/*

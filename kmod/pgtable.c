@@ -691,7 +691,7 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 			 pte_t old, struct page *page, struct vm_fault *vmf)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
-	bool replaced = false;
+	bool replaced = false, direct;
 	pte_t now;
 
 	down_write(&m->replace_sem);
@@ -705,8 +705,9 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	WRITE_ONCE(m->repl.task, current);
 	atomic_inc(&m->leaf_gen);	/* odd */
 	smp_mb__after_atomic();		/* pairs with fault_one_page() */
-	if (vmf && fault_walks_table(vmf, ptep) &&
-	    morsel_sole_translation(m, vmf))
+	direct = vmf && fault_walks_table(vmf, ptep) &&
+		 morsel_sole_translation(m, vmf);
+	if (direct)
 		clear_leaf_in_fault_mm(ptep, old, vmf);
 	else
 		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
@@ -714,6 +715,10 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	now = ptep_get(ptep);
 	replaced = install_leaf(m, ptep, index, pte_none(now) ? now : old,
 				page);
+	if (replaced) {
+		WRITE_ONCE(m->repl.count, m->repl.count + 1);
+		WRITE_ONCE(m->repl.direct, m->repl.direct + direct);
+	}
 	WRITE_ONCE(m->repl.task, NULL);
 	smp_mb__before_atomic();	/* the new leaf before the even value */
 	atomic_inc(&m->leaf_gen);	/* even */

@@ -5,7 +5,8 @@
  * that names the phase a hang is in, wrappers for MORSEL_IOC_FREEZE/SPLIT/
  * MAP, the module totals in /sys/kernel/morsel and a wait for them to
  * return to a baseline, CPU pinning, the page pattern (word/fill_page/
- * page_ok), a frozen base filled with the pattern (mkbase) and ino().
+ * page_ok), a frozen base filled with the pattern (mkbase), ino() and
+ * replacements() (copies counted in the debugfs objects list).
  * Helpers used by one test only stay in that test.  Include after defining
  * _GNU_SOURCE (sched_setaffinity).
  */
@@ -137,6 +138,21 @@ static inline ino_t ino(int fd)
 	if (fstat(fd, &st))
 		tap_fatal("fstat");
 	return st.st_ino;
+}
+
+/*
+ * Leaves of @fd's object that copy-on-write replaced so far, and how many
+ * of those without the core mm's zap (debugfs objects list); 1 if read.
+ */
+static inline int replacements(int fd, long long *all, long long *direct)
+{
+	long long f[8];
+
+	if (!object_figures(ino(fd), f, 8))
+		return 0;
+	*all = f[6];
+	*direct = f[7];
+	return 1;
 }
 
 /* ------------------------------------------------------- page pattern */

@@ -200,6 +200,16 @@ static void run(const struct tcase *t, struct shared *sh)
 		       "%s: the child copied %d pages (data %llu), the base is unchanged",
 		       t->name, t->rounds, mstat(c).data_pages);
 	}
+	{
+		long long all = -1, direct = -1;
+		int want = t->threads ? t->rounds : 0;
+		int got = replacements(c, &all, &direct);
+
+		tap_ok(got && all == t->rounds && direct == want,
+		       "%s: %d copies, %d without the core mm's zap "
+		       "(replaced %lld, direct %lld)", t->name, t->rounds, want,
+		       all, direct);
+	}
 	if (b)
 		munmap((void *)b, t->size);
 	close(c);
@@ -215,7 +225,8 @@ static void migrating_writer(void)
 {
 	enum { ROUNDS = 100 };
 	volatile uint64_t *p;
-	int fd, c, wrong = 0, first = -1;
+	int fd, c, wrong = 0, first = -1, got;
+	long long all = -1, direct = -1;
 
 	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, 2 * MiB) == 0);
@@ -246,6 +257,10 @@ static void migrating_writer(void)
 	       "one thread: a copy made on CPU 1 is what it reads back on CPU 0 "
 	       "(%d wrong rounds, first %d, data %llu)", wrong, first,
 	       mstat(c).data_pages);
+	got = replacements(c, &all, &direct);
+	tap_ok(got && all == ROUNDS && direct == ROUNDS,
+	       "one thread: every copy without the core mm's zap (replaced %lld, direct %lld)",
+	       all, direct);
 	munmap((void *)p, 2 * MiB);
 	close(c);
 	close(fd);
@@ -275,7 +290,7 @@ int main(void)
 	long base[5];
 
 	tap_require(sh != MAP_FAILED);
-	tap_plan(7 * 3 + 2 + 1 + 1);
+	tap_plan(7 * 4 + 2 + 2 + 1);
 	watchdog(150);
 	totals(base);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
+#include "objects.h"
 #include "tap.h"
 
 #define MiB (1024LL * 1024)
@@ -103,37 +104,6 @@ static int stat_is(int fd, long long size, int level, long long data,
 	return 0;
 }
 
-static char dbg[1 << 20];
-
-static int read_objects(void)
-{
-	ssize_t n;
-	int fd = open("/sys/kernel/debug/morsel/objects", O_RDONLY), len = 0;
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, dbg + len, sizeof(dbg) - 1 - len)) > 0)
-		len += n;
-	close(fd);
-	dbg[len] = 0;
-	return len;
-}
-
-/* The objects line of inode @ino as its 6 figures; 1 if found. */
-static int obj_line(ino_t ino, long long f[6])
-{
-	char key[32], *p;
-
-	if (read_objects() < 0)
-		return 0;
-	snprintf(key, sizeof(key), "\n%lu ", (unsigned long)ino);
-	p = strstr(dbg, key);
-	if (!p)
-		return 0;
-	return sscanf(p + strlen(key), "%lld %lld %lld %lld %lld %lld",
-		      &f[0], &f[1], &f[2], &f[3], &f[4], &f[5]) == 6;
-}
-
 /* debugfs line of @fd's inode agrees with STAT? */
 static int dbg_agrees(int fd)
 {
@@ -141,7 +111,7 @@ static int dbg_agrees(int fd)
 	struct stat st;
 	long long f[6];
 
-	if (fstat(fd, &st) || mstat(fd, &s) || !obj_line(st.st_ino, f))
+	if (fstat(fd, &st) || mstat(fd, &s) || !object_figures(st.st_ino, f, 6))
 		return 0;
 	if (f[0] == (long long)s.size && f[1] == s.level &&
 	    f[2] == (long long)s.data_pages && f[3] == (long long)s.table_pages &&
@@ -158,7 +128,7 @@ static long address_spaces(void)
 
 	if (read_objects() < 0)
 		return -1;
-	p = strstr(dbg, "# address_spaces ");
+	p = strstr(objects_text, "# address_spaces ");
 	return p ? atol(p + strlen("# address_spaces ")) : -1;
 }
 
@@ -186,7 +156,8 @@ int main(void)
 			break;
 	tap_ok(i == T_N, "/sys/kernel/morsel/{morsels,data_pages,table_pages,links,mappers} read as numbers");
 	tap_ok(read_objects() > 0 &&
-	       !strncmp(dbg, "ino size level data_pages table_pages links mappers\n", 52),
+	       !strncmp(objects_text, "ino size level data_pages table_pages "
+			"links mappers replaced replaced_direct\n", 77),
 	       "debugfs objects starts with its header line");
 	as0 = address_spaces();
 	tap_ok(as0 >= 0, "debugfs objects ends with # address_spaces (%ld)", as0);
@@ -314,7 +285,7 @@ int main(void)
 	{
 		long long f[6];
 
-		tap_ok(!obj_line(st.st_ino, f), "close: the object's debugfs line is gone");
+		tap_ok(!object_figures(st.st_ino, f, 6), "close: the object's debugfs line is gone");
 	}
 
 	/* Many objects: one line each. */
@@ -333,7 +304,7 @@ int main(void)
 		}
 		t = totals();
 		read_objects();
-		for (q = strchr(dbg, '\n'); q && q[1]; q = strchr(q + 1, '\n'))
+		for (q = strchr(objects_text, '\n'); q && q[1]; q = strchr(q + 1, '\n'))
 			if (q[1] != '#')
 				lines++;
 		tap_ok(n == 20 && t.v[T_MORSELS] == base.v[T_MORSELS] + 20 &&

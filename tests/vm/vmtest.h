@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -23,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
+#include "objects.h"
 #include "tap.h"
 
 #define KiB (1UL << 10)
