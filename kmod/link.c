@@ -66,6 +66,30 @@ void morsel_flush_tlb(void)
 	on_each_cpu(flush_this_cpu, NULL, 1);
 }
 
+struct mm_flush {
+	struct mm_struct *mm;
+	unsigned long addr;		/* one page, or 0: everything */
+};
+
+/*
+ * A CPU that holds @f->mm only lazily (an idle or kernel thread borrowed
+ * it) leaves it, as the core mm's flush_tlb_func() does: it stops walking
+ * the mm's tables, drops out of mm_cpumask() so that later flushes do not
+ * interrupt it again, and flushes when it runs the mm next (the
+ * generation moved).  A CPU running it flushes the page, or everything.
+ */
+static void flush_mm_this_cpu(void *arg)
+{
+	const struct mm_flush *f = arg;
+
+	if (!current->mm && current->active_mm == f->mm)
+		leave_mm();
+	else if (f->addr)
+		asm volatile("invlpg (%0)" : : "r" (f->addr) : "memory");
+	else
+		__flush_tlb_all();
+}
+
 /*
  * Flush what CPUs may still cache of @mm's translations after its paging
  * structures changed (a link removed): the CPUs in mm_cpumask(@mm), which
@@ -79,31 +103,10 @@ void morsel_flush_tlb(void)
  */
 static void flush_mm_tlb(struct mm_struct *mm)
 {
+	struct mm_flush f = { .mm = mm };
+
 	atomic64_inc_return(&mm->context.tlb_gen);
-	on_each_cpu_mask(mm_cpumask(mm), flush_this_cpu, NULL, true);
-}
-
-struct page_flush {
-	struct mm_struct *mm;
-	unsigned long addr;
-};
-
-/*
- * A CPU that holds @f->mm only lazily (an idle or kernel thread borrowed
- * it) leaves it, as the core mm's flush_tlb_func() does: so it drops out
- * of mm_cpumask() and later flushes do not interrupt it again, and it
- * flushes when it runs the mm next (the generation moved).  Anything else
- * invalidates the page.
- */
-static void flush_page_this_cpu(void *arg)
-{
-	const struct page_flush *f = arg;
-
-	if (!current->mm && current->active_mm == f->mm) {
-		leave_mm();
-		return;
-	}
-	asm volatile("invlpg (%0)" : : "r" (f->addr) : "memory");
+	on_each_cpu_mask(mm_cpumask(mm), flush_mm_this_cpu, &f, true);
 }
 
 /*
@@ -118,7 +121,7 @@ static void flush_page_this_cpu(void *arg)
  */
 void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 {
-	struct page_flush f = { .mm = mm, .addr = addr };
+	struct mm_flush f = { .mm = mm, .addr = addr };
 
 	if (boot_cpu_has(X86_FEATURE_PTI) ||
 	    cpu_feature_enabled(X86_FEATURE_XENPV)) {
@@ -126,7 +129,7 @@ void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 		return;
 	}
 	atomic64_inc_return(&mm->context.tlb_gen);	/* full barrier */
-	on_each_cpu_mask(mm_cpumask(mm), flush_page_this_cpu, &f, true);
+	on_each_cpu_mask(mm_cpumask(mm), flush_mm_this_cpu, &f, true);
 }
 
 /*
