@@ -92,14 +92,15 @@ static void flush_mm_this_cpu(void *arg)
 
 /*
  * Flush what CPUs may still cache of @mm's translations after its paging
- * structures changed (a link removed): the CPUs in mm_cpumask(@mm), which
- * run it or hold it lazily, get a full flush; bumping the mm's TLB
- * generation first makes a CPU that ran it earlier, and may keep entries
- * under its PCID, flush when it switches back (switch_mm_irqs_off()
- * compares the generation).  This is the protocol of flush_tlb_mm_range(),
- * which modules cannot call; the bump is inc_mm_tlb_gen() (hidden from
- * modules by #ifndef MODULE), and its full barrier orders our table writes
- * before the read of the mask, as that function's comment requires.
+ * structures changed (a link removed): the CPUs in mm_cpumask(@mm) that
+ * run it get a full flush, those that hold it lazily leave it (see
+ * flush_mm_this_cpu()); bumping the mm's TLB generation first makes a CPU
+ * that ran it earlier, and may keep entries under its PCID, flush when it
+ * switches back (switch_mm_irqs_off() compares the generation).  This is
+ * the protocol of flush_tlb_mm_range(), which modules cannot call; the
+ * bump is inc_mm_tlb_gen() (hidden from modules by #ifndef MODULE), and
+ * its full barrier orders our table writes before the read of the mask,
+ * as that function's comment requires.
  */
 static void flush_mm_tlb(struct mm_struct *mm)
 {

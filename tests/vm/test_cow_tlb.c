@@ -21,8 +21,9 @@
  *    going through unmap_mapping_range(), and must reach A's CPU.
  * A also checks that the next page, still borrowed, keeps the base's data.
  * Last, one thread alone: it reads a page on CPU 0, moves to CPU 1 and
- * writes it there (no other user of the address space, so the flush is
- * local), moves back and must read its own store.
+ * writes it there (CPU 0, idle, holds the address space lazily and is
+ * made to leave it), moves back and must read its own store: CPU 0 must
+ * flush when it runs the address space again.
  */
 #include <fcntl.h>
 #include <pthread.h>
