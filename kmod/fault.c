@@ -176,6 +176,18 @@ static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 	return VM_FAULT_FALLBACK;
 }
 
+/* Odd m->leaf_gen: a replacement runs (replace_leaf()); wait for its end. */
+static int wait_replacements_over(struct morsel *m)
+{
+	int gen;
+
+	while ((gen = atomic_read_acquire(&m->leaf_gen)) & 1) {
+		down_read(&m->replace_sem);
+		up_read(&m->replace_sem);
+	}
+	return gen;
+}
+
 /*
  * Map one page into the process's own PTE table.  A frame that is not
  * ours to write (frozen object, or borrowed from the base) is mapped
@@ -193,11 +205,7 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 
 	/* Shared: punching a hole must not run between lookup and insert. */
 	down_read(&m->lock);
-	/* Odd: a replacement runs (replace_leaf()); wait for its end. */
-	while ((gen = atomic_read_acquire(&m->leaf_gen)) & 1) {
-		down_read(&m->replace_sem);
-		up_read(&m->replace_sem);
-	}
+	gen = wait_replacements_over(m);
 	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));
@@ -217,11 +225,19 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		/*
 		 * A copy-on-write that replaced the leaf after our lookup may
 		 * have run its unmap_mapping_range() before our insert: then
-		 * nothing would remove the stale entry.  Remove it ourselves.
+		 * nothing would remove the stale entry.  Once replacements
+		 * that ran meanwhile are over, the leaf tells whether one of
+		 * them was ours; removing the entry only then (not whenever
+		 * any leaf of the object was replaced) keeps a stream of
+		 * copies elsewhere from making this fault retry forever.
 		 */
 		smp_mb();
-		if (atomic_read(&m->leaf_gen) != gen)
-			zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
+		if (atomic_read(&m->leaf_gen) != gen) {
+			wait_replacements_over(m);
+			if (!morsel_leaf_maps(m, off >> PAGE_SHIFT, page))
+				zap_vma_ptes(vma, vmf->address & PAGE_MASK,
+					     PAGE_SIZE);
+		}
 	}
 	up_read(&m->lock);
 	return ret;

@@ -702,7 +702,8 @@ static long morsel_ioctl_scan(struct file *file,
 		 * holds m->lock shared from reading the leaf to inserting its
 		 * PTE: waiting for the lock once makes sure one that saw a
 		 * leaf still writable has inserted, so the unmap removes it
-		 * (leaf_gen makes such a fault zap its own PTE as well).
+		 * (such a fault sees leaf_gen move but the same frame, so it
+		 * keeps the PTE for this unmap to remove).
 		 */
 		smp_mb__before_atomic();
 		atomic_add(2, &m->leaf_gen);	/* stays even: replace_leaf() */

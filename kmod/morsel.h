@@ -184,6 +184,7 @@ void morsel_free_frame(struct morsel *m, struct page *page);
 struct page *morsel_alloc_frame(struct morsel *m, bool zero);
 void morsel_drop_frame(struct morsel *m, struct page *page);
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
+bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
 
 /* link.c */
 enum morsel_link_level {

@@ -683,8 +683,10 @@ static void clear_leaf_in_fault_mm(pte_t *ptep, pte_t old,
  * and flushing that page is the same work done directly.  The new leaf
  * goes in after.
  * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
- * value before its lookup, and removes the entry it inserted if the value
- * moved (fault_one_page()), so the old frame is never left mapped.
+ * value before its lookup and, if the value moved by its insert, waits
+ * for it to be even again and removes the entry it inserted unless the
+ * leaf still maps that frame (fault_one_page()), so the old frame is
+ * never left mapped.
  * Returns false if the leaf changed meanwhile: the caller looks again.
  */
 static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
@@ -842,6 +844,19 @@ int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page)
 		return -ENOMEM;
 	ptep += MORSEL_PTE_INDEX(off);
 	return install_leaf(m, ptep, index, __pte(0), page);
+}
+
+/* Does the leaf of page @index map @page now?  Not if a hole, or none. */
+bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page)
+{
+	loff_t off = (loff_t)index << PAGE_SHIFT;
+	pte_t *ptep = morsel_pte_table(m, off, false);
+	pte_t pte;
+
+	if (!ptep)
+		return false;
+	pte = ptep_get(ptep + MORSEL_PTE_INDEX(off));
+	return pte_present(pte) && pte_pfn(pte) == page_to_pfn(page);
 }
 
 /* Allocate every frame of pages [@first, @end). */
