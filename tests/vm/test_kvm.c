@@ -22,10 +22,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmtest.h"
+#include "cow.h"
 
 /* 16-bit guest at 0x1000: store 0x99 at [0] if asked, read [0], report. */
 static const unsigned char guest_read[] = {
@@ -162,14 +161,12 @@ static void punch_reaches_the_guest(void)
 /* One leaf of @fd's object replaced, through unmap_mapping_range()? */
 static int replaced_by_core_zap(int fd)
 {
-	struct stat st;
-	long long f[8];
+	long long all = -1, direct = -1;
 
-	if (fstat(fd, &st) || !object_figures(st.st_ino, f, 8))
-		return 0;
-	if (f[6] == 1 && f[7] == 0)
+	if (replacements(fd, &all, &direct) && all == 1 && direct == 0)
 		return 1;
-	tap_diag("replaced %lld, of which without the core zap %lld", f[6], f[7]);
+	tap_diag("replaced %lld, of which without the core zap %lld", all,
+		 direct);
 	return 0;
 }
 
