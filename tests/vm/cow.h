@@ -3,10 +3,11 @@
  * Helpers shared by the copy-on-write tests (tests/vm/test_cow_*.c, and
  * test_kvm.c's copy-on-write case), on top of vmtest.h (size macros,
  * mstat(), total()): PG, the alarm watchdog that names the phase a hang
- * is in, wrappers for MORSEL_IOC_FREEZE/SPLIT/MAP, the module totals in /sys/kernel/morsel and a wait for them to
- * return to a baseline, CPU pinning, the page pattern (word/fill_page/
- * page_ok), a frozen base filled with the pattern (mkbase), ino() and
- * replacements() (copies counted in the debugfs objects list).
+ * is in, wrappers for MORSEL_IOC_FREEZE/SPLIT/MAP, the module totals in
+ * /sys/kernel/morsel and a wait for them to return to a baseline, CPU
+ * pinning, the page pattern (word/fill_page/page_ok), a frozen base
+ * filled with the pattern (mkbase), ino() and replacements() (copies
+ * counted in the debugfs objects list).
  * Helpers used by one test only stay in that test.  Include after defining
  * _GNU_SOURCE (sched_setaffinity).
  */
