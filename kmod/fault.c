@@ -90,15 +90,11 @@ static bool fault_in_object_table(struct vm_fault *vmf, struct morsel *m,
 				  loff_t off)
 {
 	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
-	pte_t *table;
 
 	if (!pmd_present(pmd) || pmd_leaf(pmd))
-		return false;
-	table = morsel_pte_table(m, off, false);
-	if (table && pmd_pfn(pmd) == PHYS_PFN(__pa(table)))
-		return true;
-	table = xa_load(&m->twins, off >> PMD_SHIFT);
-	return table && pmd_pfn(pmd) == PHYS_PFN(__pa(table));
+		return false;	/* no table below: nothing to look up */
+	return pmd_links_table(pmd, morsel_pte_table(m, off, false)) ||
+	       pmd_links_table(pmd, xa_load(&m->twins, off >> PMD_SHIFT));
 }
 
 /* Is vmf->pmd an entry of the object's own PMD table, linked by PUD? */

@@ -118,6 +118,16 @@ struct morsel {
 	struct inode vfs_inode;
 };
 
+/*
+ * Does the process entry @pmd point at the page table holding @table (a
+ * table, or any entry in it)?  NULL: no.
+ */
+static inline bool pmd_links_table(pmd_t pmd, const void *table)
+{
+	return table && pmd_present(pmd) && !pmd_leaf(pmd) &&
+	       pmd_pfn(pmd) == PHYS_PFN(__pa((unsigned long)table & PAGE_MASK));
+}
+
 static inline struct morsel *MORSEL(struct inode *inode)
 {
 	return container_of(inode, struct morsel, vfs_inode);

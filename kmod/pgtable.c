@@ -638,15 +638,6 @@ static unsigned long table_pfn(void *table)
 	return table ? PHYS_PFN(__pa((unsigned long)table & PAGE_MASK)) : 0;
 }
 
-/* Does the fault's address translate through the table holding @ptep? */
-static bool fault_walks_table(struct vm_fault *vmf, pte_t *ptep)
-{
-	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
-
-	return pmd_present(pmd) && !pmd_leaf(pmd) &&
-	       pmd_pfn(pmd) == table_pfn(ptep);
-}
-
 /*
  * Clear the leaf *@ptep, still @old, that the store fault @vmf reached
  * through a link, and flush that page in the faulting address space: all
@@ -707,7 +698,8 @@ static bool replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	WRITE_ONCE(m->repl.task, current);
 	atomic_inc(&m->leaf_gen);	/* odd */
 	smp_mb__after_atomic();		/* pairs with fault_one_page() */
-	direct = vmf && fault_walks_table(vmf, ptep) &&
+	/* The fault's address translates through the table of @ptep. */
+	direct = vmf && pmd_links_table(pmdp_get_lockless(vmf->pmd), ptep) &&
 		 morsel_sole_translation(m, vmf);
 	if (direct)
 		clear_leaf_in_fault_mm(ptep, old, vmf);
