@@ -60,6 +60,17 @@ static vm_fault_t errno_to_fault(int err)
 	return err == -ENOMEM ? VM_FAULT_OOM : VM_FAULT_SIGBUS;
 }
 
+/*
+ * A table to link could not be had.  Without room on the mount (ENOSPC)
+ * the granule is mapped page by page instead, into the process's own
+ * tables: reading data that exists never fails for want of space.
+ */
+static vm_fault_t no_table_to_link(void *err)
+{
+	return PTR_ERR(err) == -ENOSPC ? VM_FAULT_FALLBACK :
+	       errno_to_fault(PTR_ERR(err));
+}
+
 /* Populate the leaf of @off; the fault's address reaches it by a link. */
 static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 {
@@ -125,13 +136,14 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
-	if (!mmm || !(vma->vm_flags & VM_WRITE) ||
+	/* A frozen object links PTE tables (the hole table for holes). */
+	if (!mmm || !(vma->vm_flags & VM_WRITE) || READ_ONCE(m->frozen) ||
 	    m->level < MORSEL_LEVEL_PMD ||
 	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 		return VM_FAULT_FALLBACK;
 	table = morsel_pmd_table(m, off, true);
-	if (!table)
-		return VM_FAULT_OOM;
+	if (IS_ERR_OR_NULL(table))
+		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
 	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
 				       ALIGN_DOWN(vmf->address, PUD_SIZE),
 				       table));
@@ -152,12 +164,13 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return fill_linked_leaf(m, off);
 	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
-	if (vma->vm_flags & VM_WRITE)
+	/* A frozen object's leaves are read-only in every VMA. */
+	if ((vma->vm_flags & VM_WRITE) && !READ_ONCE(m->frozen))
 		table = morsel_pte_table(m, off, true);
 	else
 		table = morsel_ro_pte_table(m, off);
-	if (!table)
-		return VM_FAULT_OOM;
+	if (IS_ERR_OR_NULL(table))
+		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
 	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
 				       ALIGN_DOWN(vmf->address, PMD_SIZE),
 				       table));
@@ -202,7 +215,12 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 	/* Shared: punching a hole must not run between lookup and insert. */
 	down_read(&m->lock);
 	gen = wait_replacements_over(m);
-	page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
+	/* A frozen hole stays one: map the zero page, record nothing. */
+	if (READ_ONCE(m->frozen))
+		page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_LOOKUP) ?:
+		       ZERO_PAGE(0);
+	else
+		page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));
 	} else {
@@ -341,6 +359,8 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 			return VM_FAULT_NOPAGE;
 	} else if (fault_in_object_table(vmf, m, off)) {
 		return fill_linked_leaf(m, off);
+	} else if (WARN_ON_ONCE(pmd_links_table(pmd, morsel_hole_table()))) {
+		return VM_FAULT_SIGBUS;	/* every leaf is present there */
 	}
 	return fault_one_page(vmf, m, off);
 }
@@ -614,6 +634,10 @@ long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg)
 	    !PAGE_ALIGNED(arg.length) || arg.addr + arg.length < arg.addr ||
 	    arg.addr + arg.length > TASK_SIZE)
 		return -EINVAL;
+	/* It makes the contents reachable, as read() would. */
+	err = morsel_check_rights(file, FMODE_READ);
+	if (err)
+		return err;
 	arg.linked = 0;
 	arg.pages = 0;
 	if (mmap_read_lock_killable(mm))

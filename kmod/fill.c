@@ -227,13 +227,15 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 	err = check_fill_args(&arg);
 	if (err)
 		return err;
-	if (!(file->f_mode & FMODE_WRITE))
-		return -EBADF;
+	/* It changes the contents, and @filled tells which pages were holes. */
+	err = morsel_check_rights(file, FMODE_READ | FMODE_WRITE);
+	if (err)
+		return err;
 	if (m->parent)
 		return -EINVAL;	/* a hole of a child may hide a base page */
 	if (READ_ONCE(m->frozen))
 		return -EPERM;
-	f = kvmalloc(sizeof(*f), GFP_KERNEL);
+	f = kvmalloc(sizeof(*f), GFP_KERNEL_ACCOUNT);
 	if (!f)
 		return -ENOMEM;
 	f->nr = 0;
@@ -251,6 +253,10 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 	if (!src) {
 		err = -EBADF;
 		goto out_free;
+	}
+	if (!(src->f_mode & FMODE_READ)) {
+		err = -EBADF;
+		goto out_put;
 	}
 	arg.filled = 0;
 	arg.read = 0;
@@ -280,6 +286,7 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 		err = err ?: -EFAULT;
 out_drop:
 	drop_frames(m, f);
+out_put:
 	fput(src);
 out_free:
 	kvfree(f);

@@ -511,6 +511,18 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 	return err;
 }
 
+/*
+ * What the descriptor of an ioctl must have been opened for (the rights
+ * table in docs/semantics.md): reading to reveal or copy contents (SPLIT,
+ * SCAN, MAP, FILL's report of holes), writing to change contents or state
+ * (FREEZE, FILL, SCAN's clean).  As for read(2) and write(2), the open
+ * mode is what counts, and a descriptor without it gets EBADF.
+ */
+int morsel_check_rights(struct file *file, fmode_t need)
+{
+	return (file->f_mode & need) == need ? 0 : -EBADF;
+}
+
 static long morsel_ioctl_stat(struct file *file,
 			      struct morsel_stat __user *uarg)
 {
@@ -553,8 +565,9 @@ static long morsel_ioctl_freeze(struct file *file,
 	if (arg.argsz != sizeof(arg) || arg.flags ||
 	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
 		return -EINVAL;
-	if (!(file->f_mode & FMODE_WRITE))
-		return -EBADF;
+	err = morsel_check_rights(file, FMODE_WRITE);
+	if (err)
+		return err;
 	inode_lock(inode);
 	down_write(&m->lock);
 	err = morsel_freeze(m);
@@ -564,8 +577,24 @@ static long morsel_ioctl_freeze(struct file *file,
 }
 
 /*
+ * A child is never more open than its base: its permission bits are the
+ * base's (less the caller's umask, as for any new file, and never setuid,
+ * setgid or sticky) and its group is the base's, so whoever may read it
+ * through group or other bits could read the base the same way.  Its
+ * owner is the caller, who could read the base: splitting needs that.
+ */
+static void restrict_child(struct inode *child, const struct inode *base)
+{
+	inode_lock(child);
+	child->i_gid = base->i_gid;
+	inode_unlock(child);
+}
+
+/*
  * A new unnamed child of the frozen base @file, made like an O_TMPFILE in
- * the base's directory, returned as a descriptor.
+ * the base's directory, returned as a descriptor.  Its contents are the
+ * base's: reading the base is needed (EBADF on a descriptor not open for
+ * reading).
  */
 static long morsel_ioctl_split(struct file *file,
 			       struct morsel_split __user *uarg)
@@ -581,6 +610,9 @@ static long morsel_ioctl_split(struct file *file,
 	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_SPLIT_FLAGS ||
 	    arg.__pad || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
 		return -EINVAL;
+	err = morsel_check_rights(file, FMODE_READ);
+	if (err)
+		return err;
 	if (!READ_ONCE(base->frozen))
 		return -EINVAL;
 	dir.mnt = file->f_path.mnt;
@@ -591,6 +623,7 @@ static long morsel_ioctl_split(struct file *file,
 	dput(dir.dentry);
 	if (IS_ERR(child))
 		return PTR_ERR(child);
+	restrict_child(file_inode(child), &base->vfs_inode);
 	err = morsel_adopt(MORSEL(file_inode(child)), base);
 	if (err)
 		goto out_child;
@@ -648,9 +681,12 @@ static long morsel_ioctl_scan(struct file *file,
 	    !PAGE_ALIGNED(arg.length) || arg.start > MORSEL_MAX_SIZE ||
 	    arg.length > MORSEL_MAX_SIZE - arg.start)
 		return -EINVAL;
-	if (clean && !(file->f_mode & FMODE_WRITE))
-		return -EBADF;
-	b = kvmalloc(sizeof(*b), GFP_KERNEL);
+	/* Which pages hold data is about the contents; cleaning changes state. */
+	err = morsel_check_rights(file, FMODE_READ |
+				  (clean ? FMODE_WRITE : 0));
+	if (err)
+		return err;
+	b = kvmalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
 	if (!b)
 		return -ENOMEM;
 	if (clean) {
@@ -775,7 +811,7 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	spin_lock_init(&m->root_lock);
 	m->level = MORSEL_LEVEL_NONE;
 	m->root = NULL;
-	xa_init(&m->twins);
+	xa_init_flags(&m->twins, XA_FLAGS_ACCOUNT);
 	m->frozen = false;
 	m->parent = NULL;
 	atomic_set(&m->children, 0);

@@ -280,7 +280,19 @@ missing:
 	WARN_ONCE(1, "morsel: tables above link at %lx are gone\n", l->start);
 }
 
-static void drop_links(struct list_head *gone)
+/*
+ * A link record is memory the address space makes the kernel hold, as a
+ * page table is: it is charged to the mm's page-table bytes (VmPTE in
+ * /proc/PID/status, and what the OOM killer weighs) from the link until
+ * it is gone, as well as to the memory cgroup of the task that made it.
+ */
+static void charge_link(struct mm_struct *mm, long sign)
+{
+	atomic_long_add(sign * (long)sizeof(struct morsel_link),
+			&mm->pgtables_bytes);
+}
+
+static void drop_links(struct morsel_mm *mmm, struct list_head *gone)
 {
 	struct morsel_link *l, *next;
 
@@ -289,6 +301,7 @@ static void drop_links(struct list_head *gone)
 			atomic_long_dec(&l->m->pud_links);
 		atomic_long_dec(&l->m->links);
 		atomic_long_dec(&morsel_totals.links);
+		charge_link(mmm->mn.mm, -1);
 		kmem_cache_free(morsel_link_cache, l);
 	}
 }
@@ -322,7 +335,7 @@ static void unlink_and_flush(struct morsel_mm *mmm, unsigned long start,
 	if (list_empty(&gone))
 		return;
 	flush_mm_tlb(mmm->mn.mm);
-	drop_links(&gone);
+	drop_links(mmm, &gone);
 }
 
 /* Remove the link that @addr falls strictly inside, if any. */
@@ -372,7 +385,7 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 	spinlock_t *ptl;	/* of the process entry */
 	int err = 0;
 
-	l = kmem_cache_alloc(morsel_link_cache, GFP_KERNEL);
+	l = kmem_cache_alloc(morsel_link_cache, GFP_KERNEL_ACCOUNT);
 	if (!l)
 		return -ENOMEM;
 	l->start = start;
@@ -434,6 +447,7 @@ out:
 	}
 	atomic_long_inc(&m->links);
 	atomic_long_inc(&morsel_totals.links);
+	charge_link(mm, 1);
 	return 0;
 }
 
@@ -502,7 +516,7 @@ static void morsel_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 	if (list_empty(&gone))
 		return;
 	flush_mm_tlb(mmm->mn.mm);
-	drop_links(&gone);
+	drop_links(mmm, &gone);
 }
 
 static struct mmu_notifier *morsel_mn_alloc(struct mm_struct *mm)
@@ -551,7 +565,7 @@ void morsel_mm_put(struct morsel_mm *mmm)
 
 int morsel_link_init(void)
 {
-	morsel_link_cache = KMEM_CACHE(morsel_link, 0);
+	morsel_link_cache = KMEM_CACHE(morsel_link, SLAB_ACCOUNT);
 	return morsel_link_cache ? 0 : -ENOMEM;
 }
 

@@ -101,9 +101,12 @@ static int __init morsel_init(void)
 {
 	int err;
 
-	err = morsel_link_init();
+	err = morsel_hole_table_init();
 	if (err)
 		return err;
+	err = morsel_link_init();
+	if (err)
+		goto out_hole;
 	err = morsel_stats_init();
 	if (err)
 		goto out_link;
@@ -115,6 +118,8 @@ out_stats:
 	morsel_stats_exit();
 out_link:
 	morsel_link_exit();
+out_hole:
+	morsel_hole_table_exit();
 	return err;
 }
 
@@ -123,6 +128,7 @@ static void __exit morsel_exit(void)
 	morselfs_exit();
 	morsel_stats_exit();
 	morsel_link_exit();
+	morsel_hole_table_exit();
 	WARN(atomic_long_read(&morsel_totals.address_spaces),
 	     "morsel: %ld address-space records leaked\n",
 	     atomic_long_read(&morsel_totals.address_spaces));

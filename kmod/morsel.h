@@ -172,6 +172,9 @@ int morsel_level_for_size(loff_t size);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
+int morsel_hole_table_init(void);
+void morsel_hole_table_exit(void);
+pte_t *morsel_hole_table(void);
 struct page *morsel_frame(struct morsel *m, pgoff_t index,
 			  enum morsel_intent intent);
 struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
@@ -226,6 +229,7 @@ unsigned long morsel_get_unmapped_area(struct file *file, unsigned long addr,
 long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg);
 
 /* fs.c */
+int morsel_check_rights(struct file *file, fmode_t need);
 int morselfs_init(void);
 void morselfs_exit(void);
 ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,

@@ -58,17 +58,48 @@ static spinlock_t *table_lock(void *table)
 	return ptlock_ptr(virt_to_ptdesc(table));
 }
 
-/* A table charged to the object; zeroed unless the caller fills it all. */
+/*
+ * Frames and tables alike count against the mount's size= (sbi->max_pages):
+ * page tables are memory an unprivileged user makes the kernel hold, and a
+ * sparse object can need a table per data page (docs/security.md).
+ */
+static bool charge_pages(struct morsel_sb *sbi, unsigned long nr)
+{
+	bool ok;
+
+	spin_lock(&sbi->lock);
+	ok = !sbi->max_pages || sbi->used_pages + nr <= sbi->max_pages;
+	if (ok)
+		sbi->used_pages += nr;
+	spin_unlock(&sbi->lock);
+	return ok;
+}
+
+static void uncharge_pages(struct morsel_sb *sbi, unsigned long nr)
+{
+	spin_lock(&sbi->lock);
+	sbi->used_pages -= nr;
+	spin_unlock(&sbi->lock);
+}
+
+/*
+ * A table charged to the object's mount and memcg; zeroed unless the
+ * caller fills it all.  ERR_PTR(-ENOSPC) when the mount is full,
+ * ERR_PTR(-ENOMEM) when memory is.
+ */
 static void *alloc_table_filled(struct morsel *m, int level, bool zero)
 {
-	struct mem_cgroup *old = set_active_memcg(m->memcg);
-	struct ptdesc *pt = pagetable_alloc(GFP_KERNEL_ACCOUNT |
-					    (zero ? __GFP_ZERO : 0), 0);
+	struct mem_cgroup *old;
+	struct ptdesc *pt;
 	bool ok = true;
 
+	if (!charge_pages(m->sbi, 1))
+		return ERR_PTR(-ENOSPC);
+	old = set_active_memcg(m->memcg);
+	pt = pagetable_alloc(GFP_KERNEL_ACCOUNT | (zero ? __GFP_ZERO : 0), 0);
 	set_active_memcg(old);
 	if (!pt)
-		return NULL;
+		goto fail;
 	if (level == MORSEL_LEVEL_PTE)
 		ok = pagetable_pte_ctor(pt);
 	else if (level == MORSEL_LEVEL_PMD)
@@ -77,11 +108,14 @@ static void *alloc_table_filled(struct morsel *m, int level, bool zero)
 		pagetable_pud_ctor(pt);
 	if (!ok) {
 		pagetable_free(pt);
-		return NULL;
+		goto fail;
 	}
 	atomic_long_inc(&m->table_pages);
 	atomic_long_inc(&morsel_totals.table_pages);
 	return ptdesc_address(pt);
+fail:
+	uncharge_pages(m->sbi, 1);
+	return ERR_PTR(-ENOMEM);
 }
 
 static void *alloc_table(struct morsel *m, int level)
@@ -100,27 +134,9 @@ static void free_table(struct morsel *m, void *table, int level)
 	else
 		pagetable_pud_dtor(pt);
 	pagetable_free(pt);
+	uncharge_pages(m->sbi, 1);
 	atomic_long_dec(&m->table_pages);
 	atomic_long_dec(&morsel_totals.table_pages);
-}
-
-static bool charge_frame(struct morsel_sb *sbi)
-{
-	bool ok;
-
-	spin_lock(&sbi->lock);
-	ok = !sbi->max_pages || sbi->used_pages < sbi->max_pages;
-	if (ok)
-		sbi->used_pages++;
-	spin_unlock(&sbi->lock);
-	return ok;
-}
-
-static void uncharge_frame(struct morsel_sb *sbi)
-{
-	spin_lock(&sbi->lock);
-	sbi->used_pages--;
-	spin_unlock(&sbi->lock);
 }
 
 /*
@@ -134,13 +150,13 @@ struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 	struct mem_cgroup *old;
 	struct page *page;
 
-	if (!charge_frame(m->sbi))
+	if (!charge_pages(m->sbi, 1))
 		return ERR_PTR(-ENOSPC);
 	old = set_active_memcg(m->memcg);
 	page = alloc_page(gfp);
 	set_active_memcg(old);
 	if (!page) {
-		uncharge_frame(m->sbi);
+		uncharge_pages(m->sbi, 1);
 		return ERR_PTR(-ENOMEM);
 	}
 	return page;
@@ -150,14 +166,14 @@ struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 void morsel_drop_frame(struct morsel *m, struct page *page)
 {
 	put_page(page);
-	uncharge_frame(m->sbi);
+	uncharge_pages(m->sbi, 1);
 }
 
 /* Drop the object's reference on a frame it no longer maps. */
 void morsel_free_frame(struct morsel *m, struct page *page)
 {
 	put_page(page);
-	uncharge_frame(m->sbi);
+	uncharge_pages(m->sbi, 1);
 	atomic_long_dec(&m->data_pages);
 	atomic_long_dec(&morsel_totals.data_pages);
 }
@@ -259,22 +275,23 @@ bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page)
 	return leaf_borrowed(m, off, pfn_pte(page_to_pfn(page), PAGE_READONLY));
 }
 
-/* A new table of ours holding the same entries as @src. */
+/* A new table of ours holding the same entries as @src, or ERR_PTR. */
 static void *copy_table(struct morsel *m, void *src, int level)
 {
 	u64 *dst = alloc_table_filled(m, level, false);	/* every entry */
 	int i;
 
-	if (!dst)
-		return NULL;
+	if (IS_ERR(dst))
+		return dst;
 	for (i = 0; i < PTRS_PER_PTE; i++)
 		dst[i] = READ_ONCE(((u64 *)src)[i]);
 	return dst;
 }
 
 /*
- * The root table, allocated on first use.  Lock-free readers pair their
- * acquire with the release that publishes a root after it was zeroed and
+ * The root table, allocated on first use (NULL for an object of size 0,
+ * ERR_PTR if it could not be had).  Lock-free readers pair their acquire
+ * with the release that publishes a root after it was zeroed and
  * constructed.
  */
 static void *get_root(struct morsel *m, bool alloc)
@@ -284,8 +301,8 @@ static void *get_root(struct morsel *m, bool alloc)
 	if (root || !alloc || m->level == MORSEL_LEVEL_NONE)
 		return root;
 	root = alloc_table(m, m->level);
-	if (!root)
-		return NULL;
+	if (IS_ERR(root))
+		return root;
 	spin_lock(&m->root_lock);
 	if (!m->root) {
 		smp_store_release(&m->root, root);	/* see get_root() */
@@ -298,17 +315,17 @@ static void *get_root(struct morsel *m, bool alloc)
 }
 
 /*
- * Replace the borrowed PMD table @old at @pudp by a copy we own.  A PUD
- * root is never linked into a process, so nothing can cache walks
- * through @pudp: no flush.
+ * Replace the borrowed PMD table @old at @pudp by a copy we own; the
+ * table there afterwards, or ERR_PTR.  A PUD root is never linked into a
+ * process, so nothing can cache walks through @pudp: no flush.
  */
 static pmd_t *own_pmd_table(struct morsel *m, pud_t *pudp, pmd_t *old)
 {
 	pmd_t *copy = copy_table(m, old, MORSEL_LEVEL_PMD);
 	pud_t pud;
 
-	if (!copy)
-		return NULL;
+	if (IS_ERR(copy))
+		return copy;
 	spin_lock(&m->root_lock);
 	pud = pudp_get(pudp);
 	if (pud_present(pud) && (pmd_t *)pud_pgtable(pud) == old) {
@@ -323,12 +340,13 @@ static pmd_t *own_pmd_table(struct morsel *m, pud_t *pudp, pmd_t *old)
 }
 
 /*
- * Replace the borrowed PTE table @old at @pmdp by a copy we own.  Our PMD
- * table may be linked into processes (PUD links): then flush, so no CPU
- * keeps walking through @old.  Without PUD links no CPU walks our PMD
- * table (PMD links point below it): a link made after our entry changed
- * counts itself first (morsel_link()), so the barrier here makes either
- * its walks see the copy or us see its count.
+ * Replace the borrowed PTE table @old at @pmdp by a copy we own; the
+ * table there afterwards, or ERR_PTR.  Our PMD table may be linked into
+ * processes (PUD links): then flush, so no CPU keeps walking through
+ * @old.  Without PUD links no CPU walks our PMD table (PMD links point
+ * below it): a link made after our entry changed counts itself first
+ * (morsel_link()), so the barrier here makes either its walks see the
+ * copy or us see its count.
  */
 static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 {
@@ -336,8 +354,8 @@ static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 	spinlock_t *ptl = table_lock(pmdp);	/* of our PMD table */
 	pmd_t pmd;
 
-	if (!copy)
-		return NULL;
+	if (IS_ERR(copy))
+		return copy;
 	spin_lock(ptl);
 	pmd = pmdp_get(pmdp);
 	if (pmd_present(pmd) && (pte_t *)pmd_page_vaddr(pmd) == old) {
@@ -357,8 +375,11 @@ static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 }
 
 /*
- * The PMD table covering the 1 GiB chunk of @off, allocated on demand.
- * NULL for a PTE-rooted object, or when absent and !@alloc, or on ENOMEM.
+ * The PMD table covering the 1 GiB chunk of @off.  Without @alloc: the
+ * table, or NULL when absent (or the object is PTE-rooted).  With @alloc
+ * the table is made, or copied from the base, so that it is one we own
+ * and may change: ERR_PTR(-ENOSPC or -ENOMEM) if that fails; NULL still
+ * for a PTE-rooted object.
  */
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 {
@@ -370,8 +391,8 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 	if (m->level != MORSEL_LEVEL_PUD)
 		return NULL;
 	pudp = get_root(m, alloc);
-	if (!pudp)
-		return NULL;
+	if (IS_ERR_OR_NULL(pudp))
+		return (pmd_t *)pudp;
 	pudp += MORSEL_PUD_INDEX(off);
 	pud = pudp_get(pudp);
 	if (pud_present(pud)) {
@@ -383,8 +404,8 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 	if (!alloc)
 		return NULL;
 	table = alloc_table(m, MORSEL_LEVEL_PMD);
-	if (!table)
-		return NULL;
+	if (IS_ERR(table))
+		return table;
 	spin_lock(&m->root_lock);
 	if (pud_none(pudp_get(pudp))) {
 		set_pud(pudp, __pud(__pa(table) | _PAGE_TABLE));
@@ -397,9 +418,10 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 }
 
 /*
- * The PTE table covering the 2 MiB chunk of @off, allocated on demand.
- * With @alloc the table (and the PMD table above it) is one we own: the
- * caller may change it.
+ * The PTE table covering the 2 MiB chunk of @off.  Without @alloc: the
+ * table or NULL.  With @alloc the table (and the PMD table above it) is
+ * one we own: the caller may change it; ERR_PTR if it could not be had,
+ * NULL only for an object of size 0.
  */
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 {
@@ -410,8 +432,8 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 	if (m->level == MORSEL_LEVEL_PTE)
 		return get_root(m, alloc);
 	pmdp = morsel_pmd_table(m, off, alloc);
-	if (!pmdp)
-		return NULL;
+	if (IS_ERR_OR_NULL(pmdp))
+		return (pte_t *)pmdp;
 	pmdp += MORSEL_PMD_INDEX(off);
 	pmd = pmdp_get(pmdp);
 	if (pmd_present(pmd)) {
@@ -423,8 +445,8 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 	if (!alloc)
 		return NULL;
 	table = alloc_table(m, MORSEL_LEVEL_PTE);
-	if (!table)
-		return NULL;
+	if (IS_ERR(table))
+		return table;
 	ptl = table_lock(pmdp);
 	spin_lock(ptl);
 	if (pmd_none(pmdp_get(pmdp))) {
@@ -438,8 +460,54 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 }
 
 /*
- * The read-only twin of the PTE table covering @off, made on first use.
- * NULL on ENOMEM.
+ * A PTE table of ours whose 512 leaves are the zero page, read-only: what
+ * a read-only mapping of a frozen object links where the object has no
+ * table (holes stay holes there for good).  Made once at module load,
+ * shared by every object and never written again, so reading holes costs
+ * no memory per read.  Never one of an object's own tables.
+ */
+static pte_t *hole_table;
+
+int morsel_hole_table_init(void)
+{
+	struct ptdesc *pt = pagetable_alloc(GFP_KERNEL, 0);
+	int i;
+
+	if (!pt)
+		return -ENOMEM;
+	if (!pagetable_pte_ctor(pt)) {
+		pagetable_free(pt);
+		return -ENOMEM;
+	}
+	hole_table = ptdesc_address(pt);
+	for (i = 0; i < PTRS_PER_PTE; i++)
+		set_pte(hole_table + i, pte_mkspecial(pfn_pte(my_zero_pfn(0),
+							      PAGE_READONLY)));
+	return 0;
+}
+
+void morsel_hole_table_exit(void)
+{
+	struct ptdesc *pt = virt_to_ptdesc(hole_table);
+
+	pagetable_pte_dtor(pt);
+	pagetable_free(pt);
+}
+
+pte_t *morsel_hole_table(void)
+{
+	return hole_table;
+}
+
+/*
+ * The table a read-only mapping links for the 2 MiB chunk of @off, or
+ * ERR_PTR.  A frozen object's leaves are read-only for good, so a table
+ * it owns serves as it is (a borrowed one is copied first: a process
+ * links only tables of the object it maps), and a chunk without a table
+ * is a hole forever, whose contents are the shared hole table's.  A
+ * freeze still running (it holds m->lock while it write-protects) is
+ * waited for first.  Other objects link a read-only twin of the table:
+ * the same frames with RW clear, made on first use.
  */
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 {
@@ -448,18 +516,29 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	spinlock_t *ptl;	/* of the primary table */
 	int i;
 
+	if (READ_ONCE(m->frozen)) {
+		down_read(&m->lock);
+		up_read(&m->lock);
+		table = morsel_pte_table(m, off, false);
+		if (!table)
+			return hole_table;
+		if (!pte_table_borrowed(m, off, table))
+			return table;
+	}
 	table = morsel_pte_table(m, off, true);
-	if (!table)
-		return NULL;
+	if (READ_ONCE(m->frozen))
+		return table ?: ERR_PTR(-ENXIO);
+	if (IS_ERR_OR_NULL(table))
+		return table ?: ERR_PTR(-ENXIO);
 	found = xa_load(&m->twins, chunk);
 	if (found)
 		return found;
-	if (xa_reserve(&m->twins, chunk, GFP_KERNEL))
-		return NULL;
+	if (xa_reserve(&m->twins, chunk, GFP_KERNEL_ACCOUNT))
+		return ERR_PTR(-ENOMEM);
 	twin = alloc_table(m, MORSEL_LEVEL_PTE);
-	if (!twin) {
+	if (IS_ERR(twin)) {
 		xa_release(&m->twins, chunk);
-		return NULL;
+		return twin;
 	}
 	ptl = table_lock(table);
 	spin_lock(ptl);
@@ -479,7 +558,7 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	spin_unlock(ptl);
 	if (twin)
 		free_table(m, twin, MORSEL_LEVEL_PTE);
-	return found;
+	return found ?: ERR_PTR(-ENOMEM);
 }
 
 static bool same_frame(pte_t a, pte_t b)
@@ -746,8 +825,8 @@ again:
 	if (intent == MORSEL_WRITE && READ_ONCE(m->frozen))
 		return ERR_PTR(-EPERM);
 	ptep = morsel_pte_table(m, off, true);
-	if (!ptep)
-		return ERR_PTR(-ENOMEM);
+	if (IS_ERR_OR_NULL(ptep))
+		return ptep ? ERR_CAST(ptep) : ERR_PTR(-ENXIO);
 	ptep += MORSEL_PTE_INDEX(off);
 	pte = read_leaf(m, ptep);
 	k = leaf_kind(m, off, pte);
@@ -824,7 +903,8 @@ struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
  * at page @index if that page is a hole.  The caller holds m->lock shared
  * and has checked that @m is neither frozen nor a child and that @index
  * is inside the size.  Returns 1 if it did, 0 if the page is not a hole
- * (the frame is still the caller's), -ENOMEM if a table was needed.
+ * (the frame is still the caller's), -ENOSPC or -ENOMEM if a table was needed
+ * and could not be had.
  * A hole has no translation anywhere: no flush.
  */
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page)
@@ -832,8 +912,8 @@ int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page)
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	pte_t *ptep = morsel_pte_table(m, off, true);
 
-	if (!ptep)
-		return -ENOMEM;
+	if (IS_ERR_OR_NULL(ptep))
+		return ptep ? PTR_ERR(ptep) : -ENXIO;
 	ptep += MORSEL_PTE_INDEX(off);
 	return install_leaf(m, ptep, index, __pte(0), page);
 }
@@ -911,27 +991,128 @@ static unsigned long clear_leaves(struct morsel *m, pte_t *table,
 	return cleared;
 }
 
-/* Drop our link to the borrowed PTE table of @off's chunk (a whole punch). */
-static bool unhook_borrowed_pte_table(struct morsel *m, loff_t off,
-				      pte_t *table)
+/*
+ * Drop our link to the borrowed PTE table of @off's chunk (a whole
+ * punch): 1 if done, 0 if the entry changed meanwhile, or -errno (the PMD
+ * table above had to be copied).
+ */
+static int unhook_borrowed_pte_table(struct morsel *m, loff_t off,
+				     pte_t *table)
 {
 	pmd_t *pmdp = morsel_pmd_table(m, off, true);
 	spinlock_t *ptl;	/* of our PMD table */
-	bool done = false;
+	int done = 0;
 	pmd_t pmd;
 
-	if (!pmdp)
-		return false;
+	if (IS_ERR_OR_NULL(pmdp))
+		return PTR_ERR_OR_ZERO(pmdp);
 	pmdp += MORSEL_PMD_INDEX(off);
 	ptl = table_lock(pmdp);
 	spin_lock(ptl);
 	pmd = pmdp_get(pmdp);
 	if (pmd_present(pmd) && (pte_t *)pmd_page_vaddr(pmd) == table) {
 		pmd_clear(pmdp);
-		done = true;
+		done = 1;
 	}
 	spin_unlock(ptl);
 	return done;
+}
+
+/* Free the (emptied) root table. */
+static void free_root(struct morsel *m)
+{
+	if (!m->root)
+		return;
+	if (m->level == MORSEL_LEVEL_PTE)
+		free_pte_table(m, m->root, 0);
+	else
+		free_table(m, m->root, m->level);
+	m->root = NULL;
+}
+
+static bool table_empty(const void *table)
+{
+	return !memchr_inv(table, 0, PAGE_SIZE);
+}
+
+/*
+ * Free the PTE table of @off's chunk (and its twin) if we own it and it
+ * holds no entry; clear our entry that pointed at it.
+ */
+static void free_pte_table_if_empty(struct morsel *m, loff_t off)
+{
+	pte_t *table = morsel_pte_table(m, off, false);
+	spinlock_t *ptl;	/* of our PMD table */
+	pmd_t *pmdp;
+
+	if (!table || !table_empty(table) || pte_table_borrowed(m, off, table))
+		return;
+	if (m->level == MORSEL_LEVEL_PTE) {
+		free_root(m);
+		return;
+	}
+	pmdp = morsel_pmd_table(m, off, false) + MORSEL_PMD_INDEX(off);
+	ptl = table_lock(pmdp);
+	spin_lock(ptl);
+	pmd_clear(pmdp);
+	spin_unlock(ptl);
+	free_pte_table(m, table, off >> PMD_SHIFT);
+}
+
+/* The same for the PMD table of @off's 1 GiB chunk. */
+static void free_pmd_table_if_empty(struct morsel *m, loff_t off)
+{
+	pmd_t *table = morsel_pmd_table(m, off, false);
+	pud_t *pudp;
+
+	if (!table || !table_empty(table) || pmd_table_borrowed(m, off, table))
+		return;
+	if (m->level == MORSEL_LEVEL_PMD) {
+		free_root(m);
+		return;
+	}
+	pudp = (pud_t *)m->root + MORSEL_PUD_INDEX(off);
+	spin_lock(&m->root_lock);
+	pud_clear(pudp);
+	spin_unlock(&m->root_lock);
+	free_table(m, table, MORSEL_LEVEL_PMD);
+	if (table_empty(m->root))
+		free_root(m);
+}
+
+/*
+ * After a punch of pages [@first, @end): free the tables of the range
+ * that hold nothing any more, up to the root, so that punching gives
+ * back all the memory that writing took (docs/security.md).  Only while
+ * nobody maps the object: then no link can point at a table (m->lock
+ * held exclusively keeps new mappings out, morsel_mmap()), and nothing
+ * else reads the tables without m->lock.  Tables emptied while the
+ * object is mapped stay, charged, until a later punch or truncate of
+ * their range when it is not.
+ */
+static void free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end)
+{
+	loff_t off = ALIGN_DOWN((loff_t)first << PAGE_SHIFT, PMD_SIZE);
+	loff_t stop = (loff_t)end << PAGE_SHIFT;
+
+	lockdep_assert_held_write(&m->lock);
+	if (atomic_read(&m->mappers))
+		return;
+	for (; off < stop && m->root; off += PMD_SIZE) {
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    !morsel_pmd_table(m, off, false)) {
+			off = ALIGN_DOWN(off, PUD_SIZE) + PUD_SIZE - PMD_SIZE;
+			continue;
+		}
+		free_pte_table_if_empty(m, off);
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    (IS_ALIGNED(off + PMD_SIZE, PUD_SIZE) ||
+		     off + PMD_SIZE >= stop))
+			free_pmd_table_if_empty(m, off);
+		cond_resched();
+	}
+	if (m->level == MORSEL_LEVEL_PMD)
+		free_pmd_table_if_empty(m, 0);
 }
 
 static void free_frames(struct morsel *m, struct list_head *frames)
@@ -968,13 +1149,16 @@ static int punch_leaves(struct morsel *m, pgoff_t first, pgoff_t end)
 		if (table && pte_table_borrowed(m, off, table)) {
 			if (!(index & (PTRS_PER_PTE - 1)) &&
 			    chunk_end - index == PTRS_PER_PTE) {
-				cleared += unhook_borrowed_pte_table(m, off,
-								     table);
+				err = unhook_borrowed_pte_table(m, off, table);
+				if (err < 0)
+					break;
+				cleared += err;
+				err = 0;
 				continue;
 			}
 			table = morsel_pte_table(m, off, true);
-			if (!table) {
-				err = -ENOMEM;
+			if (IS_ERR(table)) {
+				err = PTR_ERR(table);
 				break;
 			}
 		}
@@ -983,18 +1167,20 @@ static int punch_leaves(struct morsel *m, pgoff_t first, pgoff_t end)
 						&frames);
 		cond_resched();
 	}
-	if (!cleared)
-		return err;
-	/*
-	 * Before the frames go, every translation to them must: mappers'
-	 * links (our notifier removes them and flushes every TLB), pages
-	 * mapped one by one, and secondary MMUs (KVM reaches our frames via
-	 * follow_pfnmap and drops them only on the core mm's notifiers).
-	 */
-	unmap_mapping_range(m->vfs_inode.i_mapping,
-			    (loff_t)first << PAGE_SHIFT,
-			    (loff_t)(end - first) << PAGE_SHIFT, 1);
-	free_frames(m, &frames);
+	if (cleared) {
+		/*
+		 * Before the frames go, every translation to them must:
+		 * mappers' links (our notifier removes them and flushes every
+		 * TLB), pages mapped one by one, and secondary MMUs (KVM
+		 * reaches our frames via follow_pfnmap and drops them only on
+		 * the core mm's notifiers).
+		 */
+		unmap_mapping_range(m->vfs_inode.i_mapping,
+				    (loff_t)first << PAGE_SHIFT,
+				    (loff_t)(end - first) << PAGE_SHIFT, 1);
+		free_frames(m, &frames);
+	}
+	free_empty_tables(m, first, end);
 	return err;
 }
 
@@ -1070,8 +1256,9 @@ static void free_subtree(struct morsel *m, void *table, int level,
 					pmd_clear(pmdp);
 					continue;
 				}
+				/* owned before: own_tables_for_shrink() */
 				lower = own_pte_table(m, pmdp, lower);
-				if (!lower)	/* keep the base's page */
+				if (IS_ERR_OR_NULL(lower))
 					continue;
 			}
 			free_subtree(m, lower, level - 1, child, from);
@@ -1091,7 +1278,7 @@ static void free_subtree(struct morsel *m, void *table, int level,
 					continue;
 				}
 				lower = own_pmd_table(m, pudp, lower);
-				if (!lower)
+				if (IS_ERR_OR_NULL(lower))
 					continue;
 			}
 			free_subtree(m, lower, level - 1, child, from);
@@ -1120,18 +1307,6 @@ static void *first_child(void *root, int level)
 	return NULL;
 }
 
-/* Free the (emptied) root table. */
-static void free_root(struct morsel *m)
-{
-	if (!m->root)
-		return;
-	if (m->level == MORSEL_LEVEL_PTE)
-		free_pte_table(m, m->root, 0);
-	else
-		free_table(m, m->root, m->level);
-	m->root = NULL;
-}
-
 static int grow_root(struct morsel *m)
 {
 	int level = m->level + 1;
@@ -1142,8 +1317,8 @@ static int grow_root(struct morsel *m)
 		return 0;
 	}
 	root = alloc_table(m, level);
-	if (!root)
-		return -ENOMEM;
+	if (IS_ERR(root))
+		return PTR_ERR(root);
 	if (level == MORSEL_LEVEL_PMD)
 		set_pmd((pmd_t *)root, __pmd(__pa(m->root) | _PAGE_TABLE));
 	else
@@ -1163,14 +1338,52 @@ static int shrink_root(struct morsel *m)
 		if (lower && (m->level == MORSEL_LEVEL_PMD ?
 			      pte_table_borrowed(m, 0, lower) :
 			      pmd_table_borrowed(m, 0, lower))) {
+			/* owned before: own_tables_for_shrink() */
 			lower = copy_table(m, lower, m->level - 1);
-			if (!lower)
-				return -ENOMEM;
+			if (IS_ERR(lower))
+				return PTR_ERR(lower);
 		}
 		m->root = lower;
 		free_table(m, root, m->level);
 	}
 	m->level--;
+	return 0;
+}
+
+/*
+ * In a child, copy the borrowed tables that a shrink to @size changes
+ * (those straddling @size) or makes the root (those at offset 0), before
+ * it frees anything: then a truncate that fails for want of space
+ * (ENOSPC) has changed nothing, and one that starts cannot fail halfway.
+ */
+static int own_tables_for_shrink(struct morsel *m, loff_t size)
+{
+	int level = morsel_level_for_size(size);
+	void *table;
+	int i;
+
+	if (!m->parent || !m->root)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		loff_t off = i ? 0 : size;
+
+		if (i && level >= m->level)
+			break;
+		table = morsel_pte_table(m, off, false);
+		if (table && pte_table_borrowed(m, off, table) &&
+		    (i || !IS_ALIGNED(size, PMD_SIZE))) {
+			table = morsel_pte_table(m, off, true);
+			if (IS_ERR(table))
+				return PTR_ERR(table);
+		}
+		table = morsel_pmd_table(m, off, false);
+		if (table && pmd_table_borrowed(m, off, table) &&
+		    (i || !IS_ALIGNED(size, PUD_SIZE))) {
+			table = morsel_pmd_table(m, off, true);
+			if (IS_ERR(table))
+				return PTR_ERR(table);
+		}
+	}
 	return 0;
 }
 
@@ -1185,8 +1398,12 @@ int morsel_set_size(struct morsel *m, loff_t size)
 	int err;
 
 	lockdep_assert_held_write(&m->lock);
-	if (size < i_size_read(&m->vfs_inode) && m->root)
+	if (size < i_size_read(&m->vfs_inode) && m->root) {
+		err = own_tables_for_shrink(m, size);
+		if (err)
+			return err;
 		free_subtree(m, m->root, m->level, 0, size);
+	}
 	if (level == MORSEL_LEVEL_NONE) {
 		free_root(m);
 		m->level = MORSEL_LEVEL_NONE;
@@ -1289,8 +1506,10 @@ int morsel_adopt(struct morsel *child, struct morsel *base)
 	child->level = base->level;
 	if (root) {
 		child->root = copy_table(child, root, base->level);
-		if (!child->root)
-			err = -ENOMEM;
+		if (IS_ERR(child->root)) {
+			err = PTR_ERR(child->root);
+			child->root = NULL;
+		}
 	}
 	if (!err) {
 		ihold(&base->vfs_inode);

@@ -198,18 +198,20 @@ int main(void)
 	tap_ok(mkdir(DIR_A "/d", 0755) == 0 && rmdir(DIR_A "/d") == 0,
 	       "directories do not count against nr_morsels");
 
-	/* size= */
+	/* size=: data frames and page tables count together. */
 	memset(buf, 0x61, sizeof(buf));
 	{
 		long long n = 0;
 
-		while (n < 1 * MiB && pwrite(a, buf, sizeof(buf), n) == sizeof(buf))
-			n += sizeof(buf);
-		tap_ok(n == 1 * MiB && BFREE == 0 && BAVAIL == 0,
-		       "1 MiB written: f_bfree 0 (wrote %lld)", n);
+		while (n < 1 * MiB && pwrite(a, buf, PG, n) == PG)
+			n += PG;
+		tap_ok(n == 1 * MiB - PG && tables_of(a) == 1 && BFREE == 0 &&
+		       BAVAIL == 0,
+		       "255 pages and their page table fill 1 MiB: f_bfree 0 (wrote %lld)", n);
 	}
-	tap_errno(pwrite(a, "x", 1, 1 * MiB), ENOSPC, "write past the size limit: ENOSPC");
-	tap_ok(size_of(a) == 1 * MiB, "the refused write gave the size back");
+	tap_errno(pwrite(a, "x", 1, 1 * MiB - PG), ENOSPC,
+		  "write past the size limit: ENOSPC");
+	tap_ok(size_of(a) == 1 * MiB - PG, "the refused write gave the size back");
 	tap_errno(fallocate(b, 0, 0, PG), ENOSPC, "fallocate past the size limit: ENOSPC");
 	tap_ok(size_of(b) == 0 || size_of(b) == PG,
 	       "b: size after the refused fallocate is 0 or 4096 (got %lld)", size_of(b));
@@ -237,11 +239,12 @@ int main(void)
 	       status);
 	tap_ok(fallocate(a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512 * KiB) == 0 &&
 	       BFREE == 128, "punching 512 KiB of a gives back 128 blocks");
-	tap_ok(fallocate(b, 0, 0, 512 * KiB) == 0 && BFREE == 0,
-	       "then 512 KiB can be allocated in b");
-	tap_ok(ftruncate(b, 4 * KiB) == 0 && BFREE == 127,
-	       "shrinking b to 4 KiB gives back its frames");
-	tap_ok(fallocate(a, 0, 0, 126 * PG) == 0 && BFREE == 1,
+	tap_ok(fallocate(b, 0, 0, 512 * KiB - 2 * PG) == 0 && BFREE == 0 &&
+	       tables_of(b) == 2,
+	       "then 126 pages and their 2 tables can be allocated in b");
+	tap_ok(ftruncate(b, 4 * KiB) == 0 && BFREE == 126 && tables_of(b) == 1,
+	       "shrinking b to 4 KiB gives back its frames and the PMD root");
+	tap_ok(fallocate(a, 0, 0, 125 * PG) == 0 && BFREE == 1,
 	       "refilling a leaves one free block");
 	tap_ok(pwrite(b, buf, 8192, PG) == PG && size_of(b) == 2 * PG && BFREE == 0,
 	       "an extending 2-page write with 1 free block: short (4096), size 8 KiB");

@@ -44,38 +44,6 @@ static int make(const char *path, mode_t mode, int v)
 	return chmod(path, mode);	/* not masked by the umask */
 }
 
-/* Run @fn as USER:GROUP in a child, continuing the TAP numbering. */
-static void run_as(uid_t uid, gid_t gid, void (*fn)(void))
-{
-	int pfd[2], r[2], status;
-	ssize_t n;
-	pid_t pid;
-
-	tap_require(pipe(pfd) == 0, "pipe");
-	fflush(stdout);
-	pid = fork();
-	tap_require(pid >= 0, "fork");
-	if (pid == 0) {
-		close(pfd[0]);
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
-			tap_fatal("cannot become %d:%d", (int)uid, (int)gid);
-		fn();
-		r[0] = tap_run;
-		r[1] = tap_failed;
-		if (write(pfd[1], r, sizeof(r)) != sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(pfd[1]);
-	n = read(pfd[0], r, sizeof(r));
-	close(pfd[0]);
-	waitpid(pid, &status, 0);
-	if (n != sizeof(r))
-		tap_fatal("unprivileged child died (status 0x%x)", status);
-	tap_run = r[0];
-	tap_failed = r[1];
-}
-
 /* Did a store at @p kill a child with SIGSEGV? */
 static int store_segv(volatile char *p)
 {
@@ -209,7 +177,7 @@ int main(void)
 	tap_ok(stat(SUID, &st) == 0 && (st.st_mode & 07777) == 06777,
 	       "root: chmod 06777 sets setuid and setgid");
 
-	run_as(USER, GROUP, as_user);
+	tap_run_as(USER, GROUP, as_user);
 
 	tap_ok(stat(SECRET "g", &st) == 0 && (st.st_mode & 07777) == 0660,
 	       "root: group file still 0660");
@@ -223,7 +191,7 @@ int main(void)
 	       (st.st_mode & 07777) == 0640 && st.st_size == 2 * MiB,
 	       "root: chmod 0640 keeps the size");
 
-	run_as(USER, GROUP, as_owner);
+	tap_run_as(USER, GROUP, as_owner);
 
 	{
 		int fd = open(SECRET, O_RDONLY);
