@@ -146,7 +146,7 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
 	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
 				       ALIGN_DOWN(vmf->address, PUD_SIZE),
-				       table));
+				       table, ALIGN_DOWN(off, PUD_SIZE)));
 }
 
 /* vmf->pmd is empty: fill it in the object, link it, or fall back. */
@@ -173,7 +173,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
 	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
 				       ALIGN_DOWN(vmf->address, PMD_SIZE),
-				       table));
+				       table, ALIGN_DOWN(off, PMD_SIZE)));
 }
 
 static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
@@ -280,7 +280,8 @@ static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
 		table = morsel_pmd_table(m, off, false);
 		if (table)
 			morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
-				    ALIGN_DOWN(vmf->address, PUD_SIZE), table);
+				    ALIGN_DOWN(vmf->address, PUD_SIZE), table,
+				    ALIGN_DOWN(off, PUD_SIZE));
 		return;
 	}
 	if (pmd_none(pmdp_get_lockless(vmf->pmd)) &&
@@ -288,7 +289,8 @@ static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
 		table = morsel_pte_table(m, off, false);
 		if (table)
 			morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
-				    ALIGN_DOWN(vmf->address, PMD_SIZE), table);
+				    ALIGN_DOWN(vmf->address, PMD_SIZE), table,
+				    ALIGN_DOWN(off, PMD_SIZE));
 	}
 }
 

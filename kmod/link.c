@@ -280,6 +280,12 @@ missing:
 	WARN_ONCE(1, "morsel: tables above link at %lx are gone\n", l->start);
 }
 
+/* Is @l a link of the shared hole table (pgtable.c)? */
+static bool links_hole_table(const struct morsel_link *l)
+{
+	return l->table_pfn == PHYS_PFN(__pa(morsel_hole_table()));
+}
+
 /*
  * A link record is memory the address space makes the kernel hold, as a
  * page table is: it is charged to the mm's page-table bytes (VmPTE in
@@ -299,6 +305,8 @@ static void drop_links(struct morsel_mm *mmm, struct list_head *gone)
 	list_for_each_entry_safe(l, next, gone, gone) {
 		if (l->level == MORSEL_LINK_PUD)	/* gone and flushed */
 			atomic_long_dec(&l->m->pud_links);
+		if (links_hole_table(l))
+			atomic_long_dec(&l->m->hole_links);
 		atomic_long_dec(&l->m->links);
 		atomic_long_dec(&morsel_totals.links);
 		charge_link(mmm->mn.mm, -1);
@@ -372,14 +380,18 @@ bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 
 /*
  * Make the process entry @entry (a pmd_t * or pud_t * of mmm's mm) point
- * at @table of @m.  @start is the first address the entry covers.
- * Returns 0, -EAGAIN while an invalidation is running (the caller lets
- * the access fault again), -EEXIST if the entry is no longer empty.
+ * at @table of @m, or at the hole table for @m's chunk at @off.  @start is
+ * the first address the entry covers, @off the object offset it maps.
+ * Returns 0, -EAGAIN while an invalidation is running or the hole got a
+ * table meanwhile (the caller lets the access fault again), -EEXIST if
+ * the entry is no longer empty.
  */
 int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		enum morsel_link_level level, void *entry,
-		unsigned long start, void *table)
+		unsigned long start, void *table, loff_t off)
 {
+	bool hole = table == morsel_hole_table();
+
 	struct mm_struct *mm = mmm->mn.mm;
 	struct morsel_link *l;
 	spinlock_t *ptl;	/* of the process entry */
@@ -408,6 +420,22 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 	if (atomic_read(&m->leaf_gen) & 1) {
 		err = -EBUSY;
 		goto out;
+	}
+	/*
+	 * The hole table stands for a chunk of @m without a table: it must
+	 * not stay linked once the chunk has one.  Counted, then checked;
+	 * whoever gives the chunk a table writes its entry first, then reads
+	 * the count and unmaps the chunk (forget_hole_links()), whose
+	 * notifier takes this lock: either we see the table here, or it sees
+	 * our count and its notifier finds this link.
+	 */
+	if (hole) {
+		atomic_long_inc(&m->hole_links);
+		smp_mb__after_atomic();	/* count, then the object's entry */
+		if (morsel_pte_table(m, off, false)) {
+			err = -EAGAIN;
+			goto out;
+		}
 	}
 	if (level == MORSEL_LINK_PUD) {
 		pud_t *pud = entry;
@@ -442,6 +470,8 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 out:
 	spin_unlock(&mmm->lock);
 	if (err) {
+		if (hole)
+			atomic_long_dec(&m->hole_links);
 		kmem_cache_free(morsel_link_cache, l);
 		return err;
 	}

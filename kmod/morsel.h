@@ -110,6 +110,13 @@ struct morsel {
 	 * change that finds none needs no flush (own_pte_table()).
 	 */
 	atomic_long_t pud_links;
+	/*
+	 * Links of the shared hole table standing for chunks of ours without
+	 * a table: counted before the chunk is checked (morsel_link()), and
+	 * after the link is gone and flushed.  A chunk that gets a table
+	 * while any exist is unmapped (forget_hole_links()).
+	 */
+	atomic_long_t hole_links;
 	atomic_t mappers;
 	struct xarray twins;		/* read-only twins of PTE tables */
 	struct mem_cgroup *memcg;	/* charged for frames and tables */
@@ -211,7 +218,7 @@ struct morsel_mm *morsel_mm_get(struct mm_struct *mm);
 void morsel_mm_put(struct morsel_mm *mmm);
 int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		enum morsel_link_level level, void *entry,
-		unsigned long start, void *table);
+		unsigned long start, void *table, loff_t off);
 void morsel_unlink_straddling(struct morsel_mm *mmm, unsigned long addr);
 bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);

@@ -289,6 +289,22 @@ static void *copy_table(struct morsel *m, void *src, int level)
 }
 
 /*
+ * The chunk of @off just got a PTE table where it had none: drop every
+ * link of the hole table that stood for it (they show zeros, and what is
+ * written into the new table must be seen).  The entry was written
+ * before; the barrier orders it before the count, pairing with
+ * morsel_link(), which counts before it looks.  unmap_mapping_range()
+ * runs the notifiers of every mapper (ours unlinks), as a punch does.
+ */
+static void forget_hole_links(struct morsel *m, loff_t off)
+{
+	smp_mb();	/* our entry, then the count */
+	if (atomic_long_read(&m->hole_links))
+		unmap_mapping_range(m->vfs_inode.i_mapping,
+				    ALIGN_DOWN(off, PMD_SIZE), PMD_SIZE, 1);
+}
+
+/*
  * The root table, allocated on first use (NULL for an object of size 0,
  * ERR_PTR if it could not be had).  Lock-free readers pair their acquire
  * with the release that publishes a root after it was zeroed and
@@ -311,6 +327,8 @@ static void *get_root(struct morsel *m, bool alloc)
 	spin_unlock(&m->root_lock);
 	if (root)
 		free_table(m, root, m->level);
+	else if (m->level == MORSEL_LEVEL_PTE)
+		forget_hole_links(m, 0);
 	return m->root;
 }
 
@@ -456,6 +474,8 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 	spin_unlock(ptl);
 	if (table)
 		free_table(m, table, MORSEL_LEVEL_PTE);
+	else
+		forget_hole_links(m, off);
 	return (pte_t *)pmd_page_vaddr(pmdp_get(pmdp));
 }
 
@@ -501,13 +521,14 @@ pte_t *morsel_hole_table(void)
 
 /*
  * The table a read-only mapping links for the 2 MiB chunk of @off, or
- * ERR_PTR.  A frozen object's leaves are read-only for good, so a table
- * it owns serves as it is (a borrowed one is copied first: a process
- * links only tables of the object it maps), and a chunk without a table
- * is a hole forever, whose contents are the shared hole table's.  A
- * freeze still running (it holds m->lock while it write-protects) is
- * waited for first.  Other objects link a read-only twin of the table:
- * the same frames with RW clear, made on first use.
+ * ERR_PTR.  A chunk without a table reads as zeros: the shared hole
+ * table, whose links are dropped when the chunk gets a table
+ * (forget_hole_links()).  A frozen object's leaves are read-only for
+ * good, so a table it owns serves as it is (a borrowed one is copied
+ * first: a process links only tables of the object it maps); a freeze
+ * still running (it holds m->lock while it write-protects) is waited for
+ * first.  Other objects link a read-only twin of the table: the same
+ * frames with RW clear, made on first use.
  */
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 {
@@ -519,12 +540,12 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	if (READ_ONCE(m->frozen)) {
 		down_read(&m->lock);
 		up_read(&m->lock);
-		table = morsel_pte_table(m, off, false);
-		if (!table)
-			return hole_table;
-		if (!pte_table_borrowed(m, off, table))
-			return table;
 	}
+	table = morsel_pte_table(m, off, false);
+	if (!table)
+		return hole_table;
+	if (READ_ONCE(m->frozen) && !pte_table_borrowed(m, off, table))
+		return table;
 	table = morsel_pte_table(m, off, true);
 	if (READ_ONCE(m->frozen))
 		return table ?: ERR_PTR(-ENXIO);
