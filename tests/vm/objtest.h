@@ -6,8 +6,8 @@
  * long long size macros KiB/MiB/GiB, the MORSEL_IOC_STAT wrapper
  * mstat(fd, &s) returning the ioctl's result, size_of(), data_of() and
  * tables_of() (-1 on error), and total(), a module total from
- * /sys/kernel/morsel (-1 if unreadable), and tap_run_as(), which runs a
- * part of a test as an unprivileged user.  Helpers used by one test
+ * /sys/kernel/morsel (-1 if unreadable), and tap_run_as() (run_as.h).
+ * Helpers used by one test
  * only, or whose copies differ, stay in their tests.
  */
 #ifndef MORSEL_TESTS_VM_OBJTEST_H
@@ -21,9 +21,8 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <grp.h>
 #include <linux/morsel.h>
+#include "run_as.h"
 #include "tap.h"
 
 #define KiB 1024LL
@@ -74,42 +73,6 @@ static inline long total(const char *name)
 		return -1;
 	buf[n] = 0;
 	return atol(buf);
-}
-
-/*
- * Run @fn as @uid:@gid (no supplementary groups) in a child process,
- * continuing the TAP numbering; the child's counts come back through a
- * pipe.  A child that dies without reporting bails the whole test out.
- */
-static inline void tap_run_as(uid_t uid, gid_t gid, void (*fn)(void))
-{
-	int pfd[2], r[2], status;
-	ssize_t n;
-	pid_t pid;
-
-	tap_require(pipe(pfd) == 0, "pipe");
-	fflush(stdout);
-	pid = fork();
-	tap_require(pid >= 0, "fork");
-	if (pid == 0) {
-		close(pfd[0]);
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
-			tap_fatal("cannot become %d:%d", (int)uid, (int)gid);
-		fn();
-		r[0] = tap_run;
-		r[1] = tap_failed;
-		if (write(pfd[1], r, sizeof(r)) != sizeof(r))
-			_exit(2);
-		_exit(0);
-	}
-	close(pfd[1]);
-	n = read(pfd[0], r, sizeof(r));
-	close(pfd[0]);
-	waitpid(pid, &status, 0);
-	if (n != sizeof(r))
-		tap_fatal("unprivileged child died (status 0x%x)", status);
-	tap_run = r[0];
-	tap_failed = r[1];
 }
 
 #endif /* MORSEL_TESTS_VM_OBJTEST_H */

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <linux/morsel.h>
 #include "objects.h"
+#include "run_as.h"
 #include "tap.h"
 
 #define KiB (1UL << 10)

@@ -92,7 +92,8 @@ struct morsel_stat {
  *
  * After success every populated page of the range is accessible without a
  * further page fault.  The range must lie entirely inside VMAs that map the
- * same morsel (EINVAL otherwise) and allow reading (EACCES otherwise).
+ * same morsel (EINVAL otherwise) and allow reading (EACCES otherwise); the
+ * descriptor must be open for reading (EBADF otherwise).
  */
 struct morsel_map {
 	__u32 argsz;
@@ -136,11 +137,13 @@ struct morsel_freeze {
  * @__pad:    must be 0
  * @reserved: must be 0
  *
- * The base (the ioctl's file) must be frozen (EINVAL otherwise).  The
- * child has the base's size and contents and shares its frames and tables;
- * the first write to a page copies that page into a frame the child owns.
- * The base lives while a child does.  The child is created in the base's
- * directory (needs write and search permission there, as O_TMPFILE).
+ * The base (the ioctl's file) must be frozen (EINVAL otherwise) and open
+ * for reading (EBADF otherwise).  The child has the base's size and
+ * contents and shares its frames and tables; the first write to a page
+ * copies that page into a frame the child owns.  The base lives while a
+ * child does.  The child is created in the base's directory (needs write
+ * and search permission there, as O_TMPFILE), owned by the caller, with
+ * the base's group and the base's permission bits less the umask.
  */
 struct morsel_split {
 	__u32 argsz;
@@ -177,7 +180,10 @@ struct morsel_split {
  * in bit b of the w-th __u64, and is written whole (bits past the range
  * and pages past a size that shrank meanwhile are 0).
  *
- * With MORSEL_SCAN_CLEAN (file open for writing, EBADF otherwise) every
+ * The file must be open for reading (EBADF otherwise): the bitmaps tell
+ * which pages hold data.
+ *
+ * With MORSEL_SCAN_CLEAN (file open for writing too, EBADF otherwise) every
  * dirty page of the range is reported and marked clean in one step, and
  * clean_gen is incremented: a later store to the page, by any means (a
  * mapping, write(), ptrace, a device or guest mapping the object), makes
@@ -238,7 +244,8 @@ struct morsel_fill_run {
  * hole when the data is ready keeps what it has (@filled says how many
  * were holes).  With @fd opened O_DIRECT the device writes the new frames
  * directly: no page cache, no copy, no zeroing.  The object's file must
- * be open for writing (EBADF); frozen objects (EPERM) and copy-on-write
+ * be open for reading and writing (EBADF; @filled tells which pages were
+ * holes), @fd for reading (EBADF); frozen objects (EPERM) and copy-on-write
  * children (EINVAL: use write()) are refused.  Nothing is installed when
  * the file ends early (ENODATA, @read says where) or, with
  * MORSEL_FILL_CRC, when a run's crc differs (EBADMSG).  Frames are
