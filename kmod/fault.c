@@ -618,19 +618,17 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 	return 0;
 }
 
-long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg)
+long morsel_ioctl_map(struct file *file, struct morsel_map *uarg,
+		      const struct morsel_uarg *ua)
 {
 	struct inode *inode = file_inode(file);
 	struct mm_struct *mm = current->mm;
+	struct morsel_map arg = *uarg;
 	struct vm_area_struct *vma;
 	unsigned long addr, end;
-	struct morsel_map arg;
 	int err = 0;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_MAP_FLAGS ||
-	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+	if (arg.flags & ~MORSEL_MAP_FLAGS)
 		return -EINVAL;
 	if (!arg.length || !PAGE_ALIGNED(arg.addr) ||
 	    !PAGE_ALIGNED(arg.length) || arg.addr + arg.length < arg.addr ||
@@ -665,7 +663,5 @@ long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg)
 			break;
 	}
 	mmap_read_unlock(mm);
-	if (copy_to_user(uarg, &arg, sizeof(arg)))
-		return -EFAULT;
-	return err;
+	return morsel_return_arg(ua, &arg, sizeof(arg)) ?: err;
 }

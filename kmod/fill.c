@@ -40,8 +40,7 @@ static int check_fill_args(const struct morsel_fill *arg)
 {
 	bool crc = arg->flags & MORSEL_FILL_CRC;
 
-	if (arg->argsz != sizeof(*arg) || arg->flags & ~MORSEL_FILL_FLAGS ||
-	    memchr_inv(arg->reserved, 0, sizeof(arg->reserved)))
+	if (arg->flags & ~MORSEL_FILL_FLAGS)
 		return -EINVAL;
 	if (!arg->nr_pages || arg->nr_pages > MORSEL_FILL_MAX_PAGES)
 		return -EINVAL;
@@ -201,29 +200,17 @@ static int install_frames(struct morsel *m, struct morsel_fill *arg,
 	return ret;
 }
 
-static int report(struct morsel_fill __user *uarg,
-		  const struct morsel_fill *arg)
-{
-	if (put_user(arg->filled, &uarg->filled) ||
-	    put_user(arg->read, &uarg->read) ||
-	    put_user(arg->bad_run, &uarg->bad_run) ||
-	    put_user(arg->crc, &uarg->crc))
-		return -EFAULT;
-	return 0;
-}
-
-long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
+long morsel_ioctl_fill(struct file *file, struct morsel_fill *uarg,
+		       const struct morsel_uarg *ua)
 {
 	struct inode *inode = file_inode(file);
 	struct morsel *m = MORSEL(inode);
+	struct morsel_fill arg = *uarg;
 	struct fill_frames *f;
-	struct morsel_fill arg;
 	struct file *src;
 	ssize_t n;
 	long err;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
 	err = check_fill_args(&arg);
 	if (err)
 		return err;
@@ -282,7 +269,8 @@ long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg)
 		file_update_time(file);
 		fsnotify_modify(file);
 	}
-	if (report(uarg, &arg))
+	/* filled, read, bad_run and crc, whatever happened after the read */
+	if (morsel_return_arg(ua, &arg, sizeof(arg)))
 		err = err ?: -EFAULT;
 out_drop:
 	drop_frames(m, f);

@@ -511,59 +511,14 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 	return err;
 }
 
-/*
- * What the descriptor of an ioctl must have been opened for (the rights
- * table in docs/semantics.md): reading to reveal or copy contents (SPLIT,
- * SCAN, MAP, FILL's report of holes), writing to change contents or state
- * (FREEZE, FILL, SCAN's clean).  As for read(2) and write(2), the open
- * mode is what counts, and a descriptor without it gets EBADF.
- */
-int morsel_check_rights(struct file *file, fmode_t need)
-{
-	return (file->f_mode & need) == need ? 0 : -EBADF;
-}
-
-static long morsel_ioctl_stat(struct file *file,
-			      struct morsel_stat __user *uarg)
-{
-	struct morsel *m = MORSEL(file_inode(file));
-	struct morsel_stat st;
-
-	if (copy_from_user(&st, uarg, sizeof(st)))
-		return -EFAULT;
-	if (st.argsz != sizeof(st) || st.flags ||
-	    memchr_inv(st.reserved, 0, sizeof(st.reserved)))
-		return -EINVAL;
-	down_read(&m->lock);
-	st.size = i_size_read(&m->vfs_inode);
-	st.level = m->level;
-	st.state = m->frozen ? MORSEL_STATE_FROZEN : 0;
-	st.data_pages = atomic_long_read(&m->data_pages);
-	st.borrowed_pages = m->parent ?
-		morsel_visible_pages(m) - st.data_pages : 0;
-	up_read(&m->lock);
-	st.table_pages = atomic_long_read(&m->table_pages);
-	st.links = atomic_long_read(&m->links);
-	st.mappers = atomic_read(&m->mappers);
-	st.parent = m->parent ? m->parent->vfs_inode.i_ino : 0;
-	st.children = atomic_read(&m->children);
-	st.id = m->id;
-	st.clean_gen = READ_ONCE(m->clean_gen);
-	return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
-}
-
-static long morsel_ioctl_freeze(struct file *file,
-				struct morsel_freeze __user *uarg)
+long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
+			 const struct morsel_uarg *ua)
 {
 	struct inode *inode = file_inode(file);
 	struct morsel *m = MORSEL(inode);
-	struct morsel_freeze arg;
 	int err;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	if (arg.argsz != sizeof(arg) || arg.flags ||
-	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+	if (arg->flags)
 		return -EINVAL;
 	err = morsel_check_rights(file, FMODE_WRITE);
 	if (err)
@@ -596,19 +551,15 @@ static void restrict_child(struct inode *child, const struct inode *base)
  * base's: reading the base is needed (EBADF on a descriptor not open for
  * reading).
  */
-static long morsel_ioctl_split(struct file *file,
-			       struct morsel_split __user *uarg)
+long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
+			const struct morsel_uarg *ua)
 {
 	struct morsel *base = MORSEL(file_inode(file));
-	struct morsel_split arg;
 	struct file *child;
 	struct path dir;
 	int fd, err;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_SPLIT_FLAGS ||
-	    arg.__pad || memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+	if (arg->flags & ~MORSEL_SPLIT_FLAGS || arg->__pad)
 		return -EINVAL;
 	err = morsel_check_rights(file, FMODE_READ);
 	if (err)
@@ -627,16 +578,16 @@ static long morsel_ioctl_split(struct file *file,
 	err = morsel_adopt(MORSEL(file_inode(child)), base);
 	if (err)
 		goto out_child;
-	fd = get_unused_fd_flags(arg.flags & MORSEL_SPLIT_CLOEXEC ?
+	fd = get_unused_fd_flags(arg->flags & MORSEL_SPLIT_CLOEXEC ?
 				 O_CLOEXEC : 0);
 	if (fd < 0) {
 		err = fd;
 		goto out_child;
 	}
-	arg.fd = fd;
-	if (copy_to_user(uarg, &arg, sizeof(arg))) {
+	arg->fd = fd;
+	err = morsel_return_arg(ua, arg, sizeof(*arg));
+	if (err) {
 		put_unused_fd(fd);
-		err = -EFAULT;
 		goto out_child;
 	}
 	fd_install(fd, child);
@@ -658,21 +609,18 @@ static int copy_scan_bits(u64 uaddr, u64 first_page,
 }
 
 /* Report (and with MORSEL_SCAN_CLEAN, clean) the pages of a range. */
-static long morsel_ioctl_scan(struct file *file,
-			      struct morsel_scan __user *uarg)
+long morsel_ioctl_scan(struct file *file, struct morsel_scan *uscan,
+		       const struct morsel_uarg *ua)
 {
 	struct inode *inode = file_inode(file);
 	struct morsel *m = MORSEL(inode);
 	struct morsel_scan_batch *b;
+	struct morsel_scan arg = *uscan;
 	u64 pages, done, n, words;
-	struct morsel_scan arg;
 	bool clean, cleaned = false;
 	long err = 0;
 
-	if (copy_from_user(&arg, uarg, sizeof(arg)))
-		return -EFAULT;
-	if (arg.argsz != sizeof(arg) || arg.flags & ~MORSEL_SCAN_FLAGS ||
-	    memchr_inv(arg.reserved, 0, sizeof(arg.reserved)))
+	if (arg.flags & ~MORSEL_SCAN_FLAGS)
 		return -EINVAL;
 	clean = arg.flags & MORSEL_SCAN_CLEAN;
 	if ((arg.flags & MORSEL_SCAN_IF_GEN) && !clean)
@@ -748,35 +696,14 @@ static long morsel_ioctl_scan(struct file *file,
 		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
 	}
 	arg.gen = READ_ONCE(m->clean_gen);
-	if (!err && copy_to_user(uarg, &arg, sizeof(arg)))
-		err = -EFAULT;
+	if (!err)
+		err = morsel_return_arg(ua, &arg, sizeof(arg));
 out_unlock:
 	if (clean)
 		inode_unlock(inode);
 out_free:
 	kvfree(b);
 	return err;
-}
-
-static long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
-{
-	void __user *argp = (void __user *)arg;
-
-	switch (cmd) {
-	case MORSEL_IOC_STAT:
-		return morsel_ioctl_stat(file, argp);
-	case MORSEL_IOC_MAP:
-		return morsel_ioctl_map(file, argp);
-	case MORSEL_IOC_FREEZE:
-		return morsel_ioctl_freeze(file, argp);
-	case MORSEL_IOC_SPLIT:
-		return morsel_ioctl_split(file, argp);
-	case MORSEL_IOC_SCAN:
-		return morsel_ioctl_scan(file, argp);
-	case MORSEL_IOC_FILL:
-		return morsel_ioctl_fill(file, argp);
-	}
-	return -ENOTTY;
 }
 
 static const struct file_operations morsel_fops = {

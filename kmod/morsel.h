@@ -174,6 +174,12 @@ struct morsel_scan_batch {
 	bool cleaned;			/* some leaf was cleaned */
 };
 
+/* The caller's copy of an ioctl argument (ioctl.c). */
+struct morsel_uarg {
+	void __user *ptr;	/* the caller's struct */
+	u32 size;		/* its argsz */
+};
+
 /* pgtable.c */
 int morsel_level_for_size(loff_t size);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
@@ -233,17 +239,32 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma);
 unsigned long morsel_get_unmapped_area(struct file *file, unsigned long addr,
 				       unsigned long len, unsigned long pgoff,
 				       unsigned long flags);
-long morsel_ioctl_map(struct file *file, struct morsel_map __user *uarg);
+long morsel_ioctl_map(struct file *file, struct morsel_map *arg,
+		      const struct morsel_uarg *ua);
 
 /* fs.c */
-int morsel_check_rights(struct file *file, fmode_t need);
+long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
+			 const struct morsel_uarg *ua);
+long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
+			const struct morsel_uarg *ua);
+long morsel_ioctl_scan(struct file *file, struct morsel_scan *arg,
+		       const struct morsel_uarg *ua);
 int morselfs_init(void);
 void morselfs_exit(void);
 ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 			     size_t len, bool write);
 
 /* fill.c */
-long morsel_ioctl_fill(struct file *file, struct morsel_fill __user *uarg);
+long morsel_ioctl_fill(struct file *file, struct morsel_fill *arg,
+		       const struct morsel_uarg *ua);
+
+/* ioctl.c */
+int morsel_check_rights(struct file *file, fmode_t need);
+int morsel_copy_arg(void *karg, size_t ksize, size_t minsz,
+		    struct morsel_uarg *ua);
+int morsel_return_arg(const struct morsel_uarg *ua, const void *karg,
+		      size_t ksize);
+long morsel_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
 
 /* main.c */
 int morsel_stats_init(void);

@@ -139,10 +139,16 @@ static void errors_before(int fd, int rfd)
 	f.argsz = sizeof(f) - 8;
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL,
 		  "FREEZE argsz too small: EINVAL");
-	f = fz_arg();
-	f.argsz = sizeof(f) + 8;
-	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL,
-		  "FREEZE argsz too large: EINVAL");
+	{
+		struct { struct morsel_freeze f; uint64_t tail[2]; } big;
+
+		memset(&big, 0, sizeof(big));
+		big.f = fz_arg();
+		big.f.argsz = sizeof(big);
+		big.tail[1] = 1;
+		tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &big), E2BIG,
+			  "FREEZE with a larger argsz and a byte the module does not know set: E2BIG");
+	}
 	f = fz_arg();
 	f.flags = 1;
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL, "FREEZE flags 1: EINVAL");
@@ -151,13 +157,13 @@ static void errors_before(int fd, int rfd)
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL,
 		  "FREEZE flags bit 31: EINVAL");
 	f = fz_arg();
-	f.reserved[0] = 1;
+	f.argsz = MORSEL_FREEZE_SIZE_VER0 - 1;
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL,
-		  "FREEZE reserved[0] set: EINVAL");
+		  "FREEZE argsz one below its first size: EINVAL");
 	f = fz_arg();
-	f.reserved[3] = 1ULL << 63;
+	f.argsz = 4;
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, &f), EINVAL,
-		  "FREEZE reserved[3] set: EINVAL");
+		  "FREEZE argsz 4 (argsz alone): EINVAL");
 	tap_errno(ioctl(fd, MORSEL_IOC_FREEZE, NULL), EFAULT,
 		  "FREEZE NULL pointer: EFAULT");
 	tap_ok(mstat(fd).state == 0 && pwrite(fd, &w0, 8, 0) == 8,

@@ -85,15 +85,24 @@ static void errors(const long *base)
 	s = sp_arg();
 	s.argsz = sizeof(s) - 8;
 	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT argsz too small: EINVAL");
-	s = sp_arg();
-	s.argsz = sizeof(s) + 8;
-	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT argsz too large: EINVAL");
-	s = sp_arg();
-	s.reserved[0] = 1;
-	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT reserved[0] set: EINVAL");
-	s = sp_arg();
-	s.reserved[3] = 1ULL << 63;
-	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT reserved[3] set: EINVAL");
+	{
+		struct { struct morsel_split s; uint64_t tail[4]; } big;
+
+		memset(&big, 0, sizeof(big));
+		big.s = sp_arg();
+		big.s.argsz = sizeof(big);
+		big.tail[0] = 1;
+		tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &big), E2BIG,
+			  "SPLIT larger argsz, first unknown byte set: E2BIG");
+		big.tail[0] = 0;
+		big.tail[3] = 1ULL << 63;
+		tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &big), E2BIG,
+			  "SPLIT larger argsz, last unknown byte set: E2BIG");
+		big.tail[3] = 0;
+		big.s.argsz = MORSEL_SPLIT_SIZE_VER0 - 4;
+		tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &big), EINVAL,
+			  "SPLIT argsz below its first size: EINVAL");
+	}
 	s = sp_arg();
 	s.__pad = 1;
 	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT __pad set: EINVAL");

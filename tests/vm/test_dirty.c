@@ -233,10 +233,17 @@ static void errors(void)
 	memset(&s, 0, sizeof(s));
 	s.argsz = sizeof(s);
 	s.length = SZ;
-	s.reserved[2] = 1;
-	tap_errno(ioctl(fd, MORSEL_IOC_SCAN, &s), EINVAL,
-		  "a reserved field set: EINVAL");
-	s.reserved[2] = 0;
+	s.argsz = MORSEL_SCAN_SIZE_VER0 + 8;	/* a byte past it set: s.length */
+	{
+		struct { struct morsel_scan s; uint64_t tail; } big;
+
+		memset(&big, 0, sizeof(big));
+		big.s = s;
+		big.s.argsz = sizeof(big);
+		big.tail = 1;
+		tap_errno(ioctl(fd, MORSEL_IOC_SCAN, &big), E2BIG,
+			  "a field the module does not know set: E2BIG");
+	}
 	s.argsz = sizeof(s) - 8;
 	tap_errno(ioctl(fd, MORSEL_IOC_SCAN, &s), EINVAL, "wrong argsz: EINVAL");
 	pwrite_tag(fd, 0, 'a');

@@ -237,10 +237,17 @@ static void errors(void)
 	m.addr = (uintptr_t)p;
 	m.length = 4096;
 	tap_errno(ioctl(fd, MORSEL_IOC_MAP, &m), EINVAL, "short argsz: EINVAL");
+	{
+		struct { struct morsel_map m; uint64_t tail; } big;
+
+		memset(&big, 0, sizeof(big));
+		big.m = m;
+		big.m.argsz = sizeof(big);
+		big.tail = 1;
+		tap_errno(ioctl(fd, MORSEL_IOC_MAP, &big), E2BIG,
+			  "a field the module does not know set: E2BIG");
+	}
 	m.argsz = sizeof(m);
-	m.reserved[3] = 1;
-	tap_errno(ioctl(fd, MORSEL_IOC_MAP, &m), EINVAL,
-		  "non-zero reserved: EINVAL");
 	tap_errno(ioctl(fd, MORSEL_IOC_MAP, (void *)8), EFAULT,
 		  "bad pointer: EFAULT");
 

@@ -236,9 +236,16 @@ static void bad_arguments(int src)
 	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &r.f), EINVAL,
 		  "unknown flag: EINVAL");
 	r.f.flags = 0;
-	r.f.reserved[2] = 1;
-	tap_errno(ioctl(fd, MORSEL_IOC_FILL, &r.f), EINVAL,
-		  "reserved not zero: EINVAL");
+	{
+		struct { struct morsel_fill f; uint64_t tail; } big;
+
+		memset(&big, 0, sizeof(big));
+		big.f = r.f;
+		big.f.argsz = sizeof(big);
+		big.tail = 1;
+		tap_errno(ioctl(fd, MORSEL_IOC_FILL, &big), E2BIG,
+			  "a field the module does not know set: E2BIG");
+	}
 	req_init(&r, 0);
 	tap_errno(fill(fd, src, &r), EINVAL, "no pages: EINVAL");
 	req_init(&r, 0);

@@ -6,9 +6,25 @@
  * subtree of x86-64 page tables owned by the object; mmap(MAP_SHARED) links
  * that subtree into the caller's page tables instead of copying entries.
  *
- * Every ioctl argument starts with its own size and carries reserved
- * fields.  The kernel rejects unknown flags and non-zero reserved fields
- * with EINVAL, so later versions can give them a meaning.
+ * Extensible arguments.  Every ioctl takes one struct whose first field,
+ * @argsz, is the size of that struct as the caller was built with, and
+ * command numbers carry no size (_IO), so a struct can grow at its end
+ * without a new command:
+ *  - @argsz below the struct's first published size (MORSEL_*_SIZE_VER0)
+ *    is EINVAL;
+ *  - a caller built with an older, smaller struct gets the fields it does
+ *    not know as zero (their defaults);
+ *  - a caller built with a newer, larger struct is served if every byte
+ *    past the kernel's struct is zero, else E2BIG (it asked for something
+ *    this kernel cannot do);
+ *  - output is written up to the smaller of @argsz and the kernel's size.
+ * This is copy_struct_from_user(), as openat2(), clone3() and iommufd use
+ * it.  Unknown flags are EINVAL; a field documented "must be 0" is EINVAL
+ * when set.
+ *
+ * This convention replaced, once, in session 6 (issue 11), the first one
+ * (size in the command number, @argsz equal to it, reserved arrays):
+ * binaries built against the old header get ENOTTY.
  */
 #ifndef _UAPI_LINUX_MORSEL_H
 #define _UAPI_LINUX_MORSEL_H
@@ -52,26 +68,24 @@
  *               refuses a different object)
  * @clean_gen:   out: the dirty-tracking generation: how many
  *               MORSEL_SCAN_CLEAN scans this object has seen
- * @reserved:    must be 0 on input; 0 on output for now
  *
  * Output fields are ignored on input.
  */
 struct morsel_stat {
 	__u32 argsz;
 	__u32 flags;
-	__u64 size;
+	__aligned_u64 size;
 	__u32 level;
 	__u32 state;
-	__u64 data_pages;
-	__u64 table_pages;
-	__u64 links;
-	__u64 mappers;
-	__u64 parent;
-	__u64 children;
-	__u64 borrowed_pages;
-	__u64 id;
-	__u64 clean_gen;
-	__u64 reserved[3];
+	__aligned_u64 data_pages;
+	__aligned_u64 table_pages;
+	__aligned_u64 links;
+	__aligned_u64 mappers;
+	__aligned_u64 parent;
+	__aligned_u64 children;
+	__aligned_u64 borrowed_pages;
+	__aligned_u64 id;
+	__aligned_u64 clean_gen;
 };
 
 /* MORSEL_IOC_MAP flags */
@@ -88,7 +102,6 @@ struct morsel_stat {
  * @linked:   out: table links made by this call
  * @pages:    out: pages mapped one by one (parts of the range that do not
  *            cover a whole 2 MiB granule, or read-only 2 MiB granules)
- * @reserved: must be 0
  *
  * After success every populated page of the range is accessible without a
  * further page fault.  The range must lie entirely inside VMAs that map the
@@ -98,18 +111,16 @@ struct morsel_stat {
 struct morsel_map {
 	__u32 argsz;
 	__u32 flags;
-	__u64 addr;
-	__u64 length;
-	__u64 linked;
-	__u64 pages;
-	__u64 reserved[4];
+	__aligned_u64 addr;
+	__aligned_u64 length;
+	__aligned_u64 linked;
+	__aligned_u64 pages;
 };
 
 /**
  * struct morsel_freeze - make an object's contents permanent (MORSEL_IOC_FREEZE)
  * @argsz:    in: sizeof(struct morsel_freeze)
  * @flags:    in: must be 0
- * @reserved: must be 0
  *
  * From then on nothing changes the contents: write(), truncate and
  * fallocate fail with EPERM, mmap(PROT_WRITE) with EPERM, mprotect adding
@@ -121,7 +132,6 @@ struct morsel_map {
 struct morsel_freeze {
 	__u32 argsz;
 	__u32 flags;
-	__u64 reserved[4];
 };
 
 /* MORSEL_IOC_SPLIT flags */
@@ -134,8 +144,7 @@ struct morsel_freeze {
  * @flags:    in: MORSEL_SPLIT_*
  * @fd:       out: an O_RDWR descriptor of the new, unnamed child; give it a
  *            name with linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)
- * @__pad:    must be 0
- * @reserved: must be 0
+ * @__pad:    must be 0 (keeps the struct a multiple of 8 bytes)
  *
  * The base (the ioctl's file) must be frozen (EINVAL otherwise) and open
  * for reading (EBADF otherwise).  The child has the base's size and
@@ -150,7 +159,6 @@ struct morsel_split {
 	__u32 flags;
 	__s32 fd;
 	__u32 __pad;
-	__u64 reserved[4];
 };
 
 /* MORSEL_IOC_SCAN flags */
@@ -174,7 +182,6 @@ struct morsel_split {
  *            expects; out: clean_gen after the call
  * @present_pages: out: bits set in @present
  * @dirty_pages:   out: bits set in @dirty
- * @reserved: must be 0
  *
  * Each bitmap has one bit per page of the range, page start/4096 + 64*w + b
  * in bit b of the w-th __u64, and is written whole (bits past the range
@@ -196,15 +203,14 @@ struct morsel_split {
 struct morsel_scan {
 	__u32 argsz;
 	__u32 flags;
-	__u64 start;
-	__u64 length;
-	__u64 present;
-	__u64 owned;
-	__u64 dirty;
-	__u64 gen;
-	__u64 present_pages;
-	__u64 dirty_pages;
-	__u64 reserved[4];
+	__aligned_u64 start;
+	__aligned_u64 length;
+	__aligned_u64 present;
+	__aligned_u64 owned;
+	__aligned_u64 dirty;
+	__aligned_u64 gen;
+	__aligned_u64 present_pages;
+	__aligned_u64 dirty_pages;
 };
 
 /* MORSEL_IOC_FILL */
@@ -212,7 +218,11 @@ struct morsel_scan {
 #define MORSEL_FILL_FLAGS	(MORSEL_FILL_CRC)
 #define MORSEL_FILL_MAX_PAGES	512		/* 2 MiB per call */
 
-/* One run of consecutive pages of the file, with its crc32c. */
+/**
+ * struct morsel_fill_run - one run of consecutive pages of a FILL request
+ * @nr_pages: pages in the run, at least 1
+ * @crc:      crc32c (~0 in and out) of the run's bytes as they should read
+ */
 struct morsel_fill_run {
 	__u32 nr_pages;
 	__u32 crc;
@@ -237,7 +247,6 @@ struct morsel_fill_run {
  * @bad_run:     out: with EBADMSG, the first run whose crc differs
  * @crc:         out: with EBADMSG, that run's crc32c as read; else the
  *               crc32c (the usual one: ~0 in and out) of all bytes read
- * @reserved:    must be 0
  *
  * Reads @nr_pages pages from @fd at @file_offset into new frames and puts
  * each at its page of @pages if that page is a hole; a page that is not a
@@ -256,23 +265,31 @@ struct morsel_fill {
 	__u32 flags;
 	__s32 fd;
 	__u32 nr_pages;
-	__u64 file_offset;
-	__u64 pages;
-	__u64 runs;
+	__aligned_u64 file_offset;
+	__aligned_u64 pages;
+	__aligned_u64 runs;
 	__u32 nr_runs;
 	__u32 filled;
-	__u64 read;
+	__aligned_u64 read;
 	__u32 bad_run;
 	__u32 crc;
-	__u64 reserved[4];
 };
 
+/* First published sizes: a smaller @argsz is EINVAL. */
+#define MORSEL_STAT_SIZE_VER0	96
+#define MORSEL_MAP_SIZE_VER0	40
+#define MORSEL_FREEZE_SIZE_VER0	8
+#define MORSEL_SPLIT_SIZE_VER0	16
+#define MORSEL_SCAN_SIZE_VER0	72
+#define MORSEL_FILL_SIZE_VER0	64
+
 #define MORSEL_IOC_MAGIC	0xBA
-#define MORSEL_IOC_STAT		_IOWR(MORSEL_IOC_MAGIC, 0x01, struct morsel_stat)
-#define MORSEL_IOC_MAP		_IOWR(MORSEL_IOC_MAGIC, 0x02, struct morsel_map)
-#define MORSEL_IOC_FREEZE	_IOW(MORSEL_IOC_MAGIC, 0x03, struct morsel_freeze)
-#define MORSEL_IOC_SPLIT	_IOWR(MORSEL_IOC_MAGIC, 0x04, struct morsel_split)
-#define MORSEL_IOC_SCAN		_IOWR(MORSEL_IOC_MAGIC, 0x05, struct morsel_scan)
-#define MORSEL_IOC_FILL		_IOWR(MORSEL_IOC_MAGIC, 0x06, struct morsel_fill)
+#define MORSEL_IOC_BASE		0x10	/* sized numbers (0x01-0x06) retired */
+#define MORSEL_IOC_STAT		_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 0)
+#define MORSEL_IOC_MAP		_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 1)
+#define MORSEL_IOC_FREEZE	_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 2)
+#define MORSEL_IOC_SPLIT	_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 3)
+#define MORSEL_IOC_SCAN		_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 4)
+#define MORSEL_IOC_FILL		_IO(MORSEL_IOC_MAGIC, MORSEL_IOC_BASE + 5)
 
 #endif /* _UAPI_LINUX_MORSEL_H */
