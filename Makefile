@@ -90,15 +90,19 @@ FUZZ_FLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -Ilib \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_LONG  ?= 600
 
+# The image reader and what it links: the crc32c engine.
+IMG_SRC    := lib/morsel-image.c lib/crc32c.c
+IMG_HDR    := lib/morsel-image.h lib/crc32c.h
+
 fuzz: $(B)/fuzz/fuzz_image $(B)/fuzz/seeds/.stamp
 
-$(B)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c lib/morsel-image.c lib/morsel-image.h
+$(B)/fuzz/fuzz_image: tests/fuzz/fuzz_image.c $(IMG_SRC) $(IMG_HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_image.c lib/morsel-image.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_image.c $(IMG_SRC)
 
-$(B)/fuzz/make_seeds: tests/fuzz/make_seeds.c lib/morsel-image.c lib/morsel-image.h
+$(B)/fuzz/make_seeds: tests/fuzz/make_seeds.c $(IMG_SRC) $(IMG_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(UCFLAGS) -o $@ tests/fuzz/make_seeds.c lib/morsel-image.c
+	$(CC) $(UCFLAGS) -o $@ tests/fuzz/make_seeds.c $(IMG_SRC)
 
 $(B)/fuzz/seeds/.stamp: $(B)/fuzz/make_seeds
 	rm -rf $(B)/fuzz/seeds
