@@ -5,6 +5,10 @@
 #   make demo     the main job, in the VM
 #   make bench    benchmarks, in the VM (one BENCH line per comparison)
 #   make check    kernel coding style (checkpatch.pl from linux-source-6.12)
+#   make test-debug  the VM suite on a debug kernel (KASAN, lockdep, KFENCE,
+#                 kmemleak, ...) built once from linux-source-6.12 into
+#                 build/debug-kernel (make debug-kernel: only the kernel);
+#                 docs/debug-kernel.md
 #   make fuzz     libFuzzer harness of the image reader (clang), and its seeds;
 #                 make test runs it for 30 s, make fuzz-long for 10 minutes
 #   make deps     install what the project needs (Debian packages)
@@ -90,9 +94,9 @@ FUZZ_FLAGS := -std=c11 -Wall -Wextra -Werror -O1 -g -Ilib \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_LONG  ?= 600
 
-# The image reader and what it links: the crc32c engine.
-IMG_SRC    := lib/morsel-image.c lib/crc32c.c
-IMG_HDR    := lib/morsel-image.h lib/crc32c.h
+# The image reader and what it links: the crc32c engine, full reads.
+IMG_SRC    := lib/morsel-image.c lib/crc32c.c lib/full-io.c
+IMG_HDR    := lib/morsel-image.h lib/crc32c.h lib/full-io.h
 
 fuzz: $(B)/fuzz/fuzz_image $(B)/fuzz/seeds/.stamp
 
@@ -125,6 +129,12 @@ bench: deps all
 check:
 	scripts/checkpatch.sh
 
+debug-kernel:
+	scripts/debug-kernel.sh
+
+test-debug: deps all
+	scripts/test-debug.sh
+
 PREFIX ?= /usr/local
 install: all
 	$(MAKE) -C kmod install
@@ -138,3 +148,4 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all deps kmod test demo bench check install clean fuzz fuzz-long
+.PHONY: debug-kernel test-debug
