@@ -6,6 +6,7 @@
  * is the one of the call that failed.
  */
 #include "libmorsel.h"
+#include "full-io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -312,44 +313,6 @@ const char *morsel_level_name(unsigned int level)
 	return "unknown";
 }
 
-/* pwrite() all of @buf at @off, retrying short writes and EINTR. */
-static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int all_zero(const char *p, size_t n)
 {
 	return !n || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
@@ -373,8 +336,8 @@ static int write_sparse(int fd, const char *buf, size_t len, off_t off)
 			n = len - i;
 		if (all_zero(buf + i, n)) {
 			if (i > run) {
-				ret = pwrite_all(fd, buf + run, i - run,
-						 off + (off_t)run);
+				ret = mp_pwrite_full(fd, buf + run, i - run,
+						     (uint64_t)off + run);
 				if (ret)
 					return ret;
 			}
@@ -383,7 +346,8 @@ static int write_sparse(int fd, const char *buf, size_t len, off_t off)
 		i += n;
 	}
 	if (len > run)
-		return pwrite_all(fd, buf + run, len - run, off + (off_t)run);
+		return mp_pwrite_full(fd, buf + run, len - run,
+				      (uint64_t)off + run);
 	return 0;
 }
 
@@ -391,20 +355,17 @@ static int write_sparse(int fd, const char *buf, size_t len, off_t off)
 static int copy_range(int fd, int src, off_t start, off_t end, char *buf)
 {
 	off_t pos = start;
+	ssize_t n;
+	int ret;
 
 	while (pos < end) {
 		size_t want = COPY_CHUNK;
-		ssize_t n;
-		int ret;
 
 		if ((off_t)want > end - pos)
 			want = (size_t)(end - pos);
-		n = pread(src, buf, want, pos);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		n = mp_pread_full(src, buf, want, (uint64_t)pos);
+		if (n < 0)
+			return (int)n;
 		if (n == 0)	/* the source shrank under us */
 			break;
 		ret = write_sparse(fd, buf, (size_t)n, pos);
@@ -451,33 +412,23 @@ static int copy_in_regular(int fd, int src, off_t size, char *buf)
 static int copy_in_stream(int fd, int src, char *buf)
 {
 	uint64_t total = 0;
+	ssize_t have;
 	int ret;
 
 	if (ftruncate(fd, 0))
 		return -errno;
 	for (;;) {
-		size_t have = 0;
-
-		/* Fill whole chunks so page boundaries stay aligned. */
-		while (have < COPY_CHUNK) {
-			ssize_t n = read(src, buf + have, COPY_CHUNK - have);
-
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				return -errno;
-			}
-			if (n == 0)
-				break;
-			have += (size_t)n;
-		}
+		/* Whole chunks, so page boundaries stay aligned. */
+		have = mp_read_full(src, buf, COPY_CHUNK);
+		if (have < 0)
+			return (int)have;
 		if (!have)
 			break;
-		ret = write_sparse(fd, buf, have, (off_t)total);
+		ret = write_sparse(fd, buf, (size_t)have, (off_t)total);
 		if (ret)
 			return ret;
-		total += have;
-		if (have < COPY_CHUNK)
+		total += (uint64_t)have;
+		if ((size_t)have < COPY_CHUNK)
 			break;
 	}
 	/* Trailing zero pages were skipped: size the object explicitly. */
@@ -509,28 +460,23 @@ int morsel_copy_in(int fd, int src_fd)
 
 int morsel_copy_out(int fd, int dst_fd)
 {
-	off_t off = 0;
+	uint64_t off = 0;
 	char *buf;
-	int ret = 0;
+	ssize_t n;
+	int ret;
 
 	buf = malloc(COPY_CHUNK);
 	if (!buf)
 		return -ENOMEM;
 	for (;;) {
-		ssize_t n = pread(fd, buf, COPY_CHUNK, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
+		n = mp_pread_full(fd, buf, COPY_CHUNK, off);
+		ret = n < 0 ? (int)n : 0;
+		if (n <= 0)
 			break;
-		}
-		if (n == 0)
-			break;
-		ret = write_all(dst_fd, buf, (size_t)n);
+		ret = mp_write_full(dst_fd, buf, (size_t)n);
 		if (ret)
 			break;
-		off += n;
+		off += (uint64_t)n;
 	}
 	free(buf);
 	return ret;

@@ -9,6 +9,7 @@
  */
 #include "morsel-image.h"
 #include "crc32c.h"
+#include "full-io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -63,7 +64,6 @@ enum {
 
 #define MAX_LEVEL	3
 #define VERIFY_CHUNK	(8u << 20)	/* bytes read at once by mimg_verify */
-#define IO_MAX		(1u << 30)	/* bytes per pread() call */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -128,25 +128,7 @@ int mimg_set_error(struct mimg_error *err, int ret, uint64_t offset,
 
 ssize_t mimg_read_full(int fd, void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-	ssize_t n;
-
-	if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
-		return -EINVAL;
-	while (done < len) {
-		size_t want = len - done < IO_MAX ? len - done : IO_MAX;
-
-		n = pread(fd, (uint8_t *)buf + done, want, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
+	return mp_pread_full(fd, buf, len, off);
 }
 
 unsigned int mimg_popcount(const uint64_t map[MIMG_BITMAP_WORDS])

@@ -16,6 +16,7 @@
  * allocates the frames).  Which pages exist comes from MORSEL_IOC_SCAN.
  */
 #include "libmorsel.h"
+#include "full-io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,24 +127,6 @@ static unsigned int next_bit(const uint64_t m[MIMG_BITMAP_WORDS],
 }
 
 /* ------------------------------------------------------------------ I/O */
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= n;
-		off += n;
-	}
-	return 0;
-}
 
 static int fsync_dir_of(const char *path)
 {
@@ -396,9 +379,9 @@ static int write_batch(struct writer *w, const uint8_t *buf, uint64_t len,
 	int ret = -EINVAL;
 
 	if (w->dfd >= 0)
-		ret = pwrite_full(w->dfd, buf, len, at);
+		ret = mp_pwrite_full(w->dfd, buf, len, at);
 	if (ret == -EINVAL) {
-		ret = pwrite_full(w->fd, buf, len, at);
+		ret = mp_pwrite_full(w->fd, buf, len, at);
 		if (!ret)
 			sync_file_range(w->fd, (off_t)at, (off_t)len,
 					SYNC_FILE_RANGE_WRITE);
@@ -764,7 +747,7 @@ static int fetch_pages(const struct source *src, uint64_t span,
 		if (src->map) {
 			memcpy(dst, src->map + (pg - src->first) * PAGE, len);
 		} else {
-			n = mimg_read_full(src->fd, dst, len, pg * PAGE);
+			n = mp_pread_full(src->fd, dst, len, pg * PAGE);
 			if (n < 0)
 				return (int)n;
 			/* shrank: the rest reads 0 */
@@ -1049,10 +1032,10 @@ static int read_header(const char *path, struct mimg_header *h,
 	}
 	if (!ret) {
 		/* Whole pages for O_DIRECT: a short read at the end is fine. */
-		n = mimg_read_full(fd, buf, (have + PAGE - 1) / PAGE * PAGE, 0);
+		n = mp_pread_full(fd, buf, (have + PAGE - 1) / PAGE * PAGE, 0);
 		if (n == -EINVAL) {	/* the file system refuses O_DIRECT */
 			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT);
-			n = mimg_read_full(fd, buf, have, 0);
+			n = mp_pread_full(fd, buf, have, 0);
 		}
 		if (n < 0)
 			ret = mimg_set_error(err, (int)n, 0, "%s: %s", path,
@@ -1077,7 +1060,7 @@ static int read_header(const char *path, struct mimg_header *h,
 						     "out of memory");
 			} else {
 				buf = more;
-				n = mimg_read_full(fd, buf + have, need - have,
+				n = mp_pread_full(fd, buf + have, need - have,
 					       have);
 				if (n < 0)
 					ret = mimg_set_error(err, (int)n, have,
@@ -1497,14 +1480,11 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 			want = BATCH_BYTES;
 		win->at = off;
 		win->len = 0;
-		do {
-			got = pread(r->fd, win->buf + win->len,
-				    want - win->len, (off_t)(off + win->len));
-		} while ((got > 0 && (win->len += got) < n) ||
-			 (got < 0 && errno == EINTR));
+		got = mp_pread_full(r->fd, win->buf, want, off);
 		if (got < 0)
-			return mimg_set_error(err, -errno, off, "reading the "
-					      "image: %s", strerror(errno));
+			return mimg_set_error(err, (int)got, off, "reading the "
+					      "image: %s", strerror((int)-got));
+		win->len = (uint64_t)got;
 		if (win->len < n)
 			return mimg_set_error(err, -EINVAL, off + win->len,
 					      "image truncated: data of record "
@@ -1947,7 +1927,7 @@ static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 		if (!in) {
 			ret = punch(c, base + i, base + j, err);
 		} else if (sup) {
-			ret = pwrite_full(c->fd, data + (size_t)pos * PAGE,
+			ret = mp_pwrite_full(c->fd, data + (size_t)pos * PAGE,
 					  (size_t)(j - i) * PAGE,
 					  (base + i) * PAGE);
 			if (ret)

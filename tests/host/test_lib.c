@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct ok_case {
@@ -250,6 +251,91 @@ static void test_copy_in(void)
 	close(dst);
 }
 
+/* Byte @i of the stream test_copy_streams() sends: page 300 is zeros. */
+static char stream_byte(size_t i)
+{
+	return i / 4096 == 300 ? 0 : (char)('a' + i % 23);
+}
+
+/* Write @len stream bytes to @fd in pieces of 4097: reads come up short. */
+static void send_stream(int fd, size_t len)
+{
+	static char piece[4097];
+	size_t at, i, n;
+
+	for (at = 0; at < len; at += n) {
+		n = len - at < sizeof(piece) ? len - at : sizeof(piece);
+		for (i = 0; i < n; i++)
+			piece[i] = stream_byte(at + i);
+		if (write(fd, piece, n) != (ssize_t)n)
+			_exit(1);
+	}
+}
+
+/*
+ * The stream paths of morsel_copy_in() and morsel_copy_out() (pipes): the
+ * library's full reads gather whole 1 MiB chunks from short pipe reads,
+ * and its full writes push everything through a pipe.
+ */
+static void test_copy_streams(void)
+{
+	char dst_name[] = "/tmp/test_lib.pipeXXXXXX";
+	const size_t len = (3u << 20) + 5;	/* 3 chunks and a bit */
+	static char got[4096];
+	size_t at, i, n;
+	int p[2], dst, status, ok = 1;
+	struct stat st;
+	pid_t pid;
+
+	dst = mkstemp(dst_name);
+	tap_require(dst >= 0 && pipe(p) == 0);
+	unlink(dst_name);
+	pid = fork();
+	tap_require(pid >= 0);
+	if (!pid) {
+		close(p[0]);
+		send_stream(p[1], len);
+		_exit(0);
+	}
+	close(p[1]);
+	tap_ok(morsel_copy_in(dst, p[0]) == 0,
+	       "copy_in from a pipe written in pieces of 4097 bytes");
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	for (at = 0; ok && at < len; at += n) {
+		n = len - at < sizeof(got) ? len - at : sizeof(got);
+		ok = pread(dst, got, n, (off_t)at) == (ssize_t)n;
+		for (i = 0; ok && i < n; i++)
+			ok = got[i] == stream_byte(at + i);
+	}
+	tap_ok(ok && fstat(dst, &st) == 0 &&
+	       (uint64_t)st.st_size == (len + 4095) / 4096 * 4096,
+	       "contents equal across the 1 MiB chunks, size rounded up");
+
+	tap_require(pipe(p) == 0);
+	pid = fork();
+	tap_require(pid >= 0);
+	if (!pid) {
+		close(p[0]);
+		_exit(morsel_copy_out(dst, p[1]) ? 1 : 0);
+	}
+	close(p[1]);
+	for (at = 0, ok = 1; ok; at += (size_t)n) {
+		ssize_t r = read(p[0], got, 1000);
+
+		if (r <= 0)
+			break;
+		n = (size_t)r;
+		for (i = 0; ok && i < n; i++)
+			ok = got[i] == (at + i < len ? stream_byte(at + i) : 0);
+	}
+	waitpid(pid, &status, 0);
+	tap_ok(ok && at == (len + 4095) / 4096 * 4096 && WIFEXITED(status) &&
+	       !WEXITSTATUS(status), "copy_out into a pipe gives it all back");
+	close(p[0]);
+	close(dst);
+}
+
 static void test_misc(void)
 {
 	void *p = NULL;
@@ -266,12 +352,13 @@ static void test_misc(void)
 
 int main(void)
 {
-	tap_plan(19 + 34 + 1 + 9 + 6 + 8 + 5 + 5);
+	tap_plan(19 + 34 + 1 + 9 + 6 + 8 + 5 + 3 + 5);
 	test_size_parse();
 	test_size_format();
 	test_level_name();
 	test_path();
 	test_copy_in();
+	test_copy_streams();
 	test_misc();
 	return tap_done();
 }
