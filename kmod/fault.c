@@ -185,7 +185,7 @@ static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 	return VM_FAULT_FALLBACK;
 }
 
-/* Odd m->leaf_gen: a replacement runs (replace_leaf()); wait for its end. */
+/* Odd m->leaf_gen: a replacement runs (morsel_replace_leaf()); wait for its end. */
 static int wait_replacements_over(struct morsel *m)
 {
 	int gen;
@@ -369,7 +369,7 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 
 /*
  * A new VMA of @m.  The full barrier orders the count before any access
- * through the VMA can make a translation; pairs with replace_leaf()
+ * through the VMA can make a translation; pairs with morsel_replace_leaf()
  * (morsel_sole_translation()).
  */
 static void count_mapper(struct morsel *m)

@@ -179,7 +179,7 @@ bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf)
 
 /*
  * Is [@start, @end) the page that the current task is replacing in the
- * table @l links (replace_leaf() in pgtable.c)?  Then the link stays: the
+ * table @l links (morsel_replace_leaf() in pgtable.c)?  Then the link stays: the
  * core mm zaps the old leaf through it, which is what this invalidation
  * is for.  @l is stable under mmm->lock; m->repl, as the current task is
  * the one that wrote it.
@@ -412,7 +412,7 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 		goto out;
 	}
 	/*
-	 * A leaf of @m is being replaced (replace_leaf()): its invalidation
+	 * A leaf of @m is being replaced (morsel_replace_leaf()): its invalidation
 	 * may have passed this mm already and would not flush a link made
 	 * now.  Its notifier takes this lock after making leaf_gen odd, so
 	 * an even value here means the notifier will still find this link.

@@ -7,7 +7,7 @@
  * is gone.  /sys/kernel/debug/morsel/objects lists every object with its
  * own figures (MORSEL_IOC_STAT gives the same for one open file), and how
  * many leaves a copy-on-write replaced, in all and without the core mm's
- * zap (replace_leaf()).
+ * zap (morsel_replace_leaf()).
  */
 #include <linux/debugfs.h>
 #include <linux/kobject.h>

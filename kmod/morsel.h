@@ -1,19 +1,34 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Internal interfaces of the morsel module.
+ * Internal interfaces of the morsel module: what its files share.
  *
  * A morsel is a regular file of morselfs whose contents are a subtree of
  * x86-64 page tables: a PTE table (up to 2 MiB), a PMD table of PTE tables
  * (up to 1 GiB) or a PUD table of PMD tables (up to 512 GiB).  Mapping the
  * file links whole tables of that subtree into the process page tables.
+ * Which file owns what: docs/design.md, "Layout", and each file's header.
  *
- * Files and what they own:
- *   pgtable.c  the object's own subtree: tables, frames, punch, resize
- *   link.c     links into address spaces, the per-mm notifier, TLB flushes
- *   fault.c    the VMA side: mmap, faults, VMA callbacks, eager mapping
- *   fs.c       morselfs: mount options, inodes, file operations
- *   fill.c     filling holes from a file (MORSEL_IOC_FILL)
- *   main.c     module init/exit and the usage figures
+ * Lock order, outermost first (in the manner of mm/rmap.c):
+ *
+ * inode_lock (write, resize, fallocate, FREEZE, SCAN with CLEAN)
+ *   mmap_lock, or the VMA lock (a fault: of ours, or of a user copy)
+ *     m->lock (rwsem)
+ *       m->replace_sem (rwsem; children only: morsel_replacements_*())
+ *         mapping->i_mmap_rwsem (unmap_mapping_range(): punch, freeze,
+ *                               clean, replacements, forget_hole_links())
+ *           mmu notifier SRCU, then mmm->lock (link.c)
+ *             the process's pud_lock()/pmd_lock()
+ *       an object table's split lock (morsel_table_lock())
+ *         its twin's split lock (SINGLE_DEPTH_NESTING)
+ *       m->root_lock
+ *     mmm->lock (morsel_link(), from a fault)
+ *       the process's pud_lock()/pmd_lock()
+ *
+ * Taken alone: sbi->lock (size= and nr_morsels= counters),
+ * morsel_list_lock (debugfs list), mmm->lock from the notifier.
+ * Syscalls that copy from or to user memory drop m->lock first (the memory
+ * may be a mapping of the same object: its fault takes m->lock), holding
+ * a reference on the frame instead.
  */
 #ifndef _MORSEL_INTERNAL_H
 #define _MORSEL_INTERNAL_H
@@ -68,7 +83,7 @@ struct morsel {
 	atomic_t children;
 	/*
 	 * Odd while a present leaf is being replaced by another frame
-	 * (copy-on-write, replace_leaf()), and moved by two by a clean
+	 * (copy-on-write, morsel_replace_leaf()), and moved by two by a clean
 	 * (MORSEL_SCAN_CLEAN).  The page-by-page fault path, which inserts a
 	 * frame into a table the object does not own, waits for an even value
 	 * and checks it did not move.
@@ -76,7 +91,7 @@ struct morsel {
 	atomic_t leaf_gen;
 	/*
 	 * Replacing a present leaf of a child (copy-on-write, or a frame for
-	 * the zero page): replace_leaf() holds @replace_sem for writing from
+	 * the zero page): morsel_replace_leaf() holds @replace_sem for writing from
 	 * before the core mm may zap the old leaf through links until the new
 	 * one is in, so meanwhile the leaf can read none.  Whoever would take
 	 * a none leaf of a child for a hole waits for it (read_leaf(); SCAN,
@@ -124,6 +139,11 @@ struct morsel {
 	struct list_head node;		/* on morsel_list, for debugfs */
 	struct inode vfs_inode;
 };
+
+/* Indices of offset @off in the object's tables, as of a virtual address. */
+#define MORSEL_PTE_INDEX(off)	(((off) >> PAGE_SHIFT) & (PTRS_PER_PTE - 1))
+#define MORSEL_PMD_INDEX(off)	(((off) >> PMD_SHIFT) & (PTRS_PER_PMD - 1))
+#define MORSEL_PUD_INDEX(off)	(((off) >> PUD_SHIFT) & (PTRS_PER_PUD - 1))
 
 /*
  * Does the process entry @pmd point at the page table holding @table (a
@@ -180,37 +200,77 @@ struct morsel_uarg {
 	u32 size;		/* its argsz */
 };
 
-/* pgtable.c */
+/* pgtable.c: the object's tables */
 int morsel_level_for_size(loff_t size);
+spinlock_t *morsel_table_lock(void *table);
+bool morsel_charge_pages(struct morsel_sb *sbi, unsigned long nr);
+void morsel_uncharge_pages(struct morsel_sb *sbi, unsigned long nr);
+void *morsel_copy_table(struct morsel *m, void *src, int level);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
+pte_t *morsel_twin_of(struct morsel *m, pgoff_t index);
+void morsel_mirror_leaf(pte_t *twin, pgoff_t index, pte_t pte);
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
 int morsel_hole_table_init(void);
 void morsel_hole_table_exit(void);
 pte_t *morsel_hole_table(void);
+void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end);
+int morsel_set_size(struct morsel *m, loff_t size);
+void morsel_destroy(struct morsel *m);
+
+/* leaf.c: frames and leaf entries */
+struct page *morsel_alloc_frame(struct morsel *m, bool zero);
+void morsel_drop_frame(struct morsel *m, struct page *page);
+void morsel_free_frame(struct morsel *m, struct page *page);
+void morsel_free_frames(struct morsel *m, struct list_head *frames);
+pte_t morsel_read_only_leaf(pte_t pte);
+bool morsel_leaf_has_data(pte_t pte);
+bool morsel_same_frame(pte_t a, pte_t b);
+bool morsel_leaf_dirty(pte_t pte);
+bool morsel_clean_leaf(pte_t *ptep);
+bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+			 pte_t old, struct page *page);
+unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
+				  pgoff_t first, pgoff_t end,
+				  struct list_head *frames);
 struct page *morsel_frame(struct morsel *m, pgoff_t index,
 			  enum morsel_intent intent);
 struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
 				    struct vm_fault *vmf);
 struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
 			      enum morsel_intent intent);
-bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page);
-int morsel_freeze(struct morsel *m);
-int morsel_adopt(struct morsel *child, struct morsel *base);
-unsigned long morsel_visible_pages(struct morsel *m);
+bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
+int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
+bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);
 int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
-int morsel_set_size(struct morsel *m, loff_t size);
-void morsel_destroy(struct morsel *m);
+
+/* cow.c: copy-on-write */
+struct morsel *morsel_parent_covering(struct morsel *m, loff_t off);
+bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table);
+bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table);
+bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte);
+bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page);
+void morsel_replacements_read_lock(struct morsel *m);
+void morsel_replacements_read_unlock(struct morsel *m);
+void morsel_replacements_write_lock(struct morsel *m);
+void morsel_replacements_write_unlock(struct morsel *m);
+bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+			 pte_t old, struct page *page, struct vm_fault *vmf);
+int morsel_freeze(struct morsel *m);
+int morsel_adopt(struct morsel *child, struct morsel *base);
+long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
+			 const struct morsel_uarg *ua);
+long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
+			const struct morsel_uarg *ua);
+
+/* scan.c: layout from the leaves */
+unsigned long morsel_visible_pages(struct morsel *m);
 loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence);
 void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		 struct morsel_scan_batch *b);
-bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
-void morsel_free_frame(struct morsel *m, struct page *page);
-struct page *morsel_alloc_frame(struct morsel *m, bool zero);
-void morsel_drop_frame(struct morsel *m, struct page *page);
-int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
-bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
+long morsel_ioctl_scan(struct file *file, struct morsel_scan *arg,
+		       const struct morsel_uarg *ua);
 
 /* link.c */
 enum morsel_link_level {
@@ -242,15 +302,14 @@ unsigned long morsel_get_unmapped_area(struct file *file, unsigned long addr,
 long morsel_ioctl_map(struct file *file, struct morsel_map *arg,
 		      const struct morsel_uarg *ua);
 
-/* fs.c */
-long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
-			 const struct morsel_uarg *ua);
-long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
-			const struct morsel_uarg *ua);
-long morsel_ioctl_scan(struct file *file, struct morsel_scan *arg,
-		       const struct morsel_uarg *ua);
+/* super.c: the filesystem */
 int morselfs_init(void);
 void morselfs_exit(void);
+
+/* file.c: file operations */
+extern const struct file_operations morsel_fops;
+extern const struct inode_operations morsel_file_iops;
+int morsel_resize(struct morsel *m, loff_t size);
 ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 			     size_t len, bool write);
 

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copy-on-write: frozen bases and split children.
+ *
+ * This file owns MORSEL_IOC_FREEZE (write-protect every leaf, refuse
+ * stores from then on), MORSEL_IOC_SPLIT (a child whose root is a copy of
+ * its base's, so every table and frame below is borrowed), the ownership
+ * test, and replacing a borrowed leaf (or the zero page) by a frame of the
+ * child's own without anyone seeing the hole in between (morsel_replace_leaf()).
+ *
+ * Ownership is decided from the tables alone: an entry of a child that
+ * equals its base's entry at the same offset (same table page, or same
+ * frame) is borrowed, anything else is owned.  The base is frozen and its
+ * entries only go from none to present, so the test is stable and needs
+ * no reference counts and no reverse map.  Before a child changes a table
+ * it owns a copy of it (pgtable.c); before it writes a borrowed frame it
+ * copies the page (leaf.c, then morsel_replace_leaf()).
+ */
+#include <linux/file.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/namei.h>
+
+#include "morsel.h"
+
+/* The parent, if it covers @off (comparing with it means something). */
+struct morsel *morsel_parent_covering(struct morsel *m, loff_t off)
+{
+	struct morsel *p = m->parent;
+
+	return p && off < i_size_read(&p->vfs_inode) ? p : NULL;
+}
+
+bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table)
+{
+	struct morsel *p = morsel_parent_covering(m, off);
+
+	return p && morsel_pmd_table(p, off, false) == table;
+}
+
+bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table)
+{
+	struct morsel *p = morsel_parent_covering(m, off);
+
+	return p && morsel_pte_table(p, off, false) == table;
+}
+
+/* Is @pte, our leaf at @off, the parent's frame? */
+bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte)
+{
+	struct morsel *p = morsel_parent_covering(m, off);
+	pte_t *table;
+	pte_t theirs;
+
+	if (!p || !pte_present(pte))
+		return false;
+	table = morsel_pte_table(p, off, false);
+	if (!table)
+		return false;
+	theirs = ptep_get(table + MORSEL_PTE_INDEX(off));
+	return pte_present(theirs) && pte_pfn(theirs) == pte_pfn(pte);
+}
+
+/* Is @page the parent's frame at @off (whatever our leaf says now)? */
+bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page)
+{
+	return morsel_leaf_borrowed(m, off, pfn_pte(page_to_pfn(page), PAGE_READONLY));
+}
+
+/*
+ * The replacement lock of a child (m->replace_sem; nothing in other
+ * objects, whose leaves are never replaced).  Held for reading, a leaf is
+ * never none for a moment: a leaf being replaced (morsel_replace_leaf(),
+ * which holds it for writing) counts as present, never as a hole.  Held
+ * for writing, no replacement can put a frame back into a hole being
+ * punched.
+ */
+void morsel_replacements_read_lock(struct morsel *m)
+{
+	if (m->parent)
+		down_read(&m->replace_sem);
+}
+
+void morsel_replacements_read_unlock(struct morsel *m)
+{
+	if (m->parent)
+		up_read(&m->replace_sem);
+}
+
+void morsel_replacements_write_lock(struct morsel *m)
+{
+	if (m->parent)
+		down_write(&m->replace_sem);
+}
+
+void morsel_replacements_write_unlock(struct morsel *m)
+{
+	if (m->parent)
+		up_write(&m->replace_sem);
+}
+
+static unsigned long table_pfn(void *table)
+{
+	return table ? PHYS_PFN(__pa((unsigned long)table & PAGE_MASK)) : 0;
+}
+
+/*
+ * Clear the leaf *@ptep, still @old, that the store fault @vmf reached
+ * through a link, and flush that page in the faulting address space: all
+ * that unmap_mapping_range() would do when morsel_sole_translation().
+ */
+static void clear_leaf_in_fault_mm(pte_t *ptep, pte_t old,
+				   struct vm_fault *vmf)
+{
+	spinlock_t *ptl = morsel_table_lock(ptep);
+	bool cleared = false;
+
+	spin_lock(ptl);
+	if (morsel_same_frame(ptep_get(ptep), old)) {
+		pte_clear(vmf->vma->vm_mm, vmf->address, ptep);
+		cleared = true;
+	}
+	spin_unlock(ptl);
+	if (cleared)
+		morsel_flush_mm_page(vmf->vma->vm_mm, vmf->address & PAGE_MASK);
+}
+
+/*
+ * Replace the present leaf *@ptep of page @index of a child, still @old
+ * (a frame borrowed from the base, or the zero page), by @page.  Every
+ * translation of the old frame must go first: process entries made page
+ * by page, secondary MMUs such as KVM (which only the core mm's notifiers
+ * reach) and TLB entries made through links.  unmap_mapping_range() does
+ * all of it; our notifier (link.c) sees from m->repl that the invalidation
+ * is this one and, instead of removing the link, flushes the one page in
+ * that address space, and the core mm zaps the old leaf through the link
+ * (a special entry: no page is touched).  When the store fault @vmf (NULL
+ * for other writers) walks through this very table and that is the old
+ * frame's only translation (morsel_sole_translation()), clearing the leaf
+ * and flushing that page is the same work done directly.  The new leaf
+ * goes in after.
+ * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
+ * value before its lookup and, if the value moved by its insert, waits
+ * for it to be even again and removes the entry it inserted unless the
+ * leaf still maps that frame (fault_one_page()), so the old frame is
+ * never left mapped.
+ * Returns false if the leaf changed meanwhile: the caller looks again.
+ */
+bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+			 pte_t old, struct page *page, struct vm_fault *vmf)
+{
+	loff_t off = (loff_t)index << PAGE_SHIFT;
+	bool replaced = false, direct;
+	pte_t now;
+
+	down_write(&m->replace_sem);
+	if (!morsel_same_frame(ptep_get(ptep), old))
+		goto out;
+	m->repl.index = index;
+	m->repl.table_pfn = table_pfn(ptep);
+	m->repl.twin_pfn = table_pfn(morsel_twin_of(m, index));
+	m->repl.pmd_table_pfn = m->level >= MORSEL_LEVEL_PMD ?
+				table_pfn(morsel_pmd_table(m, off, false)) : 0;
+	WRITE_ONCE(m->repl.task, current);
+	atomic_inc(&m->leaf_gen);	/* odd */
+	smp_mb__after_atomic();		/* pairs with fault_one_page() */
+	/* The fault's address translates through the table of @ptep. */
+	direct = vmf && pmd_links_table(pmdp_get_lockless(vmf->pmd), ptep) &&
+		 morsel_sole_translation(m, vmf);
+	if (direct)
+		clear_leaf_in_fault_mm(ptep, old, vmf);
+	else
+		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
+	/* Zapped through a link (none), or nobody linked it (still @old). */
+	now = ptep_get(ptep);
+	replaced = morsel_install_leaf(m, ptep, index,
+				       pte_none(now) ? now : old, page);
+	if (replaced) {
+		WRITE_ONCE(m->repl.count, m->repl.count + 1);
+		WRITE_ONCE(m->repl.direct, m->repl.direct + direct);
+	}
+	WRITE_ONCE(m->repl.task, NULL);
+	smp_mb__before_atomic();	/* the new leaf before the even value */
+	atomic_inc(&m->leaf_gen);	/* even */
+out:
+	up_write(&m->replace_sem);
+	return replaced;
+}
+
+/*
+ * Write-protect every leaf of one PTE table we own.  A writable leaf is
+ * dirty (see morsel_leaf_dirty()): it keeps D, so a save still sees it.
+ */
+static void wrprotect_leaves(pte_t *table)
+{
+	spinlock_t *ptl = morsel_table_lock(table);
+	pte_t pte;
+	int i;
+
+	spin_lock(ptl);
+	for (i = 0; i < PTRS_PER_PTE; i++) {
+		pte = ptep_get(table + i);
+		if (pte_write(pte))
+			set_pte(table + i, pte_mkdirty(pte_wrprotect(pte)));
+	}
+	spin_unlock(ptl);
+}
+
+/*
+ * Make the contents permanent.  Caller holds inode_lock and m->lock
+ * exclusively (no write(), truncate or punch can run).  Leaves installed
+ * later read m->frozen under their table's lock, after this walk set it,
+ * so they are read-only too.  Stores through mappings made before now
+ * fault, and ->pfn_mkwrite refuses them.
+ */
+int morsel_freeze(struct morsel *m)
+{
+	loff_t size = i_size_read(&m->vfs_inode), off;
+	pte_t *table;
+
+	lockdep_assert_held_write(&m->lock);
+	if (m->frozen)
+		return 0;
+	WRITE_ONCE(m->frozen, true);
+	for (off = 0; off < size; off += PMD_SIZE) {
+		if (m->level == MORSEL_LEVEL_PUD &&
+		    !morsel_pmd_table(m, off, false)) {
+			off = ALIGN_DOWN(off, PUD_SIZE) + PUD_SIZE - PMD_SIZE;
+			continue;
+		}
+		table = morsel_pte_table(m, off, false);
+		if (table && !morsel_pte_table_borrowed(m, off, table))
+			wrprotect_leaves(table);
+		cond_resched();
+	}
+	/*
+	 * Drop every translation that may still allow a store: links (they
+	 * come back read-only; removing them flushes every TLB), pages mapped
+	 * one by one, secondary MMUs.  As in morsel_punch(), this reaches
+	 * every cached translation: no flush of our own is needed.
+	 */
+	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
+	return 0;
+}
+
+/*
+ * Make @child, a new empty object, a copy-on-write child of the frozen
+ * @base: the same size and level, and a copy of the base's root, so every
+ * table and frame below is borrowed.  At most 512 entries are copied.
+ */
+int morsel_adopt(struct morsel *child, struct morsel *base)
+{
+	void *root = smp_load_acquire(&base->root);	/* see get_root() */
+	int err = 0;
+
+	down_write(&child->lock);
+	child->level = base->level;
+	if (root) {
+		child->root = morsel_copy_table(child, root, base->level);
+		if (IS_ERR(child->root)) {
+			err = PTR_ERR(child->root);
+			child->root = NULL;
+		}
+	}
+	if (!err) {
+		ihold(&base->vfs_inode);
+		child->parent = base;
+		atomic_inc(&base->children);
+		i_size_write(&child->vfs_inode, i_size_read(&base->vfs_inode));
+	}
+	up_write(&child->lock);
+	return err;
+}
+
+long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
+			 const struct morsel_uarg *ua)
+{
+	struct inode *inode = file_inode(file);
+	struct morsel *m = MORSEL(inode);
+	int err;
+
+	if (arg->flags)
+		return -EINVAL;
+	err = morsel_check_rights(file, FMODE_WRITE);
+	if (err)
+		return err;
+	inode_lock(inode);
+	down_write(&m->lock);
+	err = morsel_freeze(m);
+	up_write(&m->lock);
+	inode_unlock(inode);
+	return err;
+}
+
+/*
+ * A child is never more open than its base: its permission bits are the
+ * base's (less the caller's umask, as for any new file, and never setuid,
+ * setgid or sticky) and its group is the base's, so whoever may read it
+ * through group or other bits could read the base the same way.  Its
+ * owner is the caller, who could read the base: splitting needs that.
+ */
+static void restrict_child(struct inode *child, const struct inode *base)
+{
+	inode_lock(child);
+	child->i_gid = base->i_gid;
+	inode_unlock(child);
+}
+
+/*
+ * A new unnamed child of the frozen base @file, made like an O_TMPFILE in
+ * the base's directory, returned as a descriptor.  Its contents are the
+ * base's: reading the base is needed (EBADF on a descriptor not open for
+ * reading).
+ */
+long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
+			const struct morsel_uarg *ua)
+{
+	struct morsel *base = MORSEL(file_inode(file));
+	struct file *child;
+	struct path dir;
+	int fd, err;
+
+	if (arg->flags & ~MORSEL_SPLIT_FLAGS || arg->__pad)
+		return -EINVAL;
+	err = morsel_check_rights(file, FMODE_READ);
+	if (err)
+		return err;
+	if (!READ_ONCE(base->frozen))
+		return -EINVAL;
+	dir.mnt = file->f_path.mnt;
+	dir.dentry = dget_parent(file->f_path.dentry);
+	child = kernel_tmpfile_open(file_mnt_idmap(file), &dir,
+				    S_IFREG | (base->vfs_inode.i_mode & 0777),
+				    O_RDWR | O_LARGEFILE, current_cred());
+	dput(dir.dentry);
+	if (IS_ERR(child))
+		return PTR_ERR(child);
+	restrict_child(file_inode(child), &base->vfs_inode);
+	err = morsel_adopt(MORSEL(file_inode(child)), base);
+	if (err)
+		goto out_child;
+	fd = get_unused_fd_flags(arg->flags & MORSEL_SPLIT_CLOEXEC ?
+				 O_CLOEXEC : 0);
+	if (fd < 0) {
+		err = fd;
+		goto out_child;
+	}
+	arg->fd = fd;
+	err = morsel_return_arg(ua, arg, sizeof(*arg));
+	if (err) {
+		put_unused_fd(fd);
+		goto out_child;
+	}
+	fd_install(fd, child);
+	return 0;
+out_child:
+	fput(child);
+	return err;
+}
