@@ -45,6 +45,7 @@ kmod:
 $(B)/libmorsel.a: $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p $(B)/lib
 	$(foreach s,$(LIB_SRC),$(CC) $(UCFLAGS) -c $(s) -o $(B)/lib/$(notdir $(s:.c=.o)) &&) true
+	@rm -f $@	# ar only adds: the member of a removed source would stay
 	ar rcs $@ $(patsubst lib/%.c,$(B)/lib/%.o,$(LIB_SRC))
 
 $(B)/tools/%: tools/%.c $(B)/libmorsel.a $(LIB_HDR)

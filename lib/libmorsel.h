@@ -153,7 +153,7 @@ int morsel_scan(int fd, uint64_t start, uint64_t length, unsigned int flags,
 int morsel_fill(int fd, int src_fd, struct morsel_fill *f);
 
 /* ---------------------------------------------------------------------
- * Persistence (lib/morsel-persist.c, docs/persistence.md): images on disk
+ * Persistence (lib/persist-*.c, docs/persistence.md): images on disk
  * in the format of lib/morsel-image.h.  These functions also fill @err
  * (may be NULL) with a message and, for a damaged image, the file offset
  * of the damage.

@@ -83,7 +83,7 @@ struct mimg_error {
 
 /*
  * Fill @err (may be NULL) with @offset and a message; returns @ret.  For
- * code that reports image errors the same way (lib/morsel-persist.c).
+ * code that reports image errors the same way (lib/persist-*.c).
  */
 __attribute__((format(printf, 4, 5)))
 int mimg_set_error(struct mimg_error *err, int ret, uint64_t offset,

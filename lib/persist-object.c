@@ -1,0 +1,221 @@
+#define _GNU_SOURCE
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * persist-object: reading a morsel for an image: which pages exist, are
+ * owned or dirty (MORSEL_IOC_SCAN), where their data is read from (a
+ * mapping or pread()), the walk over its spans, the content fingerprint
+ * (morsel_fingerprint()) and the check that a base is a child's frozen
+ * parent.
+ */
+#include "persist-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+/* Copy the pages of @stored in span @span to @dst, in page order. */
+int mp_fetch_pages(const struct source *src, uint64_t span,
+		   const uint64_t *stored, uint8_t *dst)
+{
+	unsigned int i, j;
+	uint64_t pg, len;
+	ssize_t n;
+
+	for (i = mp_next_bit(stored, 0, true); i < SPAN_PAGES;
+	     i = mp_next_bit(stored, j, true)) {
+		j = mp_next_bit(stored, i, false);
+		pg = span * SPAN_PAGES + i;
+		len = (uint64_t)(j - i) * PAGE;
+		if (src->map) {
+			memcpy(dst, src->map + (pg - src->first) * PAGE, len);
+		} else {
+			n = mp_pread_full(src->fd, dst, len, pg * PAGE);
+			if (n < 0)
+				return (int)n;
+			/* shrank: the rest reads 0 */
+			memset(dst + n, 0, len - (uint64_t)n);
+		}
+		dst += len;
+	}
+	return 0;
+}
+
+int mp_walk_spans(uint64_t first, uint64_t npages,
+		  const uint64_t *present_map, const uint64_t *stored_map,
+		  span_fn fn, void *ctx, const struct morsel_progress *pr,
+		  uint64_t total)
+{
+	uint64_t span, last = (first + npages - 1) / SPAN_PAGES, done = 0;
+	uint64_t present[MIMG_BITMAP_WORDS], stored[MIMG_BITMAP_WORDS];
+	int ret;
+
+	if (!npages)
+		return 0;
+	for (span = first / SPAN_PAGES; span <= last; span++) {
+		mp_span_bits(present_map, npages, first, span, present);
+		if (mp_bits_empty(present))
+			continue;
+		mp_span_bits(stored_map, npages, first, span, stored);
+		ret = fn(ctx, span, present, stored);
+		if (ret)
+			return ret;
+		done += (uint64_t)mimg_popcount(stored) * PAGE;
+		mp_report_progress(pr, done, total);
+	}
+	return 0;
+}
+
+void mp_scan_free(struct scan_result *r)
+{
+	free(r->present);
+	free(r->owned);
+	free(r->dirty);
+	memset(r, 0, sizeof(*r));
+}
+
+int mp_scan_range(int fd, uint64_t start, uint64_t length,
+		  unsigned int flags, uint64_t gen, unsigned int want,
+		  struct scan_result *r)
+{
+	size_t words = (length / PAGE + 63) / 64;
+
+	memset(r, 0, sizeof(*r));
+	r->first = start / PAGE;
+	r->npages = length / PAGE;
+	/* A bitmap is 2 MiB per 64 GiB: fault in only those used. */
+	r->present = calloc(words ? words : 1, 8);
+	if (want & WANT_OWNED)
+		r->owned = calloc(words ? words : 1, 8);
+	if (want & WANT_DIRTY)
+		r->dirty = calloc(words ? words : 1, 8);
+	if (!r->present || (!r->owned && (want & WANT_OWNED)) ||
+	    (!r->dirty && (want & WANT_DIRTY))) {
+		mp_scan_free(r);
+		return -ENOMEM;
+	}
+	if (!length) {		/* an empty object: nothing to scan */
+		r->s.gen = gen;
+		return 0;
+	}
+	return morsel_scan(fd, start, length, flags, gen, r->present, r->owned,
+			   r->dirty, &r->s);
+}
+
+/*
+ * The source for reading [@start, +@length) of @fd: a writable mapping
+ * when the object may be mapped so (not frozen, not a child, fd opened
+ * read-write; it links the object's own tables as pages are touched, and
+ * nothing is written through it), else pread().  While mapped the object
+ * cannot shrink (EBUSY), so a size checked after mapping holds.
+ */
+int mp_source_open(struct source *src, int fd,
+		   const struct morsel_stat *st, uint64_t start,
+		   uint64_t length)
+{
+	struct morsel_stat now;
+	void *map;
+
+	src->map = NULL;
+	src->fd = fd;
+	src->first = start / PAGE;
+	if ((st->state & MORSEL_STATE_FROZEN) || st->parent ||
+	    (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR)
+		return 0;
+	map = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		   (off_t)start);
+	if (map == MAP_FAILED)
+		return 0;	/* pread() then */
+	if (morsel_stat(fd, &now) || now.size < start + length) {
+		munmap(map, length);
+		return -EAGAIN;	/* shrank since the scan */
+	}
+	src->map = map;
+	return 0;
+}
+
+void mp_source_close(struct source *src, uint64_t length)
+{
+	if (src->map)
+		munmap((void *)src->map, length);
+	src->map = NULL;
+}
+
+struct fp_ctx {
+	struct source src;
+	uint8_t *buf;
+	uint64_t fp;
+};
+
+static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
+		   const uint64_t *stored)
+{
+	struct fp_ctx *c = ctx;
+	int ret = mp_fetch_pages(&c->src, span, stored, c->buf);
+
+	if (ret)
+		return ret;
+	c->fp = mimg_fingerprint_add(c->fp, span, present,
+				     mimg_crc32c(0, c->buf,
+						 (size_t)mimg_popcount(stored) *
+						 PAGE));
+	return 0;
+}
+
+int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
+{
+	struct morsel_stat st;
+	struct scan_result r;
+	struct fp_ctx c;
+	uint64_t len;
+	int ret;
+
+	ret = morsel_stat(fd, &st);
+	if (ret)
+		return ret;
+	*fp = mimg_fingerprint_init(st.size);
+	len = (st.size + PAGE - 1) / PAGE * PAGE;
+	if (!len)
+		return 0;
+	ret = mp_scan_range(fd, 0, len, 0, 0, 0, &r);
+	c.fp = *fp;
+	c.buf = mp_buf_get();
+	if (!ret && !c.buf)
+		ret = -ENOMEM;
+	if (!ret)
+		ret = mp_source_open(&c.src, fd, &st, 0, len);
+	if (!ret) {
+		ret = mp_walk_spans(0, len / PAGE, r.present, r.present, fp_span,
+				    &c, pr, r.s.present_pages * PAGE);
+		mp_source_close(&c.src, len);
+	}
+	if (!ret)
+		*fp = c.fp;
+	mp_buf_put(c.buf);
+	mp_scan_free(&r);
+	return ret;
+}
+
+/* Is @base_fd the frozen base @fd was split from? */
+int mp_check_base(int fd, int base_fd, struct mimg_error *err)
+{
+	struct morsel_stat st, bst;
+	struct stat sb;
+	int ret;
+
+	ret = morsel_stat(fd, &st);
+	if (!ret)
+		ret = morsel_stat(base_fd, &bst);
+	if (ret)
+		return mimg_set_error(err, ret, 0, "MORSEL_IOC_STAT: %s", strerror(-ret));
+	if (fstat(base_fd, &sb))
+		return mimg_set_error(err, -errno, 0, "fstat: %s", strerror(errno));
+	if (!st.parent || st.parent != (uint64_t)sb.st_ino)
+		return mimg_set_error(err, -EINVAL, 0,
+			    "the base given is not this object's parent");
+	if (!(bst.state & MORSEL_STATE_FROZEN))
+		return mimg_set_error(err, -EINVAL, 0, "the base is not frozen");
+	return 0;
+}
