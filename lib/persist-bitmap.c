@@ -30,7 +30,6 @@ static uint64_t bits64(const uint64_t *map, uint64_t nbits, int64_t pos)
 	return v;
 }
 
-/* The 512 bits of span @span, from a range bitmap starting at page @first. */
 void mp_span_bits(const uint64_t *map, uint64_t nbits, uint64_t first,
 		  uint64_t span, uint64_t out[MIMG_BITMAP_WORDS])
 {
@@ -57,10 +56,6 @@ bool mp_bits_empty(const uint64_t m[MIMG_BITMAP_WORDS])
 	return true;
 }
 
-/*
- * The first bit of a 512-bit span bitmap at or after @from that equals
- * @set, or SPAN_PAGES: runs of pages are found a word at a time.
- */
 unsigned int mp_next_bit(const uint64_t m[MIMG_BITMAP_WORDS],
 			 unsigned int from, bool set)
 {

@@ -13,10 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/*
- * May an image of [@start, +@length) of an object of @size follow @parent?
- * The same range, or both the whole object (whose size may have changed).
- */
 bool mp_same_range(const struct mimg_header *parent, uint64_t start,
 		   uint64_t length, uint64_t size)
 {
@@ -50,11 +46,57 @@ void mp_chain_close(struct chain *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* Open and check @n images: a root, then increments, each on the last. */
-int mp_chain_open(struct chain *c, const char *const *paths,
-		  unsigned int n, struct mimg_error *err)
+/* The first image of a chain: a full image or a delta. */
+static int check_root(const struct mimg_header *h, const char *path,
+		      struct mimg_error *err)
 {
-	const struct mimg_header *h, *p;
+	if (h->flags & MIMG_F_INCREMENT)
+		return mimg_set_error(err, -EINVAL, 0, "%s is an increment: "
+				      "give the chain from its full (or delta) "
+				      "image on", path);
+	return 0;
+}
+
+/* Does @h (at @path) follow @p (at @ppath) in a chain? */
+static int check_link(const struct mimg_header *p, const char *ppath,
+		      const struct mimg_header *h, const char *path,
+		      struct mimg_error *err)
+{
+	if (!(h->flags & MIMG_F_INCREMENT) ||
+	    !ids_equal(h->parent_id, p->image_id))
+		return mimg_set_error(err, -EINVAL, 0, "%s does not follow %s "
+				      "in a chain", path, ppath);
+	if (!mp_same_range(p, h->range_start, h->range_length, h->object_size))
+		return mimg_set_error(err, -EINVAL, 0, "%s covers another "
+				      "range than %s", path, ppath);
+	return 0;
+}
+
+/* Open image @i of the chain and check it, and its link to image @i - 1. */
+static int open_image(struct chain *c, const char *const *paths,
+		      unsigned int i, struct mimg_error *err)
+{
+	int ret;
+
+	c->r[i].fd = -1;
+	c->fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+	if (c->fds[i] < 0)
+		return mimg_set_error(err, -errno, 0, "%s: %s", paths[i],
+				      strerror(errno));
+	ret = mimg_open(c->fds[i], &c->r[i], err);
+	if (ret) {
+		mp_prefix_error(err, paths[i]);
+		return ret;
+	}
+	if (!i)
+		return check_root(&c->r[0].h, paths[0], err);
+	return check_link(&c->r[i - 1].h, paths[i - 1], &c->r[i].h, paths[i],
+			  err);
+}
+
+int mp_chain_open(struct chain *c, const char *const *paths, unsigned int n,
+		  struct mimg_error *err)
+{
 	unsigned int i;
 	int ret;
 
@@ -64,41 +106,16 @@ int mp_chain_open(struct chain *c, const char *const *paths,
 	c->r = calloc(n, sizeof(*c->r));
 	c->fds = malloc(n * sizeof(*c->fds));
 	if (!c->r || !c->fds) {
-		free(c->r);
-		free(c->fds);
-		c->r = NULL;
+		mp_chain_close(c);
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
 	}
+	c->n = n;
 	for (i = 0; i < n; i++)
 		c->fds[i] = -1;
-	c->n = n;
 	for (i = 0; i < n; i++) {
-		c->r[i].fd = -1;
-		c->fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
-		if (c->fds[i] < 0)
-			return mimg_set_error(err, -errno, 0, "%s: %s", paths[i],
-				    strerror(errno));
-		ret = mimg_open(c->fds[i], &c->r[i], err);
-		if (ret) {
-			mp_prefix_error(err, paths[i]);
+		ret = open_image(c, paths, i, err);
+		if (ret)
 			return ret;
-		}
-		h = &c->r[i].h;
-		if (!i && (h->flags & MIMG_F_INCREMENT))
-			return mimg_set_error(err, -EINVAL, 0, "%s is an increment: give "
-				    "the chain from its full (or delta) image "
-				    "on", paths[i]);
-		if (!i)
-			continue;
-		p = &c->r[i - 1].h;
-		if (!(h->flags & MIMG_F_INCREMENT) ||
-		    !ids_equal(h->parent_id, p->image_id))
-			return mimg_set_error(err, -EINVAL, 0, "%s does not follow %s in "
-				    "a chain", paths[i], paths[i - 1]);
-		if (!mp_same_range(p, h->range_start, h->range_length,
-				   h->object_size))
-			return mimg_set_error(err, -EINVAL, 0, "%s covers another range "
-				    "than %s", paths[i], paths[i - 1]);
 	}
 	return 0;
 }
@@ -143,7 +160,6 @@ bool mp_chain_direct(const struct chain *c, unsigned int i)
 	return c->dfds && c->dfds[i] >= 0;
 }
 
-/* The record of @span in @r, or NULL; *@cursor only moves forward. */
 const struct mimg_record *mp_record_of_span(const struct mimg_reader *r,
 					    uint64_t *cursor,
 					    uint64_t span)
@@ -155,6 +171,40 @@ const struct mimg_record *mp_record_of_span(const struct mimg_reader *r,
 	return &r->records[*cursor];
 }
 
+int mp_broken_chain_error(struct mimg_error *err, uint64_t i, uint64_t span,
+			  const uint64_t missing[MIMG_BITMAP_WORDS])
+{
+	uint64_t page = span * SPAN_PAGES + mp_next_bit(missing, 0, true);
+
+	return mimg_set_error(err, -EINVAL,
+			      MIMG_HEADER_SIZE + i * MIMG_RECORD_SIZE,
+			      "broken chain: page at offset %llu is present "
+			      "but no image of the chain stores it",
+			      (unsigned long long)(page * PAGE));
+}
+
+/*
+ * @missing: the present pages of @lr, a record of the newest image, that
+ * no image of the chain stores.
+ */
+static void pages_stored_nowhere(const struct chain *c,
+				 const struct mimg_record *lr,
+				 uint64_t *cursor,
+				 uint64_t missing[MIMG_BITMAP_WORDS])
+{
+	const struct mimg_record *rec;
+	unsigned int k, w;
+
+	memcpy(missing, lr->present, sizeof(lr->present));
+	for (k = c->n; k-- > 0 && !mp_bits_empty(missing);) {
+		rec = mp_record_of_span(&c->r[k], &cursor[k], lr->span);
+		if (!rec)
+			continue;
+		for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+			missing[w] &= ~rec->stored[w];
+	}
+}
+
 /*
  * Without reading data: does every present page of the newest image have
  * an image that stores it (or, for a delta chain, may it be the base's)?
@@ -162,9 +212,7 @@ const struct mimg_record *mp_record_of_span(const struct mimg_reader *r,
 static int chain_check(const struct chain *c, struct mimg_error *err)
 {
 	const struct mimg_reader *last = &c->r[c->n - 1];
-	uint64_t need[MIMG_BITMAP_WORDS], *cursor, i;
-	const struct mimg_record *lr, *rec;
-	unsigned int k, w, pg;
+	uint64_t missing[MIMG_BITMAP_WORDS], *cursor, i;
 	int ret = 0;
 
 	if (c->r[0].h.flags & MIMG_F_DELTA)
@@ -172,25 +220,14 @@ static int chain_check(const struct chain *c, struct mimg_error *err)
 	cursor = calloc(c->n, sizeof(*cursor));
 	if (!cursor)
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
-	for (i = 0; i < last->h.nr_records && !ret; i++) {
-		lr = &last->records[i];
-		memcpy(need, lr->present, sizeof(need));
-		for (k = c->n; k-- > 0 && !mp_bits_empty(need);) {
-			rec = mp_record_of_span(&c->r[k], &cursor[k], lr->span);
-			if (!rec)
-				continue;
-			for (w = 0; w < MIMG_BITMAP_WORDS; w++)
-				need[w] &= ~rec->stored[w];
+	for (i = 0; i < last->h.nr_records; i++) {
+		pages_stored_nowhere(c, &last->records[i], cursor, missing);
+		if (!mp_bits_empty(missing)) {
+			ret = mp_broken_chain_error(err, i,
+						    last->records[i].span,
+						    missing);
+			break;
 		}
-		if (mp_bits_empty(need))
-			continue;
-		for (pg = 0; !mimg_test(need, pg); pg++)
-			;
-		ret = mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE + i * MIMG_RECORD_SIZE,
-			   "broken chain: page at offset %llu is present but no "
-			   "image of the chain stores it",
-			   (unsigned long long)((lr->span * SPAN_PAGES + pg) *
-						PAGE));
 	}
 	free(cursor);
 	return ret;
@@ -207,16 +244,22 @@ int morsel_image_verify(const char *const *paths, unsigned int n,
 	if (err)
 		memset(err, 0, sizeof(*err));
 	ret = mp_chain_open(&c, paths, n, err);
-	if (!ret)
-		ret = chain_check(&c, err);
-	for (i = 0; !ret && i < n; i++) {
+	if (ret)
+		goto out;
+	ret = chain_check(&c, err);
+	if (ret)
+		goto out;
+	for (i = 0; i < n; i++) {
 		ret = mimg_verify(&c.r[i], pr ? pr->fn : NULL,
 				  pr ? pr->arg : NULL, err);
-		if (ret)
+		if (ret) {
 			mp_prefix_error(err, paths[i]);
+			goto out;
+		}
 	}
-	if (!ret && last)
+	if (last)
 		*last = c.r[n - 1].h;
+out:
 	mp_chain_close(&c);
 	return ret;
 }

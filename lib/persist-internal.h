@@ -68,7 +68,7 @@ bool mp_bits_empty(const uint64_t m[MIMG_BITMAP_WORDS]);
 
 /*
  * The first bit of a 512-bit span bitmap at or after @from that equals
- * @set, or SPAN_PAGES.
+ * @set, or SPAN_PAGES: runs of pages are found a word at a time.
  */
 unsigned int mp_next_bit(const uint64_t m[MIMG_BITMAP_WORDS],
 			 unsigned int from, bool set);
@@ -118,6 +118,7 @@ unsigned int mp_resolve_threads(void);
  * An image being written: a temporary file next to @path, data first, then
  * the index and the header; committed by fsync + rename + fsync(dir), so
  * an interrupted save leaves the previous image at @path untouched.
+ * Declared as WRITER_INIT, it may go to mp_writer_close() at any point.
  */
 struct writer {
 	int fd;
@@ -167,6 +168,8 @@ struct writer {
 	struct helper crc;
 	unsigned int c_first, c_end;
 };
+
+#define WRITER_INIT	{ .fd = -1, .dfd = -1 }
 
 /*
  * Start the image @path with the header fields of @h that the caller
@@ -277,7 +280,10 @@ struct chain {
 	int *dfds;			/* O_DIRECT twins of fds, or -1 */
 };
 
-/* Open and check @n images: a root, then increments, each on the last. */
+/*
+ * Open and check @n images: a root, then increments, each on the last.
+ * On failure too, @c is for mp_chain_close().
+ */
 int mp_chain_open(struct chain *c, const char *const *paths, unsigned int n,
 		  struct mimg_error *err);
 void mp_chain_close(struct chain *c);
@@ -295,6 +301,13 @@ bool mp_same_range(const struct mimg_header *parent, uint64_t start,
 /* The record of @span in @r, or NULL; *@cursor only moves forward. */
 const struct mimg_record *mp_record_of_span(const struct mimg_reader *r,
 					    uint64_t *cursor, uint64_t span);
+
+/*
+ * Record @i of the newest image (of span @span) has the present pages
+ * @missing that no image of the chain stores: -EINVAL, "broken chain".
+ */
+int mp_broken_chain_error(struct mimg_error *err, uint64_t i, uint64_t span,
+			  const uint64_t missing[MIMG_BITMAP_WORDS]);
 
 /* -------------------------------------------------- persist-resolve.c */
 

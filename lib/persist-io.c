@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* "@path: " before the message already in @err. */
 void mp_prefix_error(struct mimg_error *err, const char *path)
 {
 	char m[sizeof(err->msg)];

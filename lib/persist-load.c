@@ -17,7 +17,7 @@
 
 struct load_ctx {
 	int fd;
-	bool punch;		/* the target may hold pages the chain has not */
+	bool punch;		/* it may hold pages the chain has not */
 	bool fill;		/* a new object: MORSEL_IOC_FILL may fill it */
 	uint64_t lo, hi;	/* the images' range, in pages */
 };
@@ -57,6 +57,23 @@ static int punch_gaps(const struct load_ctx *c, const struct mimg_reader *last,
 	return punch(c, next, c->hi, err);
 }
 
+/* The end of the run of pages from @i that agree on present and supplied. */
+static unsigned int run_end(const uint64_t *present, const uint64_t *supplied,
+			    unsigned int i)
+{
+	bool in = mimg_test(present, i), sup = mimg_test(supplied, i);
+	unsigned int j;
+
+	for (j = i + 1; j < SPAN_PAGES && mimg_test(present, j) == in &&
+	     mimg_test(supplied, j) == sup; j++)
+		;
+	return j;
+}
+
+/*
+ * Span @span into the object: pages absent from the chain punched, the
+ * supplied ones (@data, in page order) written; the rest is the base's.
+ */
 static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 		     const uint64_t *supplied, const uint64_t *from_base,
 		     const uint8_t *data, uint32_t crc, struct mimg_error *err)
@@ -68,25 +85,95 @@ static int load_span(void *ctx, uint64_t span, const uint64_t *present,
 
 	(void)from_base;
 	(void)crc;
-	for (i = 0; !ret && i < SPAN_PAGES; i = j) {
-		bool in = mimg_test(present, i), sup = mimg_test(supplied, i);
-
-		for (j = i + 1; j < SPAN_PAGES && mimg_test(present, j) == in &&
-		     mimg_test(supplied, j) == sup; j++)
-			;
-		if (!in) {
+	for (i = 0; i < SPAN_PAGES; i = j) {
+		j = run_end(present, supplied, i);
+		if (!mimg_test(present, i)) {
 			ret = punch(c, base + i, base + j, err);
-		} else if (sup) {
+		} else if (mimg_test(supplied, i)) {
 			ret = mp_pwrite_full(c->fd, data + (size_t)pos * PAGE,
 					     (size_t)(j - i) * PAGE,
 					     (base + i) * PAGE);
 			if (ret)
-				mimg_set_error(err, ret, 0, "writing the object: "
-					       "%s", strerror(-ret));
+				mimg_set_error(err, ret, 0, "writing the "
+					       "object: %s", strerror(-ret));
 			pos += j - i;
 		}
+		if (ret)
+			return ret;
 	}
-	return ret;
+	return 0;
+}
+
+/* A MORSEL_IOC_FILL request put together from whole records. */
+struct fill_request {
+	struct morsel_fill_run runs[MORSEL_FILL_MAX_PAGES];
+	uint64_t pages[MORSEL_FILL_MAX_PAGES];
+	unsigned int np, nr;		/* pages, runs */
+	uint64_t end;			/* where the last run's data ends */
+};
+
+/*
+ * May @rec join @q: it stores its span whole, its pages fit, and its data
+ * follows the data of the records before it in the file?
+ */
+static bool joins_request(const struct fill_request *q,
+			  const struct mimg_record *rec)
+{
+	return rec->nr_stored &&
+	       !memcmp(rec->stored, rec->present, sizeof(rec->stored)) &&
+	       q->np + rec->nr_stored <= MORSEL_FILL_MAX_PAGES &&
+	       (!q->nr || rec->data_offset == q->end);
+}
+
+static void add_to_request(struct fill_request *q,
+			   const struct mimg_record *rec)
+{
+	unsigned int pg;
+
+	for (pg = mp_next_bit(rec->stored, 0, true); pg < SPAN_PAGES;
+	     pg = mp_next_bit(rec->stored, pg + 1, true))
+		q->pages[q->np++] = rec->span * SPAN_PAGES + pg;
+	q->runs[q->nr].nr_pages = rec->nr_stored;
+	q->runs[q->nr].crc = rec->data_crc;
+	q->nr++;
+	q->end = rec->data_offset + (uint64_t)rec->nr_stored * PAGE;
+}
+
+/*
+ * What went wrong in the fill @f of @q, which began with record @first of
+ * @r; *@failed: the record at fault.
+ */
+static int fill_failed(const struct mimg_reader *r, uint64_t first,
+		       const struct fill_request *q,
+		       const struct morsel_fill *f, int ret,
+		       uint64_t *failed, struct mimg_error *err)
+{
+	uint64_t at;
+
+	*failed = first;
+	if (ret == -EBADMSG && f->bad_run < q->nr) {
+		*failed = first + f->bad_run;
+		return mimg_data_crc_error(err, *failed,
+					   &r->records[*failed], f->crc);
+	}
+	if (ret == -ENODATA) {
+		at = f->file_offset + f->read;
+		while (*failed + 1 < first + q->nr &&
+		       r->records[*failed + 1].data_offset <= at)
+			(*failed)++;
+		return mimg_set_error(err, -EINVAL, at, "image truncated: data "
+				      "of record %llu ends at %llu",
+				      (unsigned long long)*failed,
+				      (unsigned long long)q->end);
+	}
+	if (ret)
+		return mimg_set_error(err, ret, f->file_offset, "loading "
+				      "record %llu: %s",
+				      (unsigned long long)first,
+				      strerror(-ret));
+	return mimg_set_error(err, -EBUSY, 0, "the object changed while it "
+			      "was loaded (near offset %llu)",
+			      (unsigned long long)(q->pages[0] * PAGE));
 }
 
 /*
@@ -101,40 +188,28 @@ static int load_batch(void *ctx, const struct mimg_reader *r, uint64_t first,
 		      uint64_t n, uint64_t *bytes, uint64_t *failed,
 		      struct mimg_error *err)
 {
-	struct morsel_fill_run runs[MORSEL_FILL_MAX_PAGES];
-	uint64_t pages[MORSEL_FILL_MAX_PAGES], i, end = 0, at;
-	const struct mimg_record *rec;
 	struct load_ctx *c = ctx;
-	unsigned int np = 0, nr = 0, pg;
+	struct fill_request q;
 	struct morsel_fill f;
+	uint64_t i;
 	int ret;
 
 	if (!c->fill)
 		return 0;
-	for (i = first; i < first + n; i++) {
-		rec = &r->records[i];
-		if (!rec->nr_stored ||
-		    memcmp(rec->stored, rec->present, sizeof(rec->stored)) ||
-		    np + rec->nr_stored > MORSEL_FILL_MAX_PAGES ||
-		    (nr && rec->data_offset != end))
-			break;
-		for (pg = mp_next_bit(rec->stored, 0, true); pg < SPAN_PAGES;
-		     pg = mp_next_bit(rec->stored, pg + 1, true))
-			pages[np++] = rec->span * SPAN_PAGES + pg;
-		runs[nr].nr_pages = rec->nr_stored;
-		runs[nr].crc = rec->data_crc;
-		nr++;
-		end = rec->data_offset + (uint64_t)rec->nr_stored * PAGE;
-	}
-	if (!nr)
+	q.np = q.nr = 0;
+	q.end = 0;
+	for (i = first; i < first + n && joins_request(&q, &r->records[i]);
+	     i++)
+		add_to_request(&q, &r->records[i]);
+	if (!q.nr)
 		return 0;
 	memset(&f, 0, sizeof(f));
 	f.flags = MORSEL_FILL_CRC;
-	f.nr_pages = np;
+	f.nr_pages = q.np;
 	f.file_offset = r->records[first].data_offset;
-	f.pages = (uintptr_t)pages;
-	f.runs = (uintptr_t)runs;
-	f.nr_runs = nr;
+	f.pages = (uintptr_t)q.pages;
+	f.runs = (uintptr_t)q.runs;
+	f.nr_runs = q.nr;
 	ret = morsel_fill(c->fd, r->fd, &f);
 	/*
 	 * A module without it, or a file system whose direct I/O refuses
@@ -142,163 +217,231 @@ static int load_batch(void *ctx, const struct mimg_reader *r, uint64_t first,
 	 */
 	if (ret == -ENOTTY || ret == -EINVAL || ret == -EOPNOTSUPP)
 		return 0;
-	*failed = first;
-	if (ret == -EBADMSG && f.bad_run < nr) {
-		*failed = first + f.bad_run;
-		return mimg_data_crc_error(err, *failed,
-					   &r->records[*failed], f.crc);
-	}
-	if (ret == -ENODATA) {
-		at = f.file_offset + f.read;
-		while (*failed + 1 < first + nr &&
-		       r->records[*failed + 1].data_offset <= at)
-			(*failed)++;
-		return mimg_set_error(err, -EINVAL, at, "image truncated: data "
-				      "of record %llu ends at %llu",
-				      (unsigned long long)*failed,
-				      (unsigned long long)end);
-	}
+	if (ret || f.filled != q.np)
+		return fill_failed(r, first, &q, &f, ret, failed, err);
+	*bytes = (uint64_t)q.np * PAGE;
+	return (int)q.nr;
+}
+
+/* One morsel_load() call. */
+struct load {
+	const char *const *paths;
+	unsigned int n;
+	const struct morsel_load_opts *o;	/* may be NULL */
+	char path[4096];		/* of the object */
+	struct chain c;
+	bool over;			/* into the existing object */
+	bool delta;			/* the chain starts with a delta */
+	bool created;			/* ours: removed on error */
+	int fd;				/* the object, or -1 */
+	struct mimg_error *err;
+};
+
+static const struct mimg_header *newest_header(const struct load *l)
+{
+	return &l->c.r[l->n - 1].h;
+}
+
+static int base_failed(struct mimg_error *err, int ret)
+{
+	return mimg_set_error(err, ret, 0, "base: %s", strerror(-ret));
+}
+
+static int wrong_base(struct mimg_error *err, const char *path,
+		      uint64_t want, uint64_t fp)
+{
+	/* 120: the offset of base_fingerprint in the header */
+	return mimg_set_error(err, -EINVAL, 120, "wrong base: %s was saved "
+			      "against a base with fingerprint %016llx, this "
+			      "one has %016llx", path, (unsigned long long)want,
+			      (unsigned long long)fp);
+}
+
+/* The base given for a delta chain: frozen, with the right fingerprint. */
+static int check_delta_base(const struct load *l)
+{
+	const struct mimg_header *root = &l->c.r[0].h;
+	struct morsel_stat st;
+	uint64_t fp;
+	int ret;
+
+	if (!l->o || l->o->base_fd < 0)
+		return mimg_set_error(l->err, -EINVAL, 0, "%s is a delta: give "
+				      "its base (a frozen morsel)",
+				      l->paths[0]);
+	ret = morsel_stat(l->o->base_fd, &st);
 	if (ret)
-		return mimg_set_error(err, ret, f.file_offset, "loading record "
-				      "%llu: %s", (unsigned long long)first,
-				      strerror(-ret));
-	if (f.filled != np)
-		return mimg_set_error(err, -EBUSY, 0, "the object changed while "
-				      "it was loaded (near offset %llu)",
-				      (unsigned long long)(pages[0] * PAGE));
-	*bytes = (uint64_t)np * PAGE;
-	return (int)nr;
+		return base_failed(l->err, ret);
+	if (!(st.state & MORSEL_STATE_FROZEN))
+		return mimg_set_error(l->err, -EINVAL, 0,
+				      "the base is not frozen");
+	ret = morsel_fingerprint(l->o->base_fd, &fp, NULL);
+	if (ret)
+		return base_failed(l->err, ret);
+	if (fp != root->base_fingerprint &&
+	    !(root->base_fingerprint == 1 && !fp))
+		return wrong_base(l->err, l->paths[0], root->base_fingerprint,
+				  fp);
+	return 0;
+}
+
+/* The existing object, once every image has proved intact. */
+static int open_existing(struct load *l)
+{
+	int ret;
+
+	ret = morsel_image_verify(l->paths, l->n, NULL, NULL, l->err);
+	if (ret)
+		return ret;
+	l->fd = morsel_open(l->path, O_RDWR);
+	if (l->fd < 0)
+		return mimg_set_error(l->err, l->fd, 0, "%s: %s", l->path,
+				      strerror(-l->fd));
+	return 0;
+}
+
+static int split_from_base(struct load *l)
+{
+	l->fd = morsel_split(l->o->base_fd, l->path);
+	if (l->fd < 0)
+		return mimg_set_error(l->err, l->fd, 0, "splitting %s from the "
+				      "base: %s", l->path, strerror(-l->fd));
+	l->created = true;
+	return 0;
+}
+
+static int create_new(struct load *l)
+{
+	mode_t mode = l->o && l->o->mode ? l->o->mode : 0600;
+
+	l->fd = morsel_create(l->path, 0, mode);
+	if (l->fd < 0)
+		return mimg_set_error(l->err, l->fd, 0, "creating %s: %s",
+				      l->path, strerror(-l->fd));
+	l->created = true;
+	return 0;
+}
+
+/*
+ * The object to load into: the existing one, a new child of the base for
+ * a delta chain, or a new object.
+ */
+static int open_target(struct load *l)
+{
+	if (l->over && l->delta)
+		/* Its borrowed pages would have to become the base's again. */
+		return mimg_set_error(l->err, -EINVAL, 0, "a delta chain loads "
+				      "into a new child of its base, not over "
+				      "an object");
+	if (l->over)
+		return open_existing(l);
+	if (l->delta)
+		return split_from_base(l);
+	return create_new(l);
+}
+
+static bool covers_whole_object(const struct mimg_header *h)
+{
+	return !h->range_start && h->range_length ==
+	       (h->object_size + PAGE - 1) / PAGE * PAGE;
+}
+
+/*
+ * A new object, or one under a whole-object image, gets the image's size;
+ * an object under a range image is grown to hold the range.
+ */
+static int size_target(const struct load *l)
+{
+	const struct mimg_header *newest = newest_header(l);
+	uint64_t end = newest->range_start + newest->range_length;
+	struct morsel_stat st;
+	int ret;
+
+	ret = morsel_stat(l->fd, &st);
+	if (ret)
+		return ret;
+	if (!l->over || covers_whole_object(newest)) {
+		if (st.size != newest->object_size &&
+		    ftruncate(l->fd, (off_t)newest->object_size))
+			return mimg_set_error(l->err, -errno, 0, "sizing %s to "
+					      "%llu bytes: %s", l->path,
+					      (unsigned long long)
+					      newest->object_size,
+					      strerror(errno));
+		return 0;
+	}
+	if (st.size < end && ftruncate(l->fd, (off_t)end))
+		return mimg_set_error(l->err, -errno, 0, "sizing %s: %s",
+				      l->path, strerror(errno));
+	return 0;
+}
+
+/* Holes first, then the spans of the newest image, in threads. */
+static int load_chain(struct load *l)
+{
+	const struct mimg_header *newest = newest_header(l);
+	struct load_ctx ctx = {
+		.fd = l->fd,
+		.punch = l->over || l->delta,
+		.fill = l->created && !l->delta,
+		.lo = newest->range_start / PAGE,
+		.hi = (newest->range_start + newest->range_length) / PAGE,
+	};
+	int ret;
+
+	mp_chain_read_direct(&l->c, l->paths);
+	ret = punch_gaps(&ctx, &l->c.r[l->n - 1], l->err);
+	if (ret)
+		return ret;
+	return mp_chain_resolve(&l->c, load_span, load_batch, &ctx, false,
+				mp_resolve_threads(),
+				l->o ? &l->o->progress : NULL, l->err);
 }
 
 int morsel_load(const char *const *paths, unsigned int n, const char *name,
 		const struct morsel_load_opts *o, struct mimg_header *out,
 		struct mimg_error *err)
 {
-	const struct mimg_header *root, *newest;
-	struct morsel_stat st;
-	struct load_ctx ctx;
-	struct chain c;
-	bool created = false, over = o && (o->flags & MORSEL_LOAD_OVER);
-	uint64_t fp, end;
-	char path[4096];
-	int fd = -1, ret;
+	struct load l = {
+		.paths = paths, .n = n, .o = o, .fd = -1, .err = err,
+		.over = o && (o->flags & MORSEL_LOAD_OVER),
+	};
+	int ret;
 
 	if (err)
 		memset(err, 0, sizeof(*err));
 	if (o && (o->flags & ~MORSEL_LOAD_FLAGS))
 		return mimg_set_error(err, -EINVAL, 0, "unknown load flags");
-	ret = morsel_path(name, path, sizeof(path));
+	ret = morsel_path(name, l.path, sizeof(l.path));
 	if (ret)
 		return mimg_set_error(err, ret, 0, "bad name %s", name);
-	ret = mp_chain_open(&c, paths, n, err);
+	ret = mp_chain_open(&l.c, paths, n, err);
 	if (ret)
 		goto out;
-	root = &c.r[0].h;
-	newest = &c.r[n - 1].h;
-	if (root->flags & MIMG_F_DELTA) {
-		if (!o || o->base_fd < 0) {
-			ret = mimg_set_error(err, -EINVAL, 0, "%s is a delta: give its "
-				   "base (a frozen morsel)", paths[0]);
-			goto out;
-		}
-		ret = morsel_stat(o->base_fd, &st);
-		if (!ret && !(st.state & MORSEL_STATE_FROZEN))
-			ret = mimg_set_error(err, -EINVAL, 0, "the base is not frozen");
-		if (!ret)
-			ret = morsel_fingerprint(o->base_fd, &fp, NULL);
-		if (!ret && fp != root->base_fingerprint &&
-		    !(root->base_fingerprint == 1 && !fp))
-			ret = mimg_set_error(err, -EINVAL, 120, "wrong base: %s was saved "
-				   "against a base with fingerprint %016llx, this "
-				   "one has %016llx", paths[0],
-				   (unsigned long long)root->base_fingerprint,
-				   (unsigned long long)fp);
-		if (ret) {
-			if (err && !err->msg[0])
-				mimg_set_error(err, ret, 0, "base: %s", strerror(-ret));
-			goto out;
-		}
-	}
-	if (over && (root->flags & MIMG_F_DELTA)) {
-		/* Its borrowed pages would have to become the base's again. */
-		ret = mimg_set_error(err, -EINVAL, 0, "a delta chain loads into a new "
-			   "child of its base, not over an object");
-		goto out;
-	}
-	if (over) {
-		/* Nothing may change before every image has proved intact. */
-		ret = morsel_image_verify(paths, n, NULL, NULL, err);
+	l.delta = l.c.r[0].h.flags & MIMG_F_DELTA;
+	if (l.delta) {
+		ret = check_delta_base(&l);
 		if (ret)
 			goto out;
-		fd = morsel_open(path, O_RDWR);
-		if (fd < 0) {
-			ret = mimg_set_error(err, fd, 0, "%s: %s", path, strerror(-fd));
-			goto out;
-		}
-		if (root->flags & MIMG_F_DELTA) {
-			ret = mp_check_base(fd, o->base_fd, err);
-			if (ret)
-				goto out;
-		}
-	} else if (root->flags & MIMG_F_DELTA) {
-		fd = morsel_split(o->base_fd, path);
-		if (fd < 0) {
-			ret = mimg_set_error(err, fd, 0, "splitting %s from the base: %s",
-				   path, strerror(-fd));
-			goto out;
-		}
-		created = true;
-	} else {
-		fd = morsel_create(path, 0, o && o->mode ? o->mode : 0600);
-		if (fd < 0) {
-			ret = mimg_set_error(err, fd, 0, "creating %s: %s", path,
-				   strerror(-fd));
-			goto out;
-		}
-		created = true;
 	}
-	ret = morsel_stat(fd, &st);
+	ret = open_target(&l);
 	if (ret)
 		goto out;
-	end = newest->range_start + newest->range_length;
-	if (!over || (!newest->range_start && newest->range_length ==
-		      (newest->object_size + PAGE - 1) / PAGE * PAGE)) {
-		/* A new object, or a whole-object image: its size. */
-		if (st.size != newest->object_size &&
-		    ftruncate(fd, (off_t)newest->object_size))
-			ret = mimg_set_error(err, -errno, 0, "sizing %s to %llu "
-					     "bytes: %s", path,
-					     (unsigned long long)
-					     newest->object_size,
-					     strerror(errno));
-	} else if (st.size < end && ftruncate(fd, (off_t)end)) {
-		/* A range loads over an object at least that long. */
-		ret = mimg_set_error(err, -errno, 0, "sizing %s: %s", path,
-				     strerror(errno));
-	}
+	ret = size_target(&l);
 	if (ret)
 		goto out;
-	ctx.fd = fd;
-	ctx.punch = over || (root->flags & MIMG_F_DELTA);
-	ctx.fill = created && !(root->flags & MIMG_F_DELTA);
-	ctx.lo = newest->range_start / PAGE;
-	ctx.hi = end / PAGE;
-	mp_chain_read_direct(&c, paths);
-	ret = punch_gaps(&ctx, &c.r[n - 1], err);
-	if (!ret)
-		ret = mp_chain_resolve(&c, load_span, load_batch, &ctx, false,
-				       mp_resolve_threads(), o ? &o->progress : NULL,
-				       err);
-	if (!ret && out)
-		*out = *newest;
+	ret = load_chain(&l);
+	if (ret)
+		goto out;
+	if (out)
+		*out = *newest_header(&l);
 out:
-	mp_chain_close(&c);
-	if (ret) {
-		if (fd >= 0)
-			close(fd);
-		if (created)
-			unlink(path);
-		return ret;
-	}
-	return fd;
+	mp_chain_close(&l.c);
+	if (!ret)
+		return l.fd;
+	if (l.fd >= 0)
+		close(l.fd);
+	if (l.created)
+		unlink(l.path);
+	return ret;
 }

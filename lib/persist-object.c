@@ -16,7 +16,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-/* Copy the pages of @stored in span @span to @dst, in page order. */
 int mp_fetch_pages(const struct source *src, uint64_t span,
 		   const uint64_t *stored, uint8_t *dst)
 {
@@ -164,11 +163,38 @@ static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
 	return 0;
 }
 
+/*
+ * Fingerprint the pages of [0, @len) of @fd, which the scan @r found,
+ * starting from *@fp.
+ */
+static int fingerprint_pages(int fd, const struct morsel_stat *st,
+			     const struct scan_result *r, uint64_t len,
+			     uint64_t *fp, const struct morsel_progress *pr)
+{
+	struct fp_ctx c = { .fp = *fp };
+	int ret;
+
+	c.buf = mp_buf_get();
+	if (!c.buf)
+		return -ENOMEM;
+	ret = mp_source_open(&c.src, fd, st, 0, len);
+	if (ret)
+		goto out;
+	ret = mp_walk_spans(0, len / PAGE, r->present, r->present, fp_span,
+			    &c, pr, r->s.present_pages * PAGE);
+	mp_source_close(&c.src, len);
+	if (ret)
+		goto out;
+	*fp = c.fp;
+out:
+	mp_buf_put(c.buf);
+	return ret;
+}
+
 int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 {
 	struct morsel_stat st;
 	struct scan_result r;
-	struct fp_ctx c;
 	uint64_t len;
 	int ret;
 
@@ -180,25 +206,20 @@ int morsel_fingerprint(int fd, uint64_t *fp, const struct morsel_progress *pr)
 	if (!len)
 		return 0;
 	ret = mp_scan_range(fd, 0, len, 0, 0, 0, &r);
-	c.fp = *fp;
-	c.buf = mp_buf_get();
-	if (!ret && !c.buf)
-		ret = -ENOMEM;
-	if (!ret)
-		ret = mp_source_open(&c.src, fd, &st, 0, len);
-	if (!ret) {
-		ret = mp_walk_spans(0, len / PAGE, r.present, r.present, fp_span,
-				    &c, pr, r.s.present_pages * PAGE);
-		mp_source_close(&c.src, len);
-	}
-	if (!ret)
-		*fp = c.fp;
-	mp_buf_put(c.buf);
+	if (ret)
+		goto out;
+	ret = fingerprint_pages(fd, &st, &r, len, fp, pr);
+out:
 	mp_scan_free(&r);
 	return ret;
 }
 
-/* Is @base_fd the frozen base @fd was split from? */
+static int stat_failed(struct mimg_error *err, int ret)
+{
+	return mimg_set_error(err, ret, 0, "MORSEL_IOC_STAT: %s",
+			      strerror(-ret));
+}
+
 int mp_check_base(int fd, int base_fd, struct mimg_error *err)
 {
 	struct morsel_stat st, bst;
@@ -206,16 +227,19 @@ int mp_check_base(int fd, int base_fd, struct mimg_error *err)
 	int ret;
 
 	ret = morsel_stat(fd, &st);
-	if (!ret)
-		ret = morsel_stat(base_fd, &bst);
 	if (ret)
-		return mimg_set_error(err, ret, 0, "MORSEL_IOC_STAT: %s", strerror(-ret));
+		return stat_failed(err, ret);
+	ret = morsel_stat(base_fd, &bst);
+	if (ret)
+		return stat_failed(err, ret);
 	if (fstat(base_fd, &sb))
-		return mimg_set_error(err, -errno, 0, "fstat: %s", strerror(errno));
+		return mimg_set_error(err, -errno, 0, "fstat: %s",
+				      strerror(errno));
 	if (!st.parent || st.parent != (uint64_t)sb.st_ino)
-		return mimg_set_error(err, -EINVAL, 0,
-			    "the base given is not this object's parent");
+		return mimg_set_error(err, -EINVAL, 0, "the base given is not "
+				      "this object's parent");
 	if (!(bst.state & MORSEL_STATE_FROZEN))
-		return mimg_set_error(err, -EINVAL, 0, "the base is not frozen");
+		return mimg_set_error(err, -EINVAL, 0,
+				      "the base is not frozen");
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One mp_chain_resolve(), shared by its threads. */
 struct resolve_job {
 	struct chain *c;
 	resolve_fn fn;
@@ -131,94 +132,132 @@ static void resolver_free(struct resolver *rs)
 	free(rs->cursor);
 }
 
-/* Resolve record @i of the newest image; *@bytes: data bytes read. */
+/* The pages of one span, as resolve_record() gathers them into rs->buf. */
+struct span_pages {
+	uint64_t need[MIMG_BITMAP_WORDS];	/* present, not found yet */
+	uint64_t supplied[MIMG_BITMAP_WORDS];	/* found in some image */
+	bool whole;	/* the newest image stores the span whole: the data
+			 * is in page order, its crc checked */
+};
+
+/* The pages @take of a record's data @data, put at their page index. */
+static void place_taken_pages(uint8_t *buf, const uint8_t *data,
+			      const uint64_t *stored, const uint64_t *take)
+{
+	unsigned int pg, pos;
+
+	for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
+		if (!mimg_test(stored, pg))
+			continue;
+		if (mimg_test(take, pg))
+			memcpy(buf + (size_t)pg * PAGE,
+			       data + (size_t)pos * PAGE, PAGE);
+		pos++;
+	}
+}
+
+/* The pages @supplied, each at its page index in @buf, into page order. */
+static void pack_pages(uint8_t *buf, const uint64_t *supplied)
+{
+	unsigned int pg, pos;
+
+	for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
+		if (!mimg_test(supplied, pg))
+			continue;
+		if (pos != pg)
+			memmove(buf + (size_t)pos * PAGE,
+				buf + (size_t)pg * PAGE, PAGE);
+		pos++;
+	}
+}
+
+/*
+ * Take from image @k of the chain the pages of span @span that @sp still
+ * needs and it stores; *@bytes: the data bytes read.
+ */
+static int take_pages_from(const struct chain *c, unsigned int k,
+			   struct resolver *rs, uint64_t span,
+			   struct span_pages *sp, uint64_t *bytes,
+			   struct mimg_error *err)
+{
+	const struct mimg_reader *r = &c->r[k];
+	const struct mimg_record *rec;
+	uint64_t take[MIMG_BITMAP_WORDS];
+	bool newest = k == c->n - 1;
+	unsigned int w;
+	int ret;
+
+	rec = mp_record_of_span(r, &rs->cursor[k], span);
+	if (!rec)
+		return 0;
+	for (w = 0; w < MIMG_BITMAP_WORDS; w++)
+		take[w] = sp->need[w] & rec->stored[w];
+	if (mp_bits_empty(take))
+		return 0;
+	*bytes += (uint64_t)rec->nr_stored * PAGE;
+	if (newest && !memcmp(take, sp->need, sizeof(take)) &&
+	    !memcmp(rec->stored, sp->need, sizeof(sp->need))) {
+		/* The newest image stores the whole span: read it in. */
+		ret = read_record(r, rs->cursor[k], rs->buf, &rs->win, err);
+		if (ret)
+			return ret;
+		memcpy(sp->supplied, sp->need, sizeof(sp->supplied));
+		memset(sp->need, 0, sizeof(sp->need));
+		sp->whole = true;
+		return 0;
+	}
+	ret = read_record(r, rs->cursor[k], rs->tmp, newest ? &rs->win : NULL,
+			  err);
+	if (ret)
+		return ret;
+	place_taken_pages(rs->buf, rs->tmp, rec->stored, take);
+	for (w = 0; w < MIMG_BITMAP_WORDS; w++) {
+		sp->supplied[w] |= take[w];
+		sp->need[w] &= ~take[w];
+	}
+	return 0;
+}
+
+/* The crc32c that goes with the span's data @buf to the job's function. */
+static uint32_t span_crc(const struct resolve_job *job,
+			 const struct mimg_record *lr,
+			 const struct span_pages *sp, const uint8_t *buf)
+{
+	if (sp->whole)
+		return lr->data_crc;	/* checked */
+	if (!job->need_crc)
+		return 0;
+	return mimg_crc32c(0, buf, (size_t)mimg_popcount(sp->supplied) * PAGE);
+}
+
+/*
+ * Resolve record @i of the newest image: its pages from the newest image
+ * that stores each, then to the job's function; *@bytes: data bytes read.
+ */
 static int resolve_record(struct resolve_job *job, struct resolver *rs,
 			  uint64_t i, uint64_t *bytes, struct mimg_error *err)
 {
-	struct chain *c = job->c;
+	const struct chain *c = job->c;
 	const struct mimg_reader *last = &c->r[c->n - 1];
-	const struct mimg_record *lr = &last->records[i], *rec;
-	uint64_t need[MIMG_BITMAP_WORDS], take[MIMG_BITMAP_WORDS];
-	uint64_t supplied[MIMG_BITMAP_WORDS];
-	bool direct = false, base_ok = c->r[0].h.flags & MIMG_F_DELTA;
-	unsigned int k, pg, w, pos;
-	uint8_t *buf = rs->buf;
-	uint32_t crc;
+	const struct mimg_record *lr = &last->records[i];
+	struct span_pages sp = { .whole = false };
+	unsigned int k;
 	int ret;
 
 	if (!mp_chain_direct(c, c->n - 1))
 		read_ahead(last, lr->data_offset, &rs->ra);
-	memcpy(need, lr->present, sizeof(need));
-	memset(supplied, 0, sizeof(supplied));
-	for (k = c->n; k-- > 0 && !mp_bits_empty(need);) {
-		const struct mimg_reader *r = &c->r[k];
-
-		rec = mp_record_of_span(r, &rs->cursor[k], lr->span);
-		if (!rec)
-			continue;
-		for (w = 0; w < MIMG_BITMAP_WORDS; w++)
-			take[w] = need[w] & rec->stored[w];
-		if (mp_bits_empty(take))
-			continue;
-		*bytes += (uint64_t)rec->nr_stored * PAGE;
-		/* The newest image stores the whole span: read it in. */
-		if (k == c->n - 1 && !memcmp(take, need, sizeof(take)) &&
-		    !memcmp(rec->stored, need, sizeof(need))) {
-			ret = read_record(r, rs->cursor[k], buf, &rs->win,
-					  err);
-			if (ret)
-				return ret;
-			memcpy(supplied, need, sizeof(supplied));
-			memset(need, 0, sizeof(need));
-			direct = true;
-			break;
-		}
-		ret = read_record(r, rs->cursor[k], rs->tmp,
-				  k == c->n - 1 ? &rs->win : NULL, err);
+	memcpy(sp.need, lr->present, sizeof(sp.need));
+	for (k = c->n; k-- > 0 && !mp_bits_empty(sp.need);) {
+		ret = take_pages_from(c, k, rs, lr->span, &sp, bytes, err);
 		if (ret)
 			return ret;
-		/* Place the taken pages at their page index in @buf. */
-		for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++) {
-			if (!mimg_test(rec->stored, pg))
-				continue;
-			if (mimg_test(take, pg))
-				memcpy(buf + (size_t)pg * PAGE,
-				       rs->tmp + (size_t)pos * PAGE, PAGE);
-			pos++;
-		}
-		for (w = 0; w < MIMG_BITMAP_WORDS; w++) {
-			supplied[w] |= take[w];
-			need[w] &= ~take[w];
-		}
 	}
-	if (!mp_bits_empty(need) && !base_ok) {
-		for (pg = 0; !mimg_test(need, pg); pg++)
-			;
-		return mimg_set_error(err, -EINVAL, MIMG_HEADER_SIZE +
-				      i * MIMG_RECORD_SIZE, "broken chain: "
-				      "page at offset %llu is present but no "
-				      "image of the chain stores it",
-				      (unsigned long long)((lr->span *
-							    SPAN_PAGES + pg) *
-							   PAGE));
-	}
-	if (!direct) {
-		/* Compact the supplied pages into page order. */
-		for (pg = 0, pos = 0; pg < SPAN_PAGES; pg++)
-			if (mimg_test(supplied, pg)) {
-				if (pos != pg)
-					memmove(buf + (size_t)pos * PAGE,
-						buf + (size_t)pg * PAGE, PAGE);
-				pos++;
-			}
-	}
-	if (direct)
-		crc = lr->data_crc;	/* checked */
-	else
-		crc = job->need_crc ? mimg_crc32c(0, buf, (size_t)
-				mimg_popcount(supplied) * PAGE) : 0;
-	return job->fn(job->ctx, lr->span, lr->present, supplied, need, buf,
-		       crc, err);
+	if (!mp_bits_empty(sp.need) && !(c->r[0].h.flags & MIMG_F_DELTA))
+		return mp_broken_chain_error(err, i, lr->span, sp.need);
+	if (!sp.whole)
+		pack_pages(rs->buf, sp.supplied);
+	return job->fn(job->ctx, lr->span, lr->present, sp.supplied, sp.need,
+		       rs->buf, span_crc(job, lr, &sp, rs->buf), err);
 }
 
 #define CLAIM_BYTES	(1u << 20)
@@ -253,54 +292,83 @@ static uint64_t claim_records(struct resolve_job *job, uint64_t *first,
 	return i - *first;
 }
 
+/*
+ * What came of records from @at on: the lowest failure is the job's;
+ * @bytes more of the data are done.
+ */
+static void record_outcome(struct resolve_job *job, int ret, uint64_t at,
+			   uint64_t bytes, const struct mimg_error *err)
+{
+	pthread_mutex_lock(&job->lock);
+	if (ret && at < job->failed) {
+		job->failed = at;
+		job->ret = ret;
+		job->err = *err;
+	}
+	job->done += bytes;
+	if (!ret)
+		mp_report_progress(job->pr, job->done, job->total);
+	pthread_mutex_unlock(&job->lock);
+}
+
+/* A thread without its buffers fails the job where nobody took records. */
+static void record_out_of_memory(struct resolve_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	if (job->failed == UINT64_MAX) {
+		job->failed = job->next;
+		job->ret = mimg_set_error(&job->err, -ENOMEM, 0,
+					  "out of memory");
+	}
+	pthread_mutex_unlock(&job->lock);
+}
+
+/*
+ * Resolve the @n records claimed from @first on: as many as the job's
+ * batch function takes at once, the others one by one.
+ */
+static int resolve_claimed(struct resolve_job *job, struct resolver *rs,
+			   uint64_t first, uint64_t n)
+{
+	const struct mimg_reader *last = &job->c->r[job->c->n - 1];
+	struct mimg_error err;
+	uint64_t i, bytes, at;
+	int k, ret;
+
+	for (i = first; i < first + n; i += (uint64_t)k) {
+		memset(&err, 0, sizeof(err));
+		bytes = 0;
+		at = i;
+		k = job->batch ? job->batch(job->ctx, last, i, first + n - i,
+					    &bytes, &at, &err) : 0;
+		ret = k < 0 ? k : 0;
+		if (!k) {
+			ret = resolve_record(job, rs, i, &bytes, &err);
+			k = 1;
+		}
+		record_outcome(job, ret, at, bytes, &err);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static void *resolve_worker(void *arg)
 {
 	struct resolve_job *job = arg;
-	const struct mimg_reader *last = &job->c->r[job->c->n - 1];
-	uint64_t first, end = 0, n, i, bytes, at;
-	struct mimg_error err;
+	uint64_t first, end = 0, n;
 	struct resolver rs;
-	int ret = resolver_init(&rs, job->c->n), k;
 
-	if (ret) {
-		pthread_mutex_lock(&job->lock);
-		if (job->failed == UINT64_MAX) {
-			job->failed = job->next;
-			job->ret = mimg_set_error(&job->err, ret, 0,
-						  "out of memory");
-		}
-		pthread_mutex_unlock(&job->lock);
+	if (resolver_init(&rs, job->c->n)) {
+		record_out_of_memory(job);
+		goto out;
 	}
-	while (!ret && (n = claim_records(job, &first, &end))) {
+	while ((n = claim_records(job, &first, &end))) {
 		rs.win.end = end;
-		for (i = first; i < first + n; i += k) {
-			memset(&err, 0, sizeof(err));
-			bytes = 0;
-			at = i;
-			k = job->batch ? job->batch(job->ctx, last, i,
-						    first + n - i, &bytes, &at,
-						    &err) : 0;
-			ret = k < 0 ? k : 0;
-			if (!k) {
-				ret = resolve_record(job, &rs, i, &bytes,
-						     &err);
-				k = 1;
-			}
-			pthread_mutex_lock(&job->lock);
-			if (ret && at < job->failed) {
-				job->failed = at;
-				job->ret = ret;
-				job->err = err;
-			}
-			job->done += bytes;
-			if (!ret)
-				mp_report_progress(job->pr, job->done,
-						   job->total);
-			pthread_mutex_unlock(&job->lock);
-			if (ret)
-				break;
-		}
+		if (resolve_claimed(job, &rs, first, n))
+			break;
 	}
+out:
 	resolver_free(&rs);
 	return NULL;
 }

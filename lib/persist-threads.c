@@ -34,7 +34,6 @@ static void *helper_main(void *arg)
 	return NULL;
 }
 
-/* Start @h running @run(@arg) for each job; without a thread, inline. */
 void mp_helper_start(struct helper *h, int (*run)(void *), void *arg)
 {
 	h->run = run;
@@ -60,7 +59,6 @@ void mp_helper_submit(struct helper *h)
 	pthread_mutex_unlock(&h->mu);
 }
 
-/* Wait until @h is idle; its first error, or 0. */
 int mp_helper_wait(struct helper *h)
 {
 	int ret;
@@ -75,7 +73,6 @@ int mp_helper_wait(struct helper *h)
 	return ret;
 }
 
-/* Let the thread end once idle (mp_helper_join() waits for it). */
 void mp_helper_stop(struct helper *h)
 {
 	if (!h->ok)
@@ -86,7 +83,6 @@ void mp_helper_stop(struct helper *h)
 	pthread_mutex_unlock(&h->mu);
 }
 
-/* End @h; a never-started one (all zero, or run inline) is fine too. */
 void mp_helper_join(struct helper *h)
 {
 	if (h->run) {
@@ -99,7 +95,6 @@ void mp_helper_join(struct helper *h)
 	memset(h, 0, sizeof(*h));
 }
 
-/* CPUs this thread may run on (its affinity, which cpusets narrow). */
 int mp_usable_cpus(void)
 {
 	cpu_set_t set;
@@ -109,7 +104,6 @@ int mp_usable_cpus(void)
 	return CPU_COUNT(&set);
 }
 
-/* Threads worth running: one per CPU, at most 4. */
 unsigned int mp_resolve_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);

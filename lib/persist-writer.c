@@ -70,10 +70,6 @@ static int crc_job(void *arg)
 	return 0;
 }
 
-/*
- * Make @w ready for mp_writer_defer(); with a crc thread if @bytes of data
- * are to come and there is a second CPU for it.
- */
 int mp_writer_defer_init(struct writer *w, uint64_t bytes,
 			 struct mimg_error *err)
 {
@@ -126,15 +122,10 @@ static void writer_settle(struct writer *w)
 	w->npend = 0;
 }
 
-int mp_writer_open(struct writer *w, const char *path,
-		   const struct mimg_header *h, struct mimg_error *err)
+/* @h, completed by what the writer knows now, and a new image_id. */
+static int start_header(struct writer *w, const struct mimg_header *h,
+			struct mimg_error *err)
 {
-	size_t len = strlen(path);
-	int ret;
-
-	memset(w, 0, sizeof(*w));
-	w->fd = -1;
-	w->dfd = -1;
 	w->h = *h;
 	w->h.version = MIMG_VERSION;
 	w->h.index_offset = MIMG_HEADER_SIZE;
@@ -144,15 +135,24 @@ int mp_writer_open(struct writer *w, const char *path,
 	w->h.present_pages = 0;
 	if (getrandom(w->h.image_id, sizeof(w->h.image_id), 0) !=
 	    sizeof(w->h.image_id))
-		return mimg_set_error(err, -errno ? -errno : -EIO, 0, "getrandom: %s",
-			    strerror(errno));
+		return mimg_set_error(err, -errno ? -errno : -EIO, 0,
+				      "getrandom: %s", strerror(errno));
 	w->h.image_id[0] |= 1;	/* never all zero */
 	w->full = !(h->flags & (MIMG_F_INCREMENT | MIMG_F_DELTA));
 	w->fp = mimg_fingerprint_init(h->object_size);
 	w->pos = w->h.data_offset;
+	return 0;
+}
+
+/*
+ * The names, the block of header, index and padding before the data (one
+ * page-aligned buffer), and the two data buffers.
+ */
+static int allocate_buffers(struct writer *w, const char *path,
+			    struct mimg_error *err)
+{
 	w->path = strdup(path);
-	w->tmp = malloc(len + 16);
-	/* Header, index and padding: one page-aligned block before the data. */
+	w->tmp = malloc(strlen(path) + 16);
 	w->meta = aligned_alloc(PAGE, w->h.data_offset);
 	if (w->meta)
 		memset(w->meta, 0, w->h.data_offset);
@@ -162,21 +162,64 @@ int mp_writer_open(struct writer *w, const char *path,
 	w->batch = w->bufs[0];
 	if (!w->path || !w->tmp || !w->index || !w->bufs[0] || !w->bufs[1])
 		return mimg_set_error(err, -ENOMEM, 0, "out of memory");
-	mp_helper_start(&w->writer, write_job, w);
-	snprintf(w->tmp, len + 16, "%s.tmp-XXXXXX", path);
+	return 0;
+}
+
+/* The temporary file next to @path, and its O_DIRECT twin if possible. */
+static int create_temp_file(struct writer *w, const char *path,
+			    struct mimg_error *err)
+{
+	int ret;
+
+	snprintf(w->tmp, strlen(path) + 16, "%s.tmp-XXXXXX", path);
 	w->fd = mkostemp(w->tmp, O_CLOEXEC);
 	if (w->fd < 0) {
 		ret = -errno;
 		free(w->tmp);
 		w->tmp = NULL;
-		return mimg_set_error(err, ret, 0, "cannot create %s.tmp-*: %s", path,
-			    strerror(-ret));
+		return mimg_set_error(err, ret, 0, "cannot create %s.tmp-*: %s",
+				      path, strerror(-ret));
 	}
 	w->dfd = open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	return 0;
 }
 
-/* Hand the filled buffer to the writer thread (or write it here). */
+int mp_writer_open(struct writer *w, const char *path,
+		   const struct mimg_header *h, struct mimg_error *err)
+{
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	w->dfd = -1;
+	ret = start_header(w, h, err);
+	if (ret)
+		return ret;
+	ret = allocate_buffers(w, path, err);
+	if (ret)
+		return ret;
+	mp_helper_start(&w->writer, write_job, w);
+	return create_temp_file(w, path, err);
+}
+
+static int write_failed(const struct writer *w, struct mimg_error *err,
+			int ret, uint64_t at)
+{
+	return mimg_set_error(err, ret, at, "writing %s: %s", w->tmp,
+			      strerror(-ret));
+}
+
+/* Give the batch to the writer thread; fill the other buffer next. */
+static void hand_over_batch(struct writer *w, uint64_t at)
+{
+	w->job_buf = w->batch;
+	w->job_len = w->batch_len;
+	w->job_at = at;
+	mp_helper_submit(&w->writer);
+	w->cur ^= 1;
+	w->batch = w->bufs[w->cur];
+}
+
 int mp_writer_flush(struct writer *w, struct mimg_error *err)
 {
 	uint64_t at = w->pos - w->batch_len;
@@ -185,26 +228,20 @@ int mp_writer_flush(struct writer *w, struct mimg_error *err)
 	writer_settle(w);	/* the index before the batch can go */
 	if (!w->batch_len)
 		return 0;
-	/* the other buffer is free again */
+	/* Once the thread is idle, the other buffer is free again. */
 	ret = mp_helper_wait(&w->writer);
-	if (!ret) {
-		w->job_buf = w->batch;
-		w->job_len = w->batch_len;
-		w->job_at = at;
-		mp_helper_submit(&w->writer);
-		w->cur ^= 1;
-		w->batch = w->bufs[w->cur];
-		if (!w->writer.ok)	/* written inline: its error now */
-			ret = mp_helper_wait(&w->writer);
-	}
+	if (ret)
+		goto out;
+	hand_over_batch(w, at);
+	if (!w->writer.ok)	/* written inline: its error now */
+		ret = mp_helper_wait(&w->writer);
+out:
 	w->batch_len = 0;
 	if (ret)
-		return mimg_set_error(err, ret, at, "writing %s: %s", w->tmp,
-				      strerror(-ret));
+		return write_failed(w, err, ret, at);
 	return 0;
 }
 
-/* Room for @len bytes (<= one span) of the next record's data. */
 uint8_t *mp_writer_reserve(struct writer *w, uint64_t len,
 			   struct mimg_error *err)
 {
@@ -240,10 +277,6 @@ static int writer_next_record(struct writer *w, uint64_t span,
 	return 0;
 }
 
-/*
- * Append one record whose stored pages were put at mp_writer_reserve(),
- * with @crc their crc32c.
- */
 int mp_writer_add(struct writer *w, uint64_t span,
 		  const uint64_t present[MIMG_BITMAP_WORDS],
 		  const uint64_t stored[MIMG_BITMAP_WORDS], uint32_t crc,
@@ -261,10 +294,6 @@ int mp_writer_add(struct writer *w, uint64_t span,
 	return 0;
 }
 
-/*
- * Like mp_writer_add(), for the data @data put at mp_writer_reserve(): its
- * crc is computed by writer_settle(), before the batch is written.
- */
 int mp_writer_defer(struct writer *w, uint64_t span,
 		    const uint64_t present[MIMG_BITMAP_WORDS],
 		    const uint64_t stored[MIMG_BITMAP_WORDS],
@@ -286,57 +315,75 @@ int mp_writer_defer(struct writer *w, uint64_t span,
 	return ret;
 }
 
-int mp_writer_commit(struct writer *w, struct mimg_header *out,
-		     struct mimg_error *err)
+/*
+ * The index crc, the fingerprint and the header, written straight to the
+ * disk like the data (fsync() then only commits) while the writer thread
+ * writes the last batch.
+ */
+static int write_metadata(struct writer *w, struct mimg_error *err)
 {
 	uint64_t ilen = w->h.nr_records * MIMG_RECORD_SIZE;
-	int ret, wret;
+	int ret;
 
-	ret = mp_writer_flush(w, err);
-	if (!ret && w->next != w->h.nr_records)
-		ret = mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu records",
-			    (unsigned long long)w->next,
-			    (unsigned long long)w->h.nr_records);
-	if (!ret) {
-		w->h.index_crc = mimg_crc32c(0, w->index, ilen);
-		if (w->full)
-			w->h.content_fingerprint = w->fp;
-		mimg_encode_header(&w->h, w->meta);
-		/*
-		 * Like the data, straight to the disk (fsync() then only
-		 * commits), and while the writer thread writes the last batch.
-		 */
-		ret = write_batch(w, w->meta, w->h.data_offset, 0);
-		if (ret)
-			mimg_set_error(err, ret, 0, "writing %s: %s", w->tmp,
-				       strerror(-ret));
-	}
-	wret = mp_helper_wait(&w->writer);
-	mp_helper_stop(&w->writer);	/* it ends while we sync */
-	if (!ret && wret)
-		ret = mimg_set_error(err, wret, 0, "writing %s: %s", w->tmp,
-				     strerror(-wret));
+	if (w->next != w->h.nr_records)
+		return mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu "
+				      "records", (unsigned long long)w->next,
+				      (unsigned long long)w->h.nr_records);
+	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
+	if (w->full)
+		w->h.content_fingerprint = w->fp;
+	mimg_encode_header(&w->h, w->meta);
+	ret = write_batch(w, w->meta, w->h.data_offset, 0);
 	if (ret)
-		return ret;
+		return write_failed(w, err, ret, 0);
+	return 0;
+}
+
+/* The temporary file synced, then renamed over the image, durably. */
+static int rename_into_place(struct writer *w, struct mimg_error *err)
+{
+	int ret;
+
 	/* Size exactly: a re-used tmp name must not keep a longer tail. */
 	if (ftruncate(w->fd, (off_t)w->pos) || fsync(w->fd))
 		return mimg_set_error(err, -errno, 0, "syncing %s: %s", w->tmp,
-			    strerror(errno));
+				      strerror(errno));
 	if (rename(w->tmp, w->path))
-		return mimg_set_error(err, -errno, 0, "renaming %s to %s: %s", w->tmp,
-			    w->path, strerror(errno));
+		return mimg_set_error(err, -errno, 0, "renaming %s to %s: %s",
+				      w->tmp, w->path, strerror(errno));
 	free(w->tmp);
 	w->tmp = NULL;	/* committed: nothing to remove */
 	ret = mp_fsync_dir_of(w->path);
 	if (ret)
-		return mimg_set_error(err, ret, 0, "syncing the directory of %s: %s",
-			    w->path, strerror(-ret));
+		return mimg_set_error(err, ret, 0, "syncing the directory of "
+				      "%s: %s", w->path, strerror(-ret));
+	return 0;
+}
+
+int mp_writer_commit(struct writer *w, struct mimg_header *out,
+		     struct mimg_error *err)
+{
+	int ret, wret;
+
+	ret = mp_writer_flush(w, err);
+	if (ret)
+		goto stop_writer;
+	ret = write_metadata(w, err);
+stop_writer:
+	wret = mp_helper_wait(&w->writer);
+	mp_helper_stop(&w->writer);	/* it ends while we sync */
+	if (ret)
+		return ret;
+	if (wret)
+		return write_failed(w, err, wret, 0);
+	ret = rename_into_place(w, err);
+	if (ret)
+		return ret;
 	if (out)
 		*out = w->h;
 	return 0;
 }
 
-/* Free @w; an uncommitted temporary file is removed. */
 void mp_writer_close(struct writer *w)
 {
 	mp_helper_join(&w->writer);
