@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * crc32c: the CRC32C engine behind mimg_crc32c() (lib/crc32c.h).  It owns
+ * crc32c: the CRC32C engine behind mp_crc32c() (lib/crc32c.h).  It owns
  * the tables, the SSE4.2 path with its three interleaved streams, and the
  * one-time choice between the two (timed, or MORSEL_CRC32C=hw|sw).  Used
  * by the image format (morsel-image.c) and the persistence code.
@@ -34,7 +34,7 @@ static uint64_t get_le64(const uint8_t *p)
 
 /*
  * CRC32C, reflected polynomial 0x82f63b78.  The engines below work on the
- * raw register (no inversion); mimg_crc32c() adds the customary ~ on the
+ * raw register (no inversion); mp_crc32c() adds the customary ~ on the
  * way in and out, so crcs chain: crc(crc(0, a), b) == crc(0, a b).
  */
 #define CRC32C_POLY	0x82f63b78u
@@ -234,15 +234,15 @@ static uint32_t crc_hw_raw(uint32_t crc, const uint8_t *p, size_t len)
 
 /*
  * The two engines, for the host test (which checks that they agree) and
- * benchmarks.  Callers use mimg_crc32c().
+ * benchmarks.  Callers use mp_crc32c().
  */
-uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+uint32_t mp_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
 	return ~crc_sw_raw(~crc, buf, len);
 }
 
-bool mimg_crc32c_hw_available(void)
+bool mp_crc32c_hw_available(void)
 {
 	pthread_once(&crc_once, crc_init);
 #if HAVE_HW_CRC
@@ -252,7 +252,7 @@ bool mimg_crc32c_hw_available(void)
 #endif
 }
 
-uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+uint32_t mp_crc32c_hw(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
 #if HAVE_HW_CRC
@@ -262,7 +262,7 @@ uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len)
 	return ~crc_sw_raw(~crc, buf, len);
 }
 
-uint32_t mimg_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t mp_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc_once, crc_init);
 #if HAVE_HW_CRC

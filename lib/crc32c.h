@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * crc32c: the CRC32C (Castagnoli) engine of libmorsel (lib/crc32c.c).
- *
- * Its functions are the mimg_crc32c*() of morsel-image.h, where they are
- * part of the public API; they are declared here again for code that needs
- * the engine and nothing of the image format.  Two engines: tables
- * (slicing by 8) and the SSE4.2 crc32 instruction; mimg_crc32c() times both
- * once and uses the faster (MORSEL_CRC32C=hw|sw in the environment forces
- * one: under emulation the instruction is the slower).
+ * crc32c: the CRC32C (Castagnoli) engine of libmorsel (lib/crc32c.c), for
+ * the image format and the persistence code.  Its public names are the
+ * mimg_crc32c*() of morsel-image.h.  Two engines: tables (slicing by 8)
+ * and the SSE4.2 crc32 instruction; mp_crc32c() times both once and uses
+ * the faster (MORSEL_CRC32C=hw|sw in the environment forces one: under
+ * emulation the instruction is the slower).
  */
 #ifndef MORSEL_CRC32C_H
 #define MORSEL_CRC32C_H
@@ -17,11 +15,11 @@
 #include <stdint.h>
 
 /* crc32c(0, "123456789", 9) = 0xe3069283; crcs chain over buffers. */
-uint32_t mimg_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t mp_crc32c(uint32_t crc, const void *buf, size_t len);
 
-/* The two engines, for tests and benchmarks (see morsel-image.h). */
-uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len);
-uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len);
-bool mimg_crc32c_hw_available(void);
+/* The two engines, for tests and benchmarks; see mimg_crc32c_hw(). */
+uint32_t mp_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t mp_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+bool mp_crc32c_hw_available(void);
 
 #endif /* MORSEL_CRC32C_H */

@@ -174,6 +174,29 @@ static void bit_window(uint64_t out[MIMG_BITMAP_WORDS], unsigned int lo,
 	}
 }
 
+/* ------------------------------------------------------------- crc32c */
+
+/* The public names of the crc32c engine (lib/crc32c.c). */
+uint32_t mimg_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	return mp_crc32c(crc, buf, len);
+}
+
+uint32_t mimg_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+	return mp_crc32c_sw(crc, buf, len);
+}
+
+uint32_t mimg_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+	return mp_crc32c_hw(crc, buf, len);
+}
+
+bool mimg_crc32c_hw_available(void)
+{
+	return mp_crc32c_hw_available();
+}
+
 /* -------------------------------------------------------- fingerprint */
 
 #define FNV_BASIS	0xcbf29ce484222325ull
@@ -220,9 +243,9 @@ static uint32_t crc_with_zero_field(const uint8_t *b, size_t at, size_t len)
 	static const uint8_t zero[4];
 	uint32_t c;
 
-	c = mimg_crc32c(0, b, at);
-	c = mimg_crc32c(c, zero, sizeof(zero));
-	return mimg_crc32c(c, b + at + 4, len - at - 4);
+	c = mp_crc32c(0, b, at);
+	c = mp_crc32c(c, zero, sizeof(zero));
+	return mp_crc32c(c, b + at + 4, len - at - 4);
 }
 
 /*
@@ -611,7 +634,7 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 			   (ull)(MIMG_HEADER_SIZE + n));
 		goto out;
 	}
-	if (mimg_crc32c(0, index, ilen) != r->h.index_crc) {
+	if (mp_crc32c(0, index, ilen) != r->h.index_crc) {
 		/* Name the damaged record if its own crc says so. */
 		for (i = 0; i < r->h.nr_records; i++) {
 			const uint8_t *b = index + i * MIMG_RECORD_SIZE;
@@ -628,7 +651,7 @@ int mimg_open(int fd, struct mimg_reader *r, struct mimg_error *err)
 			ret = mimg_set_error(err, -EBADMSG, MIMG_HEADER_SIZE, "index: "
 				   "crc32c mismatch (stored 0x%08x, computed "
 				   "0x%08x)", r->h.index_crc,
-				   mimg_crc32c(0, index, ilen));
+				   mp_crc32c(0, index, ilen));
 		goto out;
 	}
 	stored = present = 0;
@@ -716,7 +739,7 @@ int mimg_read_data(const struct mimg_reader *r, uint64_t i, void *buf,
 			    "the file ends at %llu, inside the data of record "
 			    "%llu", (ull)(rec->data_offset + (uint64_t)n),
 			    (ull)i);
-	crc = mimg_crc32c(0, buf, len);
+	crc = mp_crc32c(0, buf, len);
 	if (crc != rec->data_crc)
 		return mimg_data_crc_error(err, i, rec, crc);
 	return 0;
@@ -785,7 +808,7 @@ int mimg_verify(const struct mimg_reader *r,
 					i++;
 			}
 			t = want < left ? want : (size_t)left;
-			crc = mimg_crc32c(crc, p, t);
+			crc = mp_crc32c(crc, p, t);
 			p += t;
 			pos += t;
 			want -= t;

@@ -157,7 +157,7 @@ static int fp_span(void *ctx, uint64_t span, const uint64_t *present,
 	if (ret)
 		return ret;
 	c->fp = mimg_fingerprint_add(c->fp, span, present,
-				     mimg_crc32c(0, c->buf,
+				     mp_crc32c(0, c->buf,
 						 (size_t)mimg_popcount(stored) *
 						 PAGE));
 	return 0;

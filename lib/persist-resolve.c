@@ -97,7 +97,7 @@ static int read_record(const struct mimg_reader *r, uint64_t i, void *dst,
 					      (unsigned long long)(off + n));
 	}
 	memcpy(dst, win->buf + (off - win->at), n);
-	crc = mimg_crc32c(0, dst, n);
+	crc = mp_crc32c(0, dst, n);
 	if (crc != rec->data_crc)
 		return mimg_data_crc_error(err, i, rec, crc);
 	return 0;
@@ -227,7 +227,7 @@ static uint32_t span_crc(const struct resolve_job *job,
 		return lr->data_crc;	/* checked */
 	if (!job->need_crc)
 		return 0;
-	return mimg_crc32c(0, buf, (size_t)mimg_popcount(sp->supplied) * PAGE);
+	return mp_crc32c(0, buf, (size_t)mimg_popcount(sp->supplied) * PAGE);
 }
 
 /*

@@ -124,7 +124,7 @@ static int check_index(int fd, const char *path, const struct mimg_header *h,
 		if ((uint64_t)n != need - have)
 			return index_damaged(err, path);	/* short */
 	}
-	if (mimg_crc32c(0, *buf + MIMG_HEADER_SIZE, ilen) != h->index_crc)
+	if (mp_crc32c(0, *buf + MIMG_HEADER_SIZE, ilen) != h->index_crc)
 		return index_damaged(err, path);
 	return 0;
 }

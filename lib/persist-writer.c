@@ -56,7 +56,7 @@ static void crc_pending(struct writer *w, unsigned int first, unsigned int end)
 	for (; first < end; first++) {
 		r = &w->pend[first];
 		r->data_crc = r->nr_stored ?
-			      mimg_crc32c(0, w->pend_data[first],
+			      mp_crc32c(0, w->pend_data[first],
 					  (size_t)r->nr_stored * PAGE) : 0;
 	}
 }
@@ -329,7 +329,7 @@ static int write_metadata(struct writer *w, struct mimg_error *err)
 		return mimg_set_error(err, -EINVAL, 0, "internal: %llu of %llu "
 				      "records", (unsigned long long)w->next,
 				      (unsigned long long)w->h.nr_records);
-	w->h.index_crc = mimg_crc32c(0, w->index, ilen);
+	w->h.index_crc = mp_crc32c(0, w->index, ilen);
 	if (w->full)
 		w->h.content_fingerprint = w->fp;
 	mimg_encode_header(&w->h, w->meta);
