@@ -250,10 +250,17 @@ int morsel_freeze(struct morsel *m)
  */
 int morsel_adopt(struct morsel *child, struct morsel *base)
 {
-	void *root = smp_load_acquire(&base->root);	/* see get_root() */
+	void *root;
 	int err = 0;
 
-	down_write(&child->lock);
+	/*
+	 * The freeze of @base holds its lock exclusively until every leaf is
+	 * write-protected: borrow nothing before.  @child is new and seen
+	 * by nobody yet; its lock nests inside the base's.
+	 */
+	down_read(&base->lock);
+	root = smp_load_acquire(&base->root);	/* see get_root() */
+	down_write_nested(&child->lock, SINGLE_DEPTH_NESTING);
 	child->level = base->level;
 	if (root) {
 		child->root = morsel_copy_table(child, root, base->level);
@@ -269,6 +276,7 @@ int morsel_adopt(struct morsel *child, struct morsel *base)
 		i_size_write(&child->vfs_inode, i_size_read(&base->vfs_inode));
 	}
 	up_write(&child->lock);
+	up_read(&base->lock);
 	return err;
 }
 
@@ -295,14 +303,21 @@ long morsel_ioctl_freeze(struct file *file, struct morsel_freeze *arg,
 /*
  * A child is never more open than its base: its permission bits are the
  * base's (less the caller's umask, as for any new file, and never setuid,
- * setgid or sticky) and its group is the base's, so whoever may read it
- * through group or other bits could read the base the same way.  Its
- * owner is the caller, who could read the base: splitting needs that.
+ * setgid or sticky), and whoever may read it through its group or other
+ * bits could read the base the same way.  Its owner is the caller, who
+ * could read the base: splitting needs that.  Its group is the base's if
+ * the caller belongs to it (or may chown); else the caller's own, whose
+ * members get no more than the base gives everyone (its other bits).
  */
 static void restrict_child(struct inode *child, const struct inode *base)
 {
+	umode_t everyone = (base->i_mode & 0007) << 3;
+
 	inode_lock(child);
-	child->i_gid = base->i_gid;
+	if (in_group_p(base->i_gid) || capable(CAP_CHOWN))
+		child->i_gid = base->i_gid;
+	else
+		child->i_mode &= ~(0070 & ~everyone);
 	inode_unlock(child);
 }
 

@@ -132,21 +132,33 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 	struct morsel_mm *mmm = vma->vm_private_data;
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
+	vm_fault_t ret;
 	pmd_t *table;
 
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
-	/* A frozen object links PTE tables (the hole table for holes). */
-	if (!mmm || !(vma->vm_flags & VM_WRITE) || READ_ONCE(m->frozen) ||
+	if (!mmm || !(vma->vm_flags & VM_WRITE) ||
 	    m->level < MORSEL_LEVEL_PMD ||
 	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 		return VM_FAULT_FALLBACK;
+	/* Shared: a freeze (exclusive) is either over or not begun. */
+	down_read(&m->lock);
+	/* A frozen object links PTE tables (the hole table for holes). */
+	if (READ_ONCE(m->frozen)) {
+		ret = VM_FAULT_FALLBACK;
+		goto out;
+	}
 	table = morsel_pmd_table(m, off, true);
-	if (IS_ERR_OR_NULL(table))
-		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
-	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
-				       ALIGN_DOWN(vmf->address, PUD_SIZE),
-				       table, ALIGN_DOWN(off, PUD_SIZE)));
+	if (IS_ERR_OR_NULL(table)) {
+		ret = table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
+		goto out;
+	}
+	ret = link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
+					 ALIGN_DOWN(vmf->address, PUD_SIZE),
+					 table, ALIGN_DOWN(off, PUD_SIZE)));
+out:
+	up_read(&m->lock);
+	return ret;
 }
 
 /* vmf->pmd is empty: fill it in the object, link it, or fall back. */
@@ -156,7 +168,9 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	struct morsel_mm *mmm = vma->vm_private_data;
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
+	vm_fault_t ret;
 	pte_t *table;
+	bool hole;
 
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
@@ -164,16 +178,29 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return fill_linked_leaf(m, off);
 	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
+	/* Shared: a freeze (exclusive) is either over or not begun. */
+	down_read(&m->lock);
 	/* A frozen object's leaves are read-only in every VMA. */
 	if ((vma->vm_flags & VM_WRITE) && !READ_ONCE(m->frozen))
 		table = morsel_pte_table(m, off, true);
 	else
 		table = morsel_ro_pte_table(m, off);
-	if (IS_ERR_OR_NULL(table))
-		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
-	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
-				       ALIGN_DOWN(vmf->address, PMD_SIZE),
-				       table, ALIGN_DOWN(off, PMD_SIZE)));
+	if (IS_ERR_OR_NULL(table)) {
+		ret = table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
+		goto out;
+	}
+	/* A hole link is made under hole_sem: see forget_hole_links(). */
+	hole = table == morsel_hole_table();
+	if (hole)
+		down_read(&m->hole_sem);
+	ret = link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
+					 ALIGN_DOWN(vmf->address, PMD_SIZE),
+					 table, ALIGN_DOWN(off, PMD_SIZE)));
+	if (hole)
+		up_read(&m->hole_sem);
+out:
+	up_read(&m->lock);
+	return ret;
 }
 
 static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)

@@ -208,6 +208,20 @@ bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	bool installed = false;
 	pte_t *twin;
 
+	/*
+	 * The table may be new, and its chunk still linked to the hole table
+	 * elsewhere while its maker drops those links (it holds hole_sem
+	 * for writing meanwhile, forget_hole_links()): wait for that, so
+	 * that nothing put here hides behind a hole link.  No hole link of
+	 * the object at all: nothing to wait for (the barrier orders the
+	 * table we found before the count, as morsel_link() orders its
+	 * count before its look at the table).
+	 */
+	smp_mb();
+	if (atomic_long_read(&m->hole_links)) {
+		down_read(&m->hole_sem);
+		up_read(&m->hole_sem);
+	}
 	spin_lock(ptl);
 	if (morsel_same_frame(ptep_get(ptep), old) && !filling_blocked(m, old)) {
 		/* morsel_leaf() reads m->frozen under the lock: see freeze */
@@ -264,8 +278,18 @@ again:
 	}
 	if (intent == MORSEL_LOOKUP)
 		return NULL;
-	if (intent == MORSEL_WRITE && READ_ONCE(m->frozen))
-		return ERR_PTR(-EPERM);
+	if (READ_ONCE(m->frozen)) {
+		if (intent == MORSEL_WRITE)
+			return ERR_PTR(-EPERM);
+		/*
+		 * Its tables are final (pgtable.c): a hole without a table
+		 * of its own stays one.  A fault below a link made while a
+		 * freeze ran faults again until the freeze removes the link.
+		 */
+		if (!ptep || morsel_pte_table_borrowed(m, off,
+						       ptep - MORSEL_PTE_INDEX(off)))
+			return intent == MORSEL_FAULT ? ZERO_PAGE(0) : NULL;
+	}
 	ptep = morsel_pte_table(m, off, true);
 	if (IS_ERR_OR_NULL(ptep))
 		return ptep ? ERR_CAST(ptep) : ERR_PTR(-ENXIO);

@@ -423,13 +423,14 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 	}
 	/*
 	 * The hole table stands for a chunk of @m without a table: it must
-	 * not stay linked once the chunk has one.  Counted, then checked;
-	 * whoever gives the chunk a table writes its entry first, then reads
-	 * the count and unmaps the chunk (forget_hole_links()), whose
-	 * notifier takes this lock: either we see the table here, or it sees
-	 * our count and its notifier finds this link.
+	 * not stay linked once the chunk has one.  The caller holds
+	 * m->hole_sem for reading; whoever gives a chunk a table holds it
+	 * for writing from before its entry can be seen until it has read
+	 * the count and unmapped the chunk (forget_hole_links()).  So the
+	 * count made here is seen there, or the table is seen here.
 	 */
 	if (hole) {
+		lockdep_assert_held_read(&m->hole_sem);
 		atomic_long_inc(&m->hole_links);
 		smp_mb__after_atomic();	/* count, then the object's entry */
 		if (morsel_pte_table(m, off, false)) {

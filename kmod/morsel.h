@@ -14,15 +14,17 @@
  *   mmap_lock, or the VMA lock (a fault: of ours, or of a user copy)
  *     m->lock (rwsem)
  *       m->replace_sem (rwsem; children only: morsel_replacements_*())
- *         mapping->i_mmap_rwsem (unmap_mapping_range(): punch, freeze,
- *                               clean, replacements, forget_hole_links())
- *           mmu notifier SRCU, then mmm->lock (link.c)
- *             the process's pud_lock()/pmd_lock()
+ *         m->hole_sem (rwsem; pgtable.c, forget_hole_links())
+ *           mapping->i_mmap_rwsem (unmap_mapping_range(): punch, freeze,
+ *                                 clean, replacements, hole links)
+ *             mmu notifier SRCU, then mmm->lock (link.c)
+ *               the process's pud_lock()/pmd_lock()
  *       an object table's split lock (morsel_table_lock())
  *         its twin's split lock (SINGLE_DEPTH_NESTING)
  *       m->root_lock
- *     mmm->lock (morsel_link(), from a fault)
- *       the process's pud_lock()/pmd_lock()
+ *       mmm->lock (morsel_link(), from a fault under m->lock shared,
+ *                  and m->hole_sem shared for a hole link)
+ *         the process's pud_lock()/pmd_lock()
  *
  * Taken alone: sbi->lock (size= and nr_morsels= counters),
  * morsel_list_lock (debugfs list), mmm->lock from the notifier.
@@ -132,6 +134,15 @@ struct morsel {
 	 * while any exist is unmapped (forget_hole_links()).
 	 */
 	atomic_long_t hole_links;
+	/*
+	 * Held for writing by whoever gives a chunk a PTE table, from before
+	 * the table can be seen until the hole links of the chunk are gone;
+	 * for reading by linkers of the hole table (fault_pmd()), and
+	 * waited for by whoever puts a frame into a table while hole links
+	 * exist (morsel_install_leaf()).  Order: m->lock, replace_sem, then
+	 * @hole_sem, then i_mmap_rwsem.
+	 */
+	struct rw_semaphore hole_sem;
 	atomic_t mappers;
 	struct xarray twins;		/* read-only twins of PTE tables */
 	struct mem_cgroup *memcg;	/* charged for frames and tables */

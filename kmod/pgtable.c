@@ -183,15 +183,29 @@ void *morsel_copy_table(struct morsel *m, void *src, int level)
 }
 
 /*
+ * A frozen object's table entries never change again: its children
+ * compare their entries with them to tell borrowed from owned (cow.c), so
+ * a copy or a new table there would make a grandchild take its base's
+ * table for its own.  Paths that would make one get EPERM.
+ */
+static bool tables_are_final(struct morsel *m)
+{
+	return READ_ONCE(m->frozen);
+}
+
+/*
  * The chunk of @off just got a PTE table where it had none: drop every
  * link of the hole table that stood for it (they show zeros, and what is
- * written into the new table must be seen).  The entry was written
- * before; the barrier orders it before the count, pairing with
- * morsel_link(), which counts before it looks.  unmap_mapping_range()
- * runs the notifiers of every mapper (ours unlinks), as a punch does.
+ * written into the new table must be seen).  The caller holds
+ * m->hole_sem for writing from before the table could be seen: linkers
+ * of the hole table hold it for reading, and whoever puts a frame into a
+ * table waits for it (morsel_install_leaf()), so nothing is written into
+ * the table before the links are gone.  unmap_mapping_range() runs the
+ * notifiers of every mapper (ours unlinks), as a punch does.
  */
 static void forget_hole_links(struct morsel *m, loff_t off)
 {
+	lockdep_assert_held_write(&m->hole_sem);
 	smp_mb();	/* our entry, then the count */
 	if (atomic_long_read(&m->hole_links))
 		unmap_mapping_range(m->vfs_inode.i_mapping,
@@ -210,19 +224,23 @@ static void *get_root(struct morsel *m, bool alloc)
 
 	if (root || !alloc || m->level == MORSEL_LEVEL_NONE)
 		return root;
+	if (tables_are_final(m))
+		return ERR_PTR(-EPERM);
 	root = alloc_table(m, m->level);
 	if (IS_ERR(root))
 		return root;
+	down_write(&m->hole_sem);	/* a PTE root: forget_hole_links() */
 	spin_lock(&m->root_lock);
 	if (!m->root) {
 		smp_store_release(&m->root, root);	/* see get_root() */
 		root = NULL;
 	}
 	spin_unlock(&m->root_lock);
+	if (!root && m->level == MORSEL_LEVEL_PTE)
+		forget_hole_links(m, 0);
+	up_write(&m->hole_sem);
 	if (root)
 		free_table(m, root, m->level);
-	else if (m->level == MORSEL_LEVEL_PTE)
-		forget_hole_links(m, 0);
 	return m->root;
 }
 
@@ -311,10 +329,14 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 		table = (pmd_t *)pud_pgtable(pud);
 		if (!alloc || !morsel_pmd_table_borrowed(m, off, table))
 			return table;
+		if (tables_are_final(m))
+			return ERR_PTR(-EPERM);
 		return own_pmd_table(m, pudp, table);
 	}
 	if (!alloc)
 		return NULL;
+	if (tables_are_final(m))
+		return ERR_PTR(-EPERM);
 	table = alloc_table(m, MORSEL_LEVEL_PMD);
 	if (IS_ERR(table))
 		return table;
@@ -352,24 +374,30 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 		table = (pte_t *)pmd_page_vaddr(pmd);
 		if (!alloc || !morsel_pte_table_borrowed(m, off, table))
 			return table;
+		if (tables_are_final(m))
+			return ERR_PTR(-EPERM);
 		return own_pte_table(m, pmdp, table);
 	}
 	if (!alloc)
 		return NULL;
+	if (tables_are_final(m))
+		return ERR_PTR(-EPERM);
 	table = alloc_table(m, MORSEL_LEVEL_PTE);
 	if (IS_ERR(table))
 		return table;
 	ptl = morsel_table_lock(pmdp);
+	down_write(&m->hole_sem);	/* see forget_hole_links() */
 	spin_lock(ptl);
 	if (pmd_none(pmdp_get(pmdp))) {
 		set_pmd(pmdp, __pmd(__pa(table) | _PAGE_TABLE));
 		table = NULL;
 	}
 	spin_unlock(ptl);
+	if (!table)
+		forget_hole_links(m, off);
+	up_write(&m->hole_sem);
 	if (table)
 		free_table(m, table, MORSEL_LEVEL_PTE);
-	else
-		forget_hole_links(m, off);
 	return (pte_t *)pmd_page_vaddr(pmdp_get(pmdp));
 }
 
@@ -414,15 +442,19 @@ pte_t *morsel_hole_table(void)
 }
 
 /*
- * The table a read-only mapping links for the 2 MiB chunk of @off, or
- * ERR_PTR.  A chunk without a table reads as zeros: the shared hole
- * table, whose links are dropped when the chunk gets a table
- * (forget_hole_links()).  A frozen object's leaves are read-only for
- * good, so a table it owns serves as it is (a borrowed one is copied
- * first: a process links only tables of the object it maps); a freeze
- * still running (it holds m->lock while it write-protects) is waited for
- * first.  Other objects link a read-only twin of the table: the same
- * frames with RW clear, made on first use.
+ * The table a read-only mapping links for the 2 MiB chunk of @off, NULL
+ * if the chunk must be mapped page by page, or ERR_PTR.  The caller holds
+ * m->lock shared: a freeze (exclusive) is not halfway.
+ *  - A chunk without a table reads as zeros: the shared hole table, whose
+ *    links are dropped when the chunk gets a table (forget_hole_links());
+ *    not for a chunk that ends past the size, where an access must raise
+ *    SIGBUS and every leaf of the hole table is present.
+ *  - A frozen object's leaves are read-only for good, so a table it owns
+ *    serves as it is.  A table it borrows cannot be linked (a process
+ *    links only tables of the object it maps) nor copied (its tables are
+ *    final): page by page.
+ *  - Other objects link a read-only twin of the table: the same frames
+ *    with RW clear, made on first use.
  */
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 {
@@ -431,18 +463,17 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off)
 	spinlock_t *ptl;	/* of the primary table */
 	int i;
 
-	if (READ_ONCE(m->frozen)) {
-		down_read(&m->lock);
-		up_read(&m->lock);
-	}
+	lockdep_assert_held(&m->lock);
 	table = morsel_pte_table(m, off, false);
-	if (!table)
+	if (!table) {
+		if (ALIGN_DOWN(off, PMD_SIZE) + PMD_SIZE >
+		    i_size_read(&m->vfs_inode))
+			return NULL;
 		return hole_table;
-	if (READ_ONCE(m->frozen) && !morsel_pte_table_borrowed(m, off, table))
-		return table;
-	table = morsel_pte_table(m, off, true);
+	}
 	if (READ_ONCE(m->frozen))
-		return table ?: ERR_PTR(-ENXIO);
+		return morsel_pte_table_borrowed(m, off, table) ? NULL : table;
+	table = morsel_pte_table(m, off, true);
 	if (IS_ERR_OR_NULL(table))
 		return table ?: ERR_PTR(-ENXIO);
 	found = xa_load(&m->twins, chunk);

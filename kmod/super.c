@@ -151,6 +151,7 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 		return NULL;
 	init_rwsem(&m->lock);
 	init_rwsem(&m->replace_sem);
+	init_rwsem(&m->hole_sem);
 	m->repl.task = NULL;
 	m->repl.count = 0;
 	m->repl.direct = 0;

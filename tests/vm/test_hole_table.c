@@ -12,6 +12,12 @@
  *  - the same under a race: one thread maps, reads and unmaps chunks
  *    read-only while another writes them; a chunk whose write has
  *    returned must never read as zero;
+ *  - the same when the unmap that drops the hole links is slow (5000
+ *    read-only mappings): a store through another process's writable
+ *    mapping, made while write() is still dropping them, is seen by a
+ *    reader as soon as it is done (regression, session 6 review);
+ *  - no hole link past the end: a read-only mapping of a chunk that ends
+ *    past the size raises SIGBUS there, as any mapping does;
  *  - the links go with munmap; the object's hole links counter is back
  *    to zero (every module total back, checked by the suite).
  */
@@ -170,11 +176,122 @@ static void race(void)
 	unlink("/dev/morsel/ht_race");
 }
 
+/*
+ * The writer W (first in i_mmap), NFILL read-only mappings with hole links,
+ * then the reader R; write() of another page of the chunk makes the table
+ * and drops the hole links, slowly; W stores meanwhile, then R reads.
+ */
+#define NFILL 5000
+
+struct slow {
+	atomic_int ready, go, stored, verdict;	/* verdict: 1 fresh, 2 stale */
+};
+
+static void slow_unmap(void)
+{
+	struct slow *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int fd = mkobj("/dev/morsel/ht_slow", 4 * MiB), i;
+	pid_t w, f, r;
+	char c = 0x11;
+
+	tap_require(sh != MAP_FAILED && pwrite(fd, &c, 1, 2 * MiB) == 1, "setup");
+	fflush(stdout);
+	w = fork();
+	if (w == 0) {
+		volatile char *p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
+					MAP_SHARED, fd, 0);
+
+		if (p == MAP_FAILED)
+			_exit(2);
+		atomic_fetch_add(&sh->ready, 1);
+		while (!atomic_load(&sh->go))
+			;
+		usleep(2000);	/* write() has made the table by now */
+		p[7 * 4096] = (char)0xab;
+		atomic_store(&sh->stored, 1);
+		_exit(0);
+	}
+	while (atomic_load(&sh->ready) < 1)
+		usleep(1000);
+	f = fork();
+	if (f == 0) {
+		for (i = 0; i < NFILL; i++) {
+			volatile char *p = mmap(NULL, CHUNK, PROT_READ,
+						MAP_SHARED, fd, 0);
+
+			if (p == MAP_FAILED)
+				_exit(2);
+			(void)p[0];
+		}
+		atomic_fetch_add(&sh->ready, 1);
+		pause();
+		_exit(0);
+	}
+	while (atomic_load(&sh->ready) < 2)
+		usleep(1000);
+	r = fork();
+	if (r == 0) {
+		volatile char *p = mmap(NULL, CHUNK, PROT_READ, MAP_SHARED, fd, 0);
+
+		if (p == MAP_FAILED)
+			_exit(2);
+		(void)p[7 * 4096];
+		atomic_fetch_add(&sh->ready, 1);
+		while (!atomic_load(&sh->stored))
+			;
+		atomic_store(&sh->verdict, p[7 * 4096] == (char)0xab ? 1 : 2);
+		_exit(0);
+	}
+	while (atomic_load(&sh->ready) < 3)
+		usleep(1000);
+	atomic_store(&sh->go, 1);
+	tap_require(pwrite(fd, &c, 1, 5 * 4096) == 1, "write");
+	wait_status(r);
+	wait_status(w);
+	kill(f, SIGKILL);
+	wait_status(f);
+	tap_ok(atomic_load(&sh->verdict) == 1,
+	       "slow unmap of %d hole links: a store made meanwhile is seen by a read-only mapping (%s)",
+	       NFILL, atomic_load(&sh->verdict) == 1 ? "fresh" :
+	       atomic_load(&sh->verdict) == 2 ? "stale zero" : "no verdict");
+	munmap(sh, 4096);
+	close(fd);
+	unlink("/dev/morsel/ht_slow");
+}
+
+/* A chunk that ends past the size is not linked to the hole table. */
+static void past_the_end(void)
+{
+	int fd = mkobj("/dev/morsel/ht_eof", 3 * MiB), frozen;
+	unsigned char v = 1;
+	volatile unsigned char *p;
+	struct morsel_freeze fz = { .argsz = sizeof(fz) };
+
+	probe_init();
+	p = mmap(NULL, 4 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED, "mmap");
+	tap_ok(try_read(p + 2 * MiB + 8192, &v) == 0 && v == 0 &&
+	       try_read(p + 3 * MiB + 4096, &v) == SIGBUS &&
+	       try_read(p + 4096, &v) == 0 && try_read(p + 3 * MiB, &v) == SIGBUS,
+	       "read-only mapping of a 3 MiB object: holes read zero, past the end SIGBUS");
+	munmap((void *)p, 4 * MiB);
+	frozen = ioctl(fd, MORSEL_IOC_FREEZE, &fz);
+	p = mmap(NULL, 4 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+	tap_require(!frozen && p != MAP_FAILED, "frozen mmap");
+	tap_ok(try_read(p + 2 * MiB + 8192, &v) == 0 && v == 0 &&
+	       try_read(p + 3 * MiB + 4096, &v) == SIGBUS,
+	       "the same frozen: holes read zero, past the end SIGBUS");
+	munmap((void *)p, 4 * MiB);
+	close(fd);
+	unlink("/dev/morsel/ht_eof");
+}
+
 int main(void)
 {
 	int fd, base, child;
 
-	tap_plan(13);
+	tap_plan(16);
 
 	fd = mkobj("/dev/morsel/ht_plain", NCHUNKS * CHUNK);
 	holes_cost_nothing(fd, "plain object");
@@ -196,5 +313,7 @@ int main(void)
 	unlink("/dev/morsel/ht_base");
 
 	race();
+	slow_unmap();
+	past_the_end();
 	return tap_done();
 }

@@ -1,7 +1,10 @@
 #define _GNU_SOURCE
 /*
  * Frames and tables are charged to the memory cgroup of the process that
- * created the morsel, whoever populates them later.
+ * created the morsel, whoever populates them later: the frames of a dense
+ * object (memory.current), and the page tables of a sparse one (one byte
+ * every 2 MiB of 1 GiB: 512 PTE tables, memory.stat pagetables), until the
+ * object is gone.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +35,24 @@ static long read_long(const char *path)
 	return v;
 }
 
+/* The "pagetables" line of @cg's memory.stat, in bytes. */
+static long pagetables_of(const char *cg)
+{
+	char path[128], line[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.stat", cg);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "pagetables %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 static int write_str(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY);
@@ -51,7 +72,7 @@ int main(void)
 	int status, fd;
 	pid_t child;
 
-	tap_plan(5);
+	tap_plan(7);
 	mkdir(CG, 0755);
 	if (access(CG "/cgroup.procs", F_OK))
 		tap_require(mount("none", CG, "cgroup2", 0, NULL) == 0);
@@ -94,6 +115,35 @@ int main(void)
 	after = read_long(CHILD_CG "/memory.current");
 	tap_ok(after - before < (long)(SIZE / 8),
 	       "the charge goes away with the morsel (now %ld)", after);
+
+	/* Page tables: a sparse object made in the child cgroup. */
+	child = fork();
+	tap_require(child >= 0);
+	if (child == 0) {
+		snprintf(pid, sizeof(pid), "%d", getpid());
+		if (write_str(CHILD_CG "/cgroup.procs", pid))
+			_exit(2);
+		fd = open("/dev/morsel/memcg", O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 || ftruncate(fd, 512UL << 30))
+			_exit(3);
+		_exit(0);
+	}
+	tap_require(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0, "sparse object");
+	before = pagetables_of(CHILD_CG);
+	fd = open("/dev/morsel/memcg", O_RDWR);
+	tap_require(fd >= 0);
+	for (created = 0; created < 512; created++)
+		tap_require(pwrite(fd, "t", 1, created << 21) == 1, "write");
+	populated = pagetables_of(CHILD_CG);
+	tap_ok(before >= 0 && populated - before >= 512 * 4096L,
+	       "one byte every 2 MiB of 1 GiB: the creator's cgroup is charged for the 512 tables (pagetables %ld -> %ld)",
+	       before, populated);
+	close(fd);
+	unlink("/dev/morsel/memcg");
+	after = pagetables_of(CHILD_CG);
+	tap_ok(after - before < 4 * 4096L,
+	       "the tables' charge goes away with the morsel (pagetables %ld)", after);
 	rmdir(CHILD_CG);
 	return tap_done();
 }
