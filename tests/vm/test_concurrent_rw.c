@@ -16,10 +16,8 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG 4096LL
 #define RUN_SECONDS 3
 
 static atomic_int stop;

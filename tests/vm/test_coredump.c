@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "vm.h"
 
 #define SIZE (64UL << 20)
 

@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/cow_freeze"
 #define PATH_BIG "/dev/morsel/cow_freeze_big"
@@ -172,7 +172,7 @@ static void errors_before(int fd, int rfd)
 }
 
 /* 4 MiB object, three mappings here and two in another process. */
-static void mapped_freeze(const long *base)
+static void mapped_freeze(struct totals base)
 {
 	struct sigaction sa = { .sa_handler = on_segv };
 	volatile uint64_t *p, *q, *r;
@@ -333,7 +333,7 @@ static void mapped_freeze(const long *base)
 }
 
 /* 1 GiB object linked by one PUD entry, sparse. */
-static void pud_freeze(const long *base)
+static void pud_freeze(struct totals base)
 {
 	phase = "1 GiB case";
 	volatile uint64_t *p;
@@ -363,11 +363,11 @@ static void pud_freeze(const long *base)
 
 int main(void)
 {
-	long base[5];
+	struct totals base;
 
 	tap_plan(11 + 15 + 12 + 9 + 2 + 6);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	mapped_freeze(base);
 	pud_freeze(base);
 	return tap_done();

@@ -22,26 +22,10 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/gc_base"
 #define USER 1000
-#define PG 4096
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f = { .argsz = sizeof(f) };
-
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s = { .argsz = sizeof(s) };
-
-	return ioctl(fd, MORSEL_IOC_SPLIT, &s) ? -1 : s.fd;
-}
 
 /* Does page @pg of @fd start with @text? */
 static int page_says(int fd, int pg, const char *text)
@@ -83,9 +67,9 @@ static void as_user(void)
 	long long t;
 
 	tap_require(b >= 0, "open base");
-	c1 = split(b);
+	c1 = split_flags(b, 0);
 	tap_require(c1 >= 0 && freeze(c1) == 0, "C1");
-	g = split(c1);
+	g = split_flags(c1, 0);
 	tap_require(g >= 0, "G");
 	t = tables_of(c1);
 	p = mmap(NULL, 4 * 1024 * 1024, PROT_READ, MAP_SHARED, c1, 0);
@@ -95,7 +79,7 @@ static void as_user(void)
 	       "a read-only mapping of the frozen child reads the base's data, copies no table (%lld -> %lld)",
 	       t, tables_of(c1));
 	abuse_grandchild(b, c1, g, "grandchild split before the mapping");
-	g = split(c1);
+	g = split_flags(c1, 0);
 	tap_require(g >= 0, "G2");
 	abuse_grandchild(b, c1, g, "grandchild split after the mapping");
 	munmap((void *)p, 4 * 1024 * 1024);
@@ -112,12 +96,12 @@ static void writable_before_freeze(void)
 	long long t;
 
 	tap_require(b >= 0, "open base");
-	c1 = split(b);
+	c1 = split_flags(b, 0);
 	tap_require(c1 >= 0, "C1");
 	p = mmap(NULL, 4 * 1024 * 1024, PROT_READ | PROT_WRITE, MAP_SHARED, c1, 0);
 	tap_require(p != MAP_FAILED, "mmap C1 rw");
 	tap_require(freeze(c1) == 0, "freeze C1");
-	g = split(c1);
+	g = split_flags(c1, 0);
 	tap_require(g >= 0, "G");
 	t = tables_of(c1);
 	tap_ok(p[0] == 'b' && p[3 * 1024 * 1024] == 'b' && tables_of(c1) == t,

@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/cow_holes_base"
 #define SIZE (4 * MiB)
@@ -321,12 +321,12 @@ static void seek_and_write(int fd)
 
 int main(void)
 {
-	long base[5];
+	struct totals base;
 	int fd;
 
 	tap_plan(11 + 4 + 10 + 9 + 1);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	fd = open(BASE, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, SIZE) == 0);
 	for (unsigned long pg = 0; pg < 512; pg++)

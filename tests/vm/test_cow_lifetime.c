@@ -23,7 +23,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/cow_life_base"
 #define NAMED "/dev/morsel/cow_life_child"
@@ -65,7 +65,7 @@ static int all_is(int fd, unsigned long n, unsigned tag, unsigned long skip1,
 	return 1;
 }
 
-static void child_first(const long *base)
+static void child_first(struct totals base)
 {
 	long m0 = total("morsels"), d0;
 	uint64_t *m;
@@ -98,7 +98,7 @@ static void child_first(const long *base)
 	tap_ok(totals_back(base), "then the base: module totals back to the baseline");
 }
 
-static void base_first(const long *base)
+static void base_first(struct totals base)
 {
 	long m0 = total("morsels"), d0;
 	int fd = mkbase(BASE, 1024), c, c2, n;
@@ -178,7 +178,7 @@ static int g_ok(int g)
 	return 1;
 }
 
-static void grandchild(const long *base)
+static void grandchild(struct totals base)
 {
 	long m0 = total("morsels"), d0;
 	int fd = mkbase(BASE, 512), c, g;
@@ -227,7 +227,7 @@ static void grandchild(const long *base)
 	tap_ok(totals_back(base), "closing the grandchild frees all three");
 }
 
-static void cycles(const long *base)
+static void cycles(struct totals base)
 {
 	int fd = mkbase(BASE, 512), errors = 0, first = -1;
 	long d0 = total("data_pages");
@@ -278,11 +278,11 @@ static void cycles(const long *base)
 
 int main(void)
 {
-	long base[5];
+	struct totals base;
 
 	tap_plan(4 + 10 + 10 + 3);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	child_first(base);
 	base_first(base);
 	grandchild(base);

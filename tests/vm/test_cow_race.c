@@ -15,7 +15,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE	"/dev/morsel/cowrace-base"
 #define PAGES	512UL		/* 2 MiB: one PTE table */
@@ -48,12 +48,12 @@ static void *writer(void *arg)
 int main(void)
 {
 	unsigned long stale = 0, rounds = 0, copies = 0, first = 0;
-	long base_totals[5];
+	struct totals base_totals;
 	int fd;
 
 	tap_plan(3);
 	watchdog(120);
-	totals(base_totals);
+	base_totals = totals();
 	fd = mkbase(BASE, PAGES);
 	pin(0);
 	for (int k = 0; k < CHILDREN; k++) {

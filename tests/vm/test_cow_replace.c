@@ -16,7 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "libmorsel.h"
-#include "cow.h"
+#include "vm.h"
 
 #define BASE	"/dev/morsel/cowrep-base"
 #define PAGES	2048UL		/* 8 MiB: four PTE tables */
@@ -108,14 +108,14 @@ static void *prober(void *arg)
 int main(void)
 {
 	pthread_t w, t[3];
-	long base_totals[8];
+	struct totals base_totals;
 	int base, ok_once = 1, ok_data = 1;
 	struct morsel_stat st;
 
 	watchdog(240);
 	tap_plan(9);
 	unlink(BASE);
-	totals(base_totals);
+	base_totals = totals();
 	base = mkbase(BASE, PAGES);
 	for (int round = 0; round < ROUNDS; round++) {
 		phase = "split and map";

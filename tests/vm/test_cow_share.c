@@ -25,7 +25,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/cow_share_base"
 #define NP 256			/* pages written per round */
@@ -342,12 +342,12 @@ int main(void)
 {
 	struct sync *sy = mmap(NULL, PG, PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	long base[5];
+	struct totals base;
 
 	tap_require(sy != MAP_FAILED);
 	tap_plan(5 + 3 + 3 + 4 + 1);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	two_mappers(sy);
 	thread_race(0);
 	thread_race(1);

@@ -22,7 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/cow_split_base"
 #define NAMED "/dev/morsel/cow_split_child"
@@ -62,7 +62,7 @@ static int pread_ok(int fd, unsigned tag, unsigned long off)
 
 /* ---------------------------------------------------------------- errors */
 
-static void errors(const long *base)
+static void errors(struct totals base)
 {
 	struct morsel_split s;
 	struct stat st;
@@ -107,7 +107,7 @@ static void errors(const long *base)
 	s.__pad = 1;
 	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, &s), EINVAL, "SPLIT __pad set: EINVAL");
 	tap_errno(ioctl(fd, MORSEL_IOC_SPLIT, NULL), EFAULT, "SPLIT NULL pointer: EFAULT");
-	tap_ok(mstat(fd).children == 0 && total("morsels") == base[0] + 1,
+	tap_ok(mstat(fd).children == 0 && total("morsels") == base.v[T_MORSELS] + 1,
 	       "failed SPLIT calls create nothing (children %llu, morsels %ld)",
 	       mstat(fd).children, total("morsels"));
 
@@ -152,7 +152,7 @@ struct level {
 
 static unsigned long pg_at(const struct level *l, int i)
 {
-	return l->dense ? i * PG : l->offs[i];
+	return l->dense ? (unsigned long)(i * PG) : l->offs[i];
 }
 
 static int npg(const struct level *l)
@@ -189,7 +189,7 @@ static int file_shows(const struct level *l, int fd, unsigned tag,
 	return 1;
 }
 
-static void level_case(const struct level *l, const long *base)
+static void level_case(const struct level *l, struct totals base)
 {
 	unsigned long n = npg(l), p0 = pg_at(l, 0), p1 = pg_at(l, n - 1);
 	long data0;
@@ -337,11 +337,11 @@ int main(void)
 		  3 * GiB - PG },
 		9, 5 * MiB,
 	};
-	long base[5];
+	struct totals base;
 
 	tap_plan(19 + 3 * 19);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	errors(base);
 	level_case(&small, base);
 	level_case(&mid, base);

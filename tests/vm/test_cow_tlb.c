@@ -39,7 +39,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "cow.h"
+#include "vm.h"
 
 #define BASE "/dev/morsel/cow_tlb_base"
 
@@ -288,12 +288,12 @@ int main(void)
 	};
 	struct shared *sh = mmap(NULL, PG, PROT_READ | PROT_WRITE,
 				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	long base[5];
+	struct totals base;
 
 	tap_require(sh != MAP_FAILED);
 	tap_plan(7 * 4 + 2 + 2 + 1);
 	watchdog(150);
-	totals(base);
+	base = totals();
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run(&cases[i], sh);
 	migrating_writer();

@@ -11,8 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 static int byte_at(int fd, off_t off)
 {
@@ -34,7 +33,7 @@ static long long level_of(int fd)
 {
 	struct morsel_stat s;
 
-	if (mstat(fd, &s))
+	if (stat_of(fd, &s))
 		return -1;
 	return s.level;
 }
@@ -70,7 +69,7 @@ int main(void)
 	tap_require(fd >= 0, "create");
 
 	/* A new morsel: size 0, no table. */
-	tap_ok(mstat(fd, &s) == 0 && s.size == 0 && s.level == MORSEL_LEVEL_NONE &&
+	tap_ok(stat_of(fd, &s) == 0 && s.size == 0 && s.level == MORSEL_LEVEL_NONE &&
 	       s.data_pages == 0 && s.table_pages == 0,
 	       "new object: size 0, level 0, no frames, no tables");
 
@@ -94,7 +93,7 @@ int main(void)
 
 		tap_require(f2 >= 0, "create");
 		tap_ok(ftruncate(f2, levels[i].size) == 0 &&
-		       mstat(f2, &s) == 0 && s.size == (uint64_t)levels[i].size &&
+		       stat_of(f2, &s) == 0 && s.size == (uint64_t)levels[i].size &&
 		       fstat(f2, &st) == 0 && st.st_size == levels[i].size,
 		       "fresh object: ftruncate to %lld bytes, STAT and fstat report it",
 		       levels[i].size);
@@ -145,7 +144,7 @@ int main(void)
 	put_byte(fd, 63 * GiB + 12345, 0x44);
 	put_byte(fd, 1 * GiB + 8 * KiB, 0x55);
 	tap_ok(data_of(fd) == 5, "five pages populated (got %lld)", data_of(fd));
-	tap_ok(mstat(fd, &s) == 0 && s.table_pages == 1 + 3 + 4,
+	tap_ok(stat_of(fd, &s) == 0 && s.table_pages == 1 + 3 + 4,
 	       "64 GiB with data in chunks 0, 1, 63: 1 PUD + 3 PMD + 4 PTE tables (got %llu)",
 	       (unsigned long long)s.table_pages);
 
@@ -169,7 +168,7 @@ int main(void)
 	tap_ok(ftruncate(fd, 4 * KiB) == 0 && level_of(fd) == MORSEL_LEVEL_PTE &&
 	       data_of(fd) == 1 && byte_at(fd, 0) == 0x11 && tables_of(fd) == 1,
 	       "-> 4 KiB: level 1, one page, one table, byte 0 kept");
-	tap_ok(ftruncate(fd, 0) == 0 && mstat(fd, &s) == 0 &&
+	tap_ok(ftruncate(fd, 0) == 0 && stat_of(fd, &s) == 0 &&
 	       s.level == MORSEL_LEVEL_NONE && s.data_pages == 0 &&
 	       s.table_pages == 0,
 	       "-> 0: level 0, no frames, no tables");
@@ -228,7 +227,7 @@ int main(void)
 	{
 		int f3 = open(path, O_RDWR | O_TRUNC);
 
-		tap_ok(f3 >= 0 && mstat(f3, &s) == 0 && s.size == 0 &&
+		tap_ok(f3 >= 0 && stat_of(f3, &s) == 0 && s.size == 0 &&
 		       s.data_pages == 0 && s.table_pages == 0 &&
 		       s.level == MORSEL_LEVEL_NONE,
 		       "open(O_TRUNC) empties the object: size 0, no frames or tables");

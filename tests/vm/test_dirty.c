@@ -12,9 +12,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include "libmorsel.h"
-#include "vmtest.h"
+#include "vm.h"
 
-#define PG 4096UL
 #define SZ (8 * MiB)
 #define NPG (SZ / PG)
 #define WORDS (NPG / 64)

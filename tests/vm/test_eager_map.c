@@ -17,8 +17,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/eager_map"
 #define PATH2 "/dev/morsel/eager_map2"

@@ -14,10 +14,8 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG 4096LL
 #define PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
 
 static long long blocks_of(int fd)

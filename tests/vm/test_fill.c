@@ -17,9 +17,8 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include "libmorsel.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG	4096LL
 #define SRC	"/tmp/fill.src"
 #define SRC_PAGES 1024
 #define MNT	"/tmp/fill-mnt"

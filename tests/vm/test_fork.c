@@ -18,8 +18,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/fork"
 

@@ -26,27 +26,12 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define CHUNK (2 * MiB)
 #define NCHUNKS 64		/* 128 MiB objects */
 #define RACE_CHUNKS 256
 #define ROUNDS 3
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f = { .argsz = sizeof(f) };
-
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s = { .argsz = sizeof(s) };
-
-	return ioctl(fd, MORSEL_IOC_SPLIT, &s) ? -1 : s.fd;
-}
 
 /* Read one byte of every chunk; how many were not zero. */
 static int read_chunks(volatile unsigned char *p, int n)
@@ -304,7 +289,7 @@ int main(void)
 	tap_require(pwrite(base, "b", 1, NCHUNKS * CHUNK) == 1 &&
 		    freeze(base) == 0, "base");
 	holes_cost_nothing(base, "frozen object");
-	child = split(base);
+	child = split_flags(base, 0);
 	tap_require(child >= 0, "split");
 	holes_cost_nothing(child, "copy-on-write child");
 	writes_are_seen(child, "copy-on-write child");

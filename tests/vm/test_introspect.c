@@ -15,7 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "vm.h"
 
 #define SIZE (1UL << 30)
 

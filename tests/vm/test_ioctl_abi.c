@@ -14,10 +14,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG 4096
 #define TAIL 24		/* bytes a "newer" caller appends */
 #define BUF 512
 

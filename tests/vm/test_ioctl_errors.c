@@ -16,10 +16,7 @@
 #include <unistd.h>
 #include <linux/fs.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
-
-#define PG 4096LL
+#include "vm.h"
 
 static struct morsel_stat st_arg(void)
 {

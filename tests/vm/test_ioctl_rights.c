@@ -20,8 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 #define USER 1000
 #define GROUP 1000
@@ -74,21 +73,7 @@ static int fill(int fd, int src, uint32_t *filled)
 	return ret;
 }
 
-static int freeze(int fd)
-{
-	struct morsel_freeze f = { .argsz = sizeof(f) };
-
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
 /* The child's descriptor, or -1 with errno. */
-static int split(int fd)
-{
-	struct morsel_split s = { .argsz = sizeof(s) };
-
-	return ioctl(fd, MORSEL_IOC_SPLIT, &s) ? -1 : s.fd;
-}
-
 /* MAP of a read-only mapping, or of no mapping when @fd cannot map. */
 static int map(int fd, int readable)
 {
@@ -138,7 +123,7 @@ static void one(int owner, int mi, int ai, int src)
 	}
 	fd = open(p, acc);
 	tap_require(fd >= 0, "open %s", p);
-	tap_ok(mstat(fd, &st) == 0 && st.size == 2 * MiB,
+	tap_ok(stat_of(fd, &st) == 0 && st.size == 2 * MiB,
 	       "%s: STAT works", what);
 	ret = scan(fd, 0);
 	tap_ok(r ? ret == 0 : ret == -1 && errno == EBADF,
@@ -161,7 +146,7 @@ static void one(int owner, int mi, int ai, int src)
 	tap_require(fd >= 0 && fstat(fd, &bs) == 0, "open %s", f);
 	next = dup(0);
 	close(next);
-	c = split(fd);
+	c = split_flags(fd, 0);
 	tap_ok(r ? c >= 0 : c == -1 && errno == EBADF,
 	       "%s: SPLIT of a frozen base %s", what, r ? "works" : "EBADF");
 	if (c >= 0) {
@@ -217,7 +202,7 @@ static void attack(void)
 	tap_errno(scan(fd, 0), EBADF,
 		  "attack: SCAN on the O_WRONLY descriptor: EBADF (no map of the data)");
 	tap_ok(freeze(fd) == 0, "attack: FREEZE through O_WRONLY works (write right)");
-	c = split(fd);
+	c = split_flags(fd, 0);
 	tap_ok(c == -1 && errno == EBADF,
 	       "attack: SPLIT through O_WRONLY: EBADF, no copy to read the secret from");
 	if (c >= 0) {
@@ -231,7 +216,7 @@ static void attack(void)
 	close(fd);
 	fd = open("/dev/morsel/ir_secret_frozen", O_WRONLY);
 	tap_ok(fd >= 0, "attack: a frozen 0602 secret opens O_WRONLY");
-	tap_errno(split(fd), EBADF, "attack: and its SPLIT is EBADF too");
+	tap_errno(split_flags(fd, 0), EBADF, "attack: and its SPLIT is EBADF too");
 	close(fd);
 }
 

@@ -24,7 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "cow.h"
+#include "vm.h"
 
 /* 16-bit guest at 0x1000: store 0x99 at [0] if asked, read [0], report. */
 static const unsigned char guest_read[] = {

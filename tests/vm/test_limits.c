@@ -28,8 +28,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/falloc.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define MNT "/tmp/lim"
 #define USER 1000
@@ -51,20 +50,6 @@ static long long limit_blocks(void)
 	struct statfs sf;
 
 	return statfs(MNT, &sf) ? -1 : (long long)sf.f_blocks;
-}
-
-static int freeze(int fd)
-{
-	struct morsel_freeze f = { .argsz = sizeof(f) };
-
-	return ioctl(fd, MORSEL_IOC_FREEZE, &f);
-}
-
-static int split(int fd)
-{
-	struct morsel_split s = { .argsz = sizeof(s) };
-
-	return ioctl(fd, MORSEL_IOC_SPLIT, &s) ? -1 : s.fd;
 }
 
 /* VmPTE of this process, in KiB. */
@@ -119,7 +104,7 @@ static void write_and_punch(void)
 			      off - 123, 4096))
 			failed++;
 	}
-	tap_diag("write+punch of one byte every 2 MiB over %lu GiB: %llu tables, %llu frames left",
+	tap_diag("write+punch of one byte every 2 MiB over %llu GiB: %llu tables, %llu frames left",
 		 NTOUCH * CHUNK / GiB, (unsigned long long)mstat(fd).table_pages,
 		 (unsigned long long)mstat(fd).data_pages);
 	tap_ok(failed == 0 && mstat(fd).table_pages == 0 &&
@@ -187,7 +172,7 @@ static void read_frozen_holes(void)
 
 	tap_require(fd >= 0 && freeze(fd) == 0, "frozen 512 GiB");
 	sig = read_every_chunk(fd, &pte);
-	tap_diag("a frozen empty object read every 2 MiB over %lu GiB: %llu tables; VmPTE +%ld KiB",
+	tap_diag("a frozen empty object read every 2 MiB over %llu GiB: %llu tables; VmPTE +%ld KiB",
 		 NTOUCH * CHUNK / GiB, (unsigned long long)mstat(fd).table_pages,
 		 pte);
 	tap_ok(sig == 0 && mstat(fd).table_pages == 0 && used_blocks() == 0,
@@ -196,7 +181,7 @@ static void read_frozen_holes(void)
 	tap_ok(pte >= (long)(NTOUCH * 64 / 1024),
 	       "the %lu link records were charged to the reader: VmPTE +%ld KiB",
 	       NTOUCH, pte);
-	child = split(fd);
+	child = split_flags(fd, 0);
 	tap_require(child >= 0, "split");
 	sig = read_every_chunk(child, &pte);
 	tap_diag("its copy-on-write child read the same way: %llu tables",
@@ -246,7 +231,7 @@ static void split_until_limit(void)
 	tap_require(base >= 0 && pwrite(base, "b", 1, 0) == 1 &&
 		    freeze(base) == 0, "base");
 	while (n < 16) {
-		fds[n] = split(base);
+		fds[n] = split_flags(base, 0);
 		if (fds[n] < 0) {
 			err = errno;
 			break;

@@ -17,8 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/map_errors"
 

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "vm.h"
 
 #define CG "/sys/fs/cgroup"
 #define CHILD_CG CG "/morsel-test"

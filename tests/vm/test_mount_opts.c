@@ -21,12 +21,10 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 #define DIR_A "/tmp/mo_a"
 #define DIR_B "/tmp/mo_b"
-#define PG 4096LL
 
 /* The /proc/mounts line of @dir, or "" */
 static const char *mount_line(const char *dir)

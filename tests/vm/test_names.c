@@ -17,25 +17,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 #define D "/dev/morsel/nm"
 
-struct totals {
-	long morsels, data, tables;
-};
-
-static struct totals totals(void)
-{
-	struct totals t = { total("morsels"), total("data_pages"),
-			    total("table_pages") };
-	return t;
-}
-
+/* Same objects, data pages and tables? */
 static int same(struct totals a, struct totals b)
 {
-	return a.morsels == b.morsels && a.data == b.data && a.tables == b.tables;
+	return a.v[T_MORSELS] == b.v[T_MORSELS] && a.v[T_DATA] == b.v[T_DATA] &&
+	       a.v[T_TABLES] == b.v[T_TABLES];
 }
 
 /* Create @path with @pages pages, each page filled with byte @v. */
@@ -112,7 +102,7 @@ int main(void)
 	fd = make(D "/a", 8, 0xa1);
 	tap_require(fd >= 0, "make a");
 	t1 = totals();
-	tap_ok(t1.morsels == t0.morsels + 1 && t1.data == t0.data + 8,
+	tap_ok(t1.v[T_MORSELS] == t0.v[T_MORSELS] + 1 && t1.v[T_DATA] == t0.v[T_DATA] + 8,
 	       "8-page object: +1 morsel, +8 data pages");
 	tap_ok(unlink(D "/a") == 0 && access(D "/a", F_OK) == -1 && errno == ENOENT,
 	       "unlink while open: the name is gone");
@@ -133,8 +123,8 @@ int main(void)
 	tap_ok(unlink(D "/m") == 0 && p[4096 * 100] == (char)0xb2,
 	       "unlinked and closed but mapped: data readable");
 	p[0] = 1;
-	tap_ok(total("morsels") == t0.morsels + 1 &&
-	       total("data_pages") == t0.data + 512,
+	tap_ok(total("morsels") == t0.v[T_MORSELS] + 1 &&
+	       total("data_pages") == t0.v[T_DATA] + 512,
 	       "unlinked, closed, mapped: object and frames live");
 	munmap(p, 2 * MiB);
 	tap_ok(same(totals(), t0), "munmap of the last mapping frees everything");
@@ -145,7 +135,7 @@ int main(void)
 	unlink(D "/r");
 	fd2 = make(D "/r", 1, 0x02);
 	tap_ok(fd2 >= 0 && byte_at(fd, 0) == 1 && byte_at(fd2, 0) == 2 &&
-	       total("morsels") == t0.morsels + 2,
+	       total("morsels") == t0.v[T_MORSELS] + 2,
 	       "re-created name is a new object; the unlinked one keeps its data");
 	close(fd);
 	close(fd2);
@@ -172,8 +162,8 @@ int main(void)
 	       "rename EXCHANGE swaps the two objects");
 	tap_ok(same(totals(), t1), "exchange frees nothing");
 	tap_ok(rename(D "/b", D "/c") == 0 && byte_of(D "/c", 0) == 0xc3 &&
-	       total("morsels") == t1.morsels - 1 &&
-	       total("data_pages") == t1.data - 2,
+	       total("morsels") == t1.v[T_MORSELS] - 1 &&
+	       total("data_pages") == t1.v[T_DATA] - 2,
 	       "rename over an existing file frees the replaced object's frames");
 	tap_ok(mkdir(D "/sub", 0700) == 0 &&
 	       rename(D "/c", D "/sub/c") == 0 && byte_of(D "/sub/c", 4096) == 0xc3,
@@ -197,7 +187,7 @@ int main(void)
 	       "a write through one name shows through the other");
 	close(fd);
 	tap_ok(unlink(D "/h") == 0 && stat(D "/h2", &st) == 0 && st.st_nlink == 1 &&
-	       total("morsels") == t0.morsels + 1,
+	       total("morsels") == t0.v[T_MORSELS] + 1,
 	       "unlink of one name: the object lives on with nlink 1");
 	tap_ok(unlink(D "/h2") == 0 && same(totals(), t0),
 	       "unlink of the last name frees it");
@@ -225,13 +215,13 @@ int main(void)
 	       in_dir(D, "sym") == 0 && in_dir(D, "sock2") == 0 &&
 	       same(totals(), t0), "refused creations leave no name and no object");
 	tap_ok(mknod(D "/reg", S_IFREG | 0600, 0) == 0 && stat(D "/reg", &st) == 0 &&
-	       S_ISREG(st.st_mode) && total("morsels") == t0.morsels + 1,
+	       S_ISREG(st.st_mode) && total("morsels") == t0.v[T_MORSELS] + 1,
 	       "mknod(S_IFREG) creates a morsel");
 	unlink(D "/reg");
 
 	/* O_TMPFILE. */
 	fd = open(D, O_TMPFILE | O_RDWR, 0600);
-	tap_ok(fd >= 0 && total("morsels") == t0.morsels + 1,
+	tap_ok(fd >= 0 && total("morsels") == t0.v[T_MORSELS] + 1,
 	       "O_TMPFILE creates an unnamed morsel");
 	tap_ok(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 &&
 	       st.st_size == 0, "O_TMPFILE object: regular, nlink 0, size 0");
@@ -262,7 +252,7 @@ int main(void)
 		       "linkat of an O_TMPFILE object gives it a name with the data");
 	}
 	close(fd);
-	tap_ok(total("morsels") == t0.morsels + 1,
+	tap_ok(total("morsels") == t0.v[T_MORSELS] + 1,
 	       "the linked tmpfile lives after close");
 	unlink(D "/linked");
 	fd = open(D, O_TMPFILE | O_RDWR | O_EXCL, 0600);

@@ -14,9 +14,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include "libmorsel.h"
-#include "vmtest.h"
+#include "vm.h"
 
-#define PG 4096UL
 #define DIR_ "/tmp/img"
 
 static char buf[PG], want[PG];

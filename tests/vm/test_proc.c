@@ -19,8 +19,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/proc_test"
 

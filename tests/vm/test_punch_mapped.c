@@ -17,8 +17,7 @@
 #include <sys/wait.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/punch_mapped"
 #define PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)

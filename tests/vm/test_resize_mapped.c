@@ -15,14 +15,13 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 static long long mappers_of(int fd)
 {
 	struct morsel_stat s;
 
-	return mstat(fd, &s) ? -1 : (long long)s.mappers;
+	return stat_of(fd, &s) ? -1 : (long long)s.mappers;
 }
 
 int main(void)
@@ -143,7 +142,7 @@ int main(void)
 	tap_errno(ftruncate(fd, 1 * GiB), EBUSY,
 		  "2 GiB object mapped: shrink to 1 GiB (re-root) EBUSY");
 	munmap(q, 2 * GiB);
-	tap_ok(ftruncate(fd, 1 * GiB) == 0 && mstat(fd, &s) == 0 &&
+	tap_ok(ftruncate(fd, 1 * GiB) == 0 && stat_of(fd, &s) == 0 &&
 	       s.level == MORSEL_LEVEL_PMD && s.links == 0,
 	       "unmapped: shrink to 1 GiB re-roots to level 2");
 

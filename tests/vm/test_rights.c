@@ -17,8 +17,7 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 #define SECRET "/dev/morsel/rt_secret"
 #define PUB "/dev/morsel/rt_pub"

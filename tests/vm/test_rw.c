@@ -16,8 +16,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
 static int all_zero(const unsigned char *p, size_t n)
 {

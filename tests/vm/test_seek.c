@@ -12,10 +12,7 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
-
-#define PG 4096LL
+#include "vm.h"
 
 static int put(int fd, off_t off)
 {

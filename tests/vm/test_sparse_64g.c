@@ -17,8 +17,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/sparse_64g"
 #define SIZE (64 * GiB)

@@ -16,10 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG 4096LL
 #define LIVE 8
 #define NW 8
 #define CYCLES 2500

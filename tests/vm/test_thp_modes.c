@@ -20,8 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/thp_modes"
 #define THP "/sys/kernel/mm/transparent_hugepage/enabled"

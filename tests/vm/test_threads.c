@@ -25,8 +25,7 @@
 #include <sys/wait.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "vmtest.h"
+#include "vm.h"
 
 #define PATH "/dev/morsel/threads"
 #define SIZE (256 * MiB)

@@ -24,20 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "vm.h"
 
 #define SIZE (2UL << 20)
 #define ROUNDS 200
-
-static void pin(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		tap_fatal("sched_setaffinity(%d)", cpu);
-}
 
 struct shared {
 	atomic_int step;	/* B: 2N-1 value N written, 2N page N punched */

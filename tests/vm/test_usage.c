@@ -15,51 +15,7 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "objects.h"
-#include "tap.h"
-
-#define MiB (1024LL * 1024)
-#define GiB (1024 * MiB)
-#define PG 4096LL
-
-enum { T_MORSELS, T_DATA, T_TABLES, T_LINKS, T_MAPPERS, T_N };
-static const char *const tnames[T_N] = {
-	"morsels", "data_pages", "table_pages", "links", "mappers"
-};
-
-struct totals {
-	long v[T_N];
-};
-
-static long total(const char *name)
-{
-	char path[128], buf[64], *end;
-	ssize_t n;
-	long v;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/kernel/morsel/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	v = strtol(buf, &end, 10);
-	return *end == '\n' && end != buf ? v : -1;
-}
-
-static struct totals totals(void)
-{
-	struct totals t;
-	int i;
-
-	for (i = 0; i < T_N; i++)
-		t.v[i] = total(tnames[i]);
-	return t;
-}
+#include "vm.h"
 
 /* Do the totals differ from @base by exactly the given deltas? */
 static int moved(struct totals base, long m, long d, long t, long l, long mp)
@@ -77,20 +33,13 @@ static int moved(struct totals base, long m, long d, long t, long l, long mp)
 	return ok;
 }
 
-static int mstat(int fd, struct morsel_stat *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->argsz = sizeof(*s);
-	return ioctl(fd, MORSEL_IOC_STAT, s);
-}
-
 /* STAT equals the given figures? */
 static int stat_is(int fd, long long size, int level, long long data,
 		   long long tables, long long links, long long mappers)
 {
 	struct morsel_stat s;
 
-	if (mstat(fd, &s))
+	if (stat_of(fd, &s))
 		return 0;
 	if ((long long)s.size == size && (int)s.level == level &&
 	    (long long)s.data_pages == data && (long long)s.table_pages == tables &&
@@ -111,7 +60,7 @@ static int dbg_agrees(int fd)
 	struct stat st;
 	long long f[6];
 
-	if (fstat(fd, &st) || mstat(fd, &s) || !object_figures(st.st_ino, f, 6))
+	if (fstat(fd, &st) || stat_of(fd, &s) || !object_figures(st.st_ino, f, 6))
 		return 0;
 	if (f[0] == (long long)s.size && f[1] == s.level &&
 	    f[2] == (long long)s.data_pages && f[3] == (long long)s.table_pages &&
@@ -209,9 +158,9 @@ int main(void)
 		fflush(stdout);
 		pid = fork();
 		if (pid == 0) {
-			mstat(fd, &cs[0]);
+			stat_of(fd, &cs[0]);
 			(void)*(volatile char *)p;
-			mstat(fd, &cs[1]);
+			stat_of(fd, &cs[1]);
 			_exit(write(pfd[1], cs, sizeof(cs)) == sizeof(cs) ? 0 : 1);
 		}
 		close(pfd[1]);

@@ -14,10 +14,8 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/morsel.h>
-#include "tap.h"
-#include "objtest.h"
+#include "vm.h"
 
-#define PG 4096LL
 #define SZ (32 * MiB)
 
 static unsigned char big[SZ];
