@@ -162,8 +162,7 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	m->repl.pmd_table_pfn = m->level >= MORSEL_LEVEL_PMD ?
 				table_pfn(morsel_pmd_table(m, off, false)) : 0;
 	WRITE_ONCE(m->repl.task, current);
-	atomic_inc(&m->leaf_gen);	/* odd */
-	smp_mb__after_atomic();		/* pairs with fault_one_page() */
+	morsel_leaf_gen_begin(&m->leaf_gen);	/* pairs with fault_one_page() */
 	/* The fault's address translates through the table of @ptep. */
 	direct = vmf && pmd_links_table(pmdp_get_lockless(vmf->pmd), ptep) &&
 		 morsel_sole_translation(m, vmf);
@@ -180,8 +179,7 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 		WRITE_ONCE(m->repl.direct, m->repl.direct + direct);
 	}
 	WRITE_ONCE(m->repl.task, NULL);
-	smp_mb__before_atomic();	/* the new leaf before the even value */
-	atomic_inc(&m->leaf_gen);	/* even */
+	morsel_leaf_gen_end(&m->leaf_gen);
 out:
 	up_write(&m->replace_sem);
 	return replaced;
@@ -218,6 +216,7 @@ int morsel_freeze(struct morsel *m)
 	loff_t size = i_size_read(&m->vfs_inode), off;
 	pte_t *table;
 
+	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
 	lockdep_assert_held_write(&m->lock);
 	if (m->frozen)
 		return 0;

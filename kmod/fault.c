@@ -74,7 +74,7 @@ static vm_fault_t no_table_to_link(void *err)
 /* Populate the leaf of @off; the fault's address reaches it by a link. */
 static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 {
-	struct page *page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
+	struct page *page = morsel_fault_frame(m, off >> PAGE_SHIFT);
 
 	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
 }
@@ -212,8 +212,11 @@ static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 	return VM_FAULT_FALLBACK;
 }
 
-/* Odd m->leaf_gen: a replacement runs (morsel_replace_leaf()); wait for its end. */
-static int wait_replacements_over(struct morsel *m)
+/*
+ * Read m->leaf_gen, even: while odd a replacement runs
+ * (morsel_replace_leaf()), and we sleep on replace_sem until it is over.
+ */
+static int morsel_leaf_gen_read(struct morsel *m)
 {
 	int gen;
 
@@ -241,13 +244,12 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 
 	/* Shared: punching a hole must not run between lookup and insert. */
 	down_read(&m->lock);
-	gen = wait_replacements_over(m);
+	gen = morsel_leaf_gen_read(m);
 	/* A frozen hole stays one: map the zero page, record nothing. */
 	if (READ_ONCE(m->frozen))
-		page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_LOOKUP) ?:
-		       ZERO_PAGE(0);
+		page = morsel_find_frame(m, off >> PAGE_SHIFT) ?: ZERO_PAGE(0);
 	else
-		page = morsel_frame(m, off >> PAGE_SHIFT, MORSEL_FAULT);
+		page = morsel_fault_frame(m, off >> PAGE_SHIFT);
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));
 	} else {
@@ -272,9 +274,8 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		 * any leaf of the object was replaced) keeps a stream of
 		 * copies elsewhere from making this fault retry forever.
 		 */
-		smp_mb();
-		if (atomic_read(&m->leaf_gen) != gen) {
-			wait_replacements_over(m);
+		if (morsel_leaf_gen_moved(&m->leaf_gen, gen)) {
+			morsel_leaf_gen_read(m);
 			if (!morsel_leaf_maps(m, off >> PAGE_SHIFT, page))
 				zap_vma_ptes(vma, vmf->address & PAGE_MASK,
 					     PAGE_SIZE);
@@ -347,8 +348,7 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 		return VM_FAULT_SIGSEGV;
 	}
 	linked = fault_in_object_table(vmf, m, off);
-	page = linked ? morsel_frame_for_store(m, off >> PAGE_SHIFT, vmf) :
-			morsel_frame(m, off >> PAGE_SHIFT, MORSEL_WRITE);
+	page = morsel_writable_frame(m, off >> PAGE_SHIFT, linked ? vmf : NULL);
 	if (IS_ERR(page))
 		return PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
 		       errno_to_fault(PTR_ERR(page));
@@ -603,6 +603,7 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 	struct page *page;
 	int err;
 
+	mmap_assert_locked(vma->vm_mm);
 	if (off >= size)
 		return 0;
 	end = min_t(unsigned long, end, addr + (size - off));
@@ -630,8 +631,8 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 			}
 		}
 		/* Map populated pages one by one; holes stay holes. */
-		page = morsel_get_frame(m, vma_offset(vma, addr) >> PAGE_SHIFT,
-					MORSEL_LOOKUP);
+		page = morsel_get_frame_to_read(m, vma_offset(vma, addr) >>
+						   PAGE_SHIFT);
 		if (page) {
 			put_page(page);
 			err = fault_in(vma, addr);

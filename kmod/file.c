@@ -24,6 +24,7 @@ int morsel_resize(struct morsel *m, loff_t size)
 {
 	int err = 0;
 
+	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
 	if (!PAGE_ALIGNED(size))
 		return -EINVAL;
 	if (size > MORSEL_MAX_SIZE)
@@ -94,16 +95,15 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 	while (done < len) {
 		in_page = offset_in_page(off);
 		n = min(PAGE_SIZE - in_page, len - done);
-		page = morsel_get_frame(m, off >> PAGE_SHIFT,
-					write ? MORSEL_WRITE : MORSEL_LOOKUP);
+		page = write ? morsel_get_frame_to_write(m, off >> PAGE_SHIFT) :
+			       morsel_get_frame_to_read(m, off >> PAGE_SHIFT);
 		if (IS_ERR(page))
 			return done ? done : PTR_ERR(page);
 		if (write) {
 			memcpy_to_page(page, in_page, buf + done, n);
 			/* A clean may have run since: be dirty again. */
 			put_page(page);
-			page = morsel_get_frame(m, off >> PAGE_SHIFT,
-						MORSEL_WRITE);
+			page = morsel_get_frame_to_write(m, off >> PAGE_SHIFT);
 			if (IS_ERR(page))
 				return done ? done : PTR_ERR(page);
 		} else if (page) {
@@ -131,7 +131,7 @@ static ssize_t morsel_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	while (iov_iter_count(to) && pos < size) {
 		n = min3(PAGE_SIZE - offset_in_page(pos), iov_iter_count(to),
 			 (size_t)(size - pos));
-		page = morsel_get_frame(m, pos >> PAGE_SHIFT, MORSEL_LOOKUP);
+		page = morsel_get_frame_to_read(m, pos >> PAGE_SHIFT);
 		if (page) {
 			copied = copy_page_to_iter(page, offset_in_page(pos),
 						   n, to);
@@ -170,9 +170,10 @@ static ssize_t write_hole_page(struct morsel *m, pgoff_t index,
 	size_t copied;
 	int ret;
 
+	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
 	if (m->parent)
 		return 0;	/* a hole of a child may hide a base page */
-	page = morsel_get_frame(m, index, MORSEL_LOOKUP);
+	page = morsel_get_frame_to_read(m, index);
 	if (page) {
 		put_page(page);
 		return 0;
@@ -182,7 +183,7 @@ static ssize_t write_hole_page(struct morsel *m, pgoff_t index,
 		return 0;
 	copied = copy_page_from_iter(page, 0, PAGE_SIZE, from);
 	if (!copied) {
-		morsel_drop_frame(m, page);
+		morsel_discard_frame(m, page);
 		return -EFAULT;
 	}
 	if (copied < PAGE_SIZE)		/* the rest of a hole reads zeros */
@@ -193,14 +194,14 @@ static ssize_t write_hole_page(struct morsel *m, pgoff_t index,
 	if (ret > 0)
 		return copied;
 	/* Filled meanwhile (a fault through a mapping): write over that. */
-	there = morsel_get_frame(m, index, MORSEL_WRITE);
+	there = morsel_get_frame_to_write(m, index);
 	if (IS_ERR(there)) {
-		morsel_drop_frame(m, page);
+		morsel_discard_frame(m, page);
 		return PTR_ERR(there);
 	}
 	memcpy_page(there, 0, page, 0, copied);
 	put_page(there);
-	morsel_drop_frame(m, page);
+	morsel_discard_frame(m, page);
 	return copied;
 }
 
@@ -248,8 +249,7 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 			copied = ret;
 		}
 		if (!copied) {
-			page = morsel_get_frame(m, pos >> PAGE_SHIFT,
-						MORSEL_WRITE);
+			page = morsel_get_frame_to_write(m, pos >> PAGE_SHIFT);
 			if (IS_ERR(page)) {
 				ret = PTR_ERR(page);
 				break;
@@ -308,12 +308,12 @@ static loff_t morsel_llseek(struct file *file, loff_t offset, int whence)
 static int zero_partial_page(struct morsel *m, loff_t start, loff_t end)
 {
 	pgoff_t index = start >> PAGE_SHIFT;
-	struct page *page = morsel_get_frame(m, index, MORSEL_LOOKUP);
+	struct page *page = morsel_get_frame_to_read(m, index);
 
 	if (!page)
 		return 0;
 	put_page(page);
-	page = morsel_get_frame(m, index, MORSEL_WRITE);
+	page = morsel_get_frame_to_write(m, index);
 	if (IS_ERR(page))
 		return PTR_ERR(page);
 	memzero_page(page, offset_in_page(start), end - start);

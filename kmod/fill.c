@@ -3,7 +3,7 @@
  * Filling holes of an object from a file (MORSEL_IOC_FILL).
  *
  * This file owns the fast way in for data that already sits in a file,
- * such as a saved image (lib/morsel-persist.c loads with it): frames are
+ * such as a saved image (lib/persist-load.c loads with it): frames are
  * allocated without zeroing, the file is read straight into them (with
  * O_DIRECT the device writes them: no page cache, no copy by the CPU),
  * the crc32c of each run the caller names is computed and compared, and
@@ -94,7 +94,7 @@ static void drop_frames(struct morsel *m, struct fill_frames *f)
 
 	for (i = 0; i < f->nr; i++)
 		if (f->page[i])
-			morsel_drop_frame(m, f->page[i]);
+			morsel_discard_frame(m, f->page[i]);
 }
 
 static int alloc_frames(struct morsel *m, struct fill_frames *f,

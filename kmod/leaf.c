@@ -31,7 +31,7 @@
 /*
  * A frame charged to the object's memcg and mount, or ERR_PTR.  Zeroed
  * unless @zero is false: then the caller writes all of it before anyone
- * can see it (morsel_fill_hole()) or gives it back (morsel_drop_frame()).
+ * can see it (morsel_fill_hole()) or gives it back (morsel_discard_frame()).
  */
 struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 {
@@ -52,14 +52,14 @@ struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 }
 
 /* Give back a frame of morsel_alloc_frame() that was never installed. */
-void morsel_drop_frame(struct morsel *m, struct page *page)
+void morsel_discard_frame(struct morsel *m, struct page *page)
 {
 	put_page(page);
 	morsel_uncharge_pages(m->sbi, 1);
 }
 
 /* Drop the object's reference on a frame it no longer maps. */
-void morsel_free_frame(struct morsel *m, struct page *page)
+void morsel_release_frame(struct morsel *m, struct page *page)
 {
 	put_page(page);
 	morsel_uncharge_pages(m->sbi, 1);
@@ -97,6 +97,14 @@ bool morsel_same_frame(pte_t a, pte_t b)
 		return pte_present(a) == pte_present(b);
 	return pte_pfn(a) == pte_pfn(b);
 }
+
+/* What a caller of frame_for() means to do with the frame. */
+enum morsel_intent {
+	MORSEL_LOOKUP,		/* read: a hole stays a hole */
+	MORSEL_FAULT,		/* read fault: fill a hole, maybe with the zero page */
+	MORSEL_POPULATE,	/* fill a hole with a zeroed frame of ours */
+	MORSEL_WRITE,		/* write: the frame must be owned (copy it) */
+};
 
 enum leaf_kind {
 	LEAF_NONE,		/* a hole */
@@ -142,7 +150,7 @@ static bool hole_reads_zero_page(struct morsel *m, enum morsel_intent intent)
  * is writable or has D set.  Cleaning (morsel_scan()) clears both, so the
  * next store by any writer (the CPU through a link, a page mapped one by
  * one, write(), ptrace, a secondary MMU such as KVM, which all come through
- * morsel_frame(MORSEL_WRITE)) first makes the leaf writable and dirty
+ * morsel_writable_frame()) first makes the leaf writable and dirty
  * again.  Borrowed leaves are the base's: never dirty, never cleaned.
  */
 bool morsel_leaf_dirty(pte_t pte)
@@ -167,6 +175,7 @@ bool morsel_clean_leaf(pte_t *ptep)
 {
 	pte_t old = ptep_get(ptep);
 
+	lockdep_assert_held(morsel_table_lock(ptep));
 	/* The CPU may set D under us: a cmpxchg keeps that store seen. */
 	do {
 		if (!morsel_leaf_dirty(old))
@@ -196,7 +205,7 @@ static struct page *served_frame(struct morsel *m, pte_t *ptep, pte_t pte,
 static bool filling_blocked(struct morsel *m, pte_t old)
 {
 	return m->parent && !pte_present(old) &&
-	       (atomic_read(&m->leaf_gen) & 1) &&
+	       morsel_leaf_gen_replacing(&m->leaf_gen) &&
 	       READ_ONCE(m->repl.task) != current;
 }
 
@@ -228,7 +237,7 @@ bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 		set_pte(ptep, zero ? zero_leaf() : morsel_leaf(m, page));
 		twin = morsel_twin_of(m, index);
 		if (twin)
-			morsel_mirror_leaf(twin, index, ptep_get(ptep));
+			morsel_mirror_leaf(ptep, twin, index, ptep_get(ptep));
 		if (!zero) {
 			atomic_long_inc(&m->data_pages);
 			atomic_long_inc(&morsel_totals.data_pages);
@@ -312,43 +321,55 @@ again:
 	    !morsel_replace_leaf(m, ptep, index, pte, page, vmf)) {
 		/* somebody else filled or copied it */
 		if (!is_zero_pfn(page_to_pfn(page)))
-			morsel_drop_frame(m, page);
+			morsel_discard_frame(m, page);
 		goto again;
 	}
 	return page;
 }
 
 /*
- * The frame at page @index, for @intent: NULL for a hole (LOOKUP only),
- * ERR_PTR on failure.  WRITE on a borrowed or zero-page leaf installs a
- * private frame (copy-on-write, morsel_replace_leaf()); so does POPULATE on a
- * zero-page leaf.  The caller keeps the frame from being freed (m->lock
- * shared, or the object is mapped and the frame only reaches a linked
- * table).
+ * The frame at a page, for what the caller means to do with it.  None of
+ * these takes a reference: the caller keeps the frame from being freed
+ * (m->lock shared, or the object is mapped and the frame reaches only a
+ * linked table); morsel_get_frame_to_*() below do take one.
  */
-struct page *morsel_frame(struct morsel *m, pgoff_t index,
-			  enum morsel_intent intent)
+
+/* The frame holding page @index's data; NULL for a hole.  Allocates nothing. */
+struct page *morsel_find_frame(struct morsel *m, pgoff_t index)
 {
-	return frame_for(m, index, intent, NULL);
+	return frame_for(m, index, MORSEL_LOOKUP, NULL);
 }
 
 /*
- * morsel_frame(MORSEL_WRITE) for the store fault @vmf, which reached the
- * leaf through a link of @m (so the process entry is ours to replace).
+ * The frame a read through a mapping maps at page @index: a hole gets a
+ * zeroed frame, or the zero page read-only where frames are never written
+ * in place (frozen objects, children).  ERR_PTR on failure.
  */
-struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
-				    struct vm_fault *vmf)
+struct page *morsel_fault_frame(struct morsel *m, pgoff_t index)
+{
+	return frame_for(m, index, MORSEL_FAULT, NULL);
+}
+
+/*
+ * The frame a store to page @index goes to: owned (a borrowed or zero-page
+ * leaf is replaced by a copy first, morsel_replace_leaf()) and dirty.
+ * @vmf is the store fault when it reached the leaf through a link of @m
+ * (so the process entry is ours to replace), else NULL.  ERR_PTR(-EPERM)
+ * for a frozen object.
+ */
+struct page *morsel_writable_frame(struct morsel *m, pgoff_t index,
+				   struct vm_fault *vmf)
 {
 	return frame_for(m, index, MORSEL_WRITE, vmf);
 }
 
 /*
- * Like morsel_frame(), with a reference the caller drops by put_page().
+ * The same for syscalls, with a reference the caller drops by put_page().
  * The size is checked under m->lock: a caller that read it before may
  * race with a shrink, and past the size the root may no longer cover
  * @index at all.
  */
-struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
+static struct page *get_frame(struct morsel *m, pgoff_t index,
 			      enum morsel_intent intent)
 {
 	struct page *page;
@@ -357,11 +378,23 @@ struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
 	if ((loff_t)index << PAGE_SHIFT >= i_size_read(&m->vfs_inode))
 		page = intent == MORSEL_LOOKUP ? NULL : ERR_PTR(-ENXIO);
 	else
-		page = morsel_frame(m, index, intent);
+		page = frame_for(m, index, intent, NULL);
 	if (!IS_ERR_OR_NULL(page))
 		get_page(page);
 	up_read(&m->lock);
 	return page;
+}
+
+/* morsel_find_frame(), referenced: NULL for a hole or past the size. */
+struct page *morsel_get_frame_to_read(struct morsel *m, pgoff_t index)
+{
+	return get_frame(m, index, MORSEL_LOOKUP);
+}
+
+/* morsel_writable_frame(), referenced: ERR_PTR(-ENXIO) past the size. */
+struct page *morsel_get_frame_to_write(struct morsel *m, pgoff_t index)
+{
+	return get_frame(m, index, MORSEL_WRITE);
 }
 
 /*
@@ -376,8 +409,10 @@ struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page)
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
-	pte_t *ptep = morsel_pte_table(m, off, true);
+	pte_t *ptep;
 
+	lockdep_assert_held(&m->lock);
+	ptep = morsel_pte_table(m, off, true);
 	if (IS_ERR_OR_NULL(ptep))
 		return ptep ? PTR_ERR(ptep) : -ENXIO;
 	ptep += MORSEL_PTE_INDEX(off);
@@ -409,7 +444,7 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	if (READ_ONCE(m->frozen))
 		end = first;
 	for (; first < end; first++) {
-		page = morsel_frame(m, first, MORSEL_POPULATE);
+		page = frame_for(m, first, MORSEL_POPULATE, NULL);
 		if (IS_ERR(page)) {
 			err = PTR_ERR(page);
 			break;
@@ -449,7 +484,7 @@ unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
 			continue;
 		cleared++;
 		if (twin)
-			morsel_mirror_leaf(twin, i, __pte(0));
+			morsel_mirror_leaf(table, twin, i, __pte(0));
 		if (leaf_kind(m, (loff_t)i << PAGE_SHIFT, pte) == LEAF_OWNED)
 			list_add(&pte_page(pte)->lru, frames);
 	}
@@ -463,7 +498,7 @@ void morsel_free_frames(struct morsel *m, struct list_head *frames)
 
 	list_for_each_entry_safe(page, next, frames, lru) {
 		list_del(&page->lru);
-		morsel_free_frame(m, page);
+		morsel_release_frame(m, page);
 	}
 }
 

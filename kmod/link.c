@@ -321,6 +321,7 @@ static void unlink_locked(struct morsel_mm *mmm, unsigned long start,
 	struct morsel_link *l = first_link_ending_after(mmm, start);
 	struct rb_node *next;
 
+	lockdep_assert_held(&mmm->lock);
 	while (l && l->start < end) {
 		next = rb_next(&l->node);
 		clear_link_entry(mmm->mn.mm, l);
@@ -417,7 +418,7 @@ int morsel_link(struct morsel_mm *mmm, struct morsel *m,
 	 * now.  Its notifier takes this lock after making leaf_gen odd, so
 	 * an even value here means the notifier will still find this link.
 	 */
-	if (atomic_read(&m->leaf_gen) & 1) {
+	if (morsel_leaf_gen_replacing(&m->leaf_gen)) {
 		err = -EBUSY;
 		goto out;
 	}
@@ -582,8 +583,10 @@ static const struct mmu_notifier_ops morsel_mn_ops = {
 /* A reference on the link record of @mm; mmap_lock held for writing. */
 struct morsel_mm *morsel_mm_get(struct mm_struct *mm)
 {
-	struct mmu_notifier *mn = mmu_notifier_get_locked(&morsel_mn_ops, mm);
+	struct mmu_notifier *mn;
 
+	mmap_assert_write_locked(mm);
+	mn = mmu_notifier_get_locked(&morsel_mn_ops, mm);
 	if (IS_ERR(mn))
 		return ERR_CAST(mn);
 	return container_of(mn, struct morsel_mm, mn);

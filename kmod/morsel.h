@@ -83,13 +83,7 @@ struct morsel {
 	 */
 	struct morsel *parent;
 	atomic_t children;
-	/*
-	 * Odd while a present leaf is being replaced by another frame
-	 * (copy-on-write, morsel_replace_leaf()), and moved by two by a clean
-	 * (MORSEL_SCAN_CLEAN).  The page-by-page fault path, which inserts a
-	 * frame into a table the object does not own, waits for an even value
-	 * and checks it did not move.
-	 */
+	/* A sequence count over the leaves: see morsel_leaf_gen_*() below. */
 	atomic_t leaf_gen;
 	/*
 	 * Replacing a present leaf of a child (copy-on-write, or a frame for
@@ -166,6 +160,52 @@ static inline bool pmd_links_table(pmd_t pmd, const void *table)
 	       pmd_pfn(pmd) == PHYS_PFN(__pa((unsigned long)table & PAGE_MASK));
 }
 
+/*
+ * m->leaf_gen is a sequence count (a seqcount_t in all but the type, whose
+ * writer API wants preemption off, while a replacement sleeps in
+ * unmap_mapping_range(); and its readers would spin, while ours sleep on
+ * replace_sem):
+ *  - odd while a present leaf is being replaced by another frame
+ *    (copy-on-write, morsel_replace_leaf(), which holds replace_sem for
+ *    writing): morsel_leaf_gen_begin()/_end(), full barriers inside;
+ *  - moved by two by a clean (MORSEL_SCAN_CLEAN), as
+ *    write_seqcount_invalidate() does: morsel_leaf_gen_invalidate();
+ *  - readers: the page-by-page fault path, which inserts a frame into a
+ *    table the object does not own, reads an even value with
+ *    morsel_leaf_gen_read() (sleeping on replace_sem while odd) and after
+ *    its insert asks morsel_leaf_gen_moved(); morsel_link() and
+ *    morsel_install_leaf() refuse while morsel_leaf_gen_replacing().
+ */
+static inline void morsel_leaf_gen_begin(atomic_t *gen)
+{
+	atomic_inc(gen);		/* odd */
+	smp_mb__after_atomic();		/* then every translation's check */
+}
+
+static inline void morsel_leaf_gen_end(atomic_t *gen)
+{
+	smp_mb__before_atomic();	/* the new leaf, then the even value */
+	atomic_inc(gen);
+}
+
+static inline void morsel_leaf_gen_invalidate(atomic_t *gen)
+{
+	smp_mb__before_atomic();	/* the cleaned leaves, then the count */
+	atomic_add(2, gen);		/* stays even */
+}
+
+static inline bool morsel_leaf_gen_replacing(atomic_t *gen)
+{
+	return atomic_read(gen) & 1;
+}
+
+/* Has @gen moved since morsel_leaf_gen_read() gave @seen? */
+static inline bool morsel_leaf_gen_moved(atomic_t *gen, int seen)
+{
+	smp_mb();	/* our insert, then the count: pairs with _begin() */
+	return atomic_read(gen) != seen;
+}
+
 static inline struct morsel *MORSEL(struct inode *inode)
 {
 	return container_of(inode, struct morsel, vfs_inode);
@@ -185,14 +225,6 @@ extern struct morsel_totals morsel_totals;
 
 extern struct list_head morsel_list;
 extern spinlock_t morsel_list_lock;
-
-/* What a caller of morsel_frame() means to do with the frame. */
-enum morsel_intent {
-	MORSEL_LOOKUP,		/* read: a hole stays a hole */
-	MORSEL_FAULT,		/* read fault: fill a hole, maybe with the zero page */
-	MORSEL_POPULATE,	/* fill a hole with a zeroed frame of ours */
-	MORSEL_WRITE,		/* write: the frame must be owned (copy it) */
-};
 
 /* One batch of MORSEL_IOC_SCAN: bitmaps of up to MORSEL_SCAN_BATCH pages. */
 #define MORSEL_SCAN_BATCH	(64 * PTRS_PER_PTE)
@@ -220,7 +252,8 @@ void *morsel_copy_table(struct morsel *m, void *src, int level);
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc);
 pte_t *morsel_twin_of(struct morsel *m, pgoff_t index);
-void morsel_mirror_leaf(pte_t *twin, pgoff_t index, pte_t pte);
+void morsel_mirror_leaf(pte_t *table, pte_t *twin, pgoff_t index,
+			pte_t pte);
 pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
 int morsel_hole_table_init(void);
 void morsel_hole_table_exit(void);
@@ -231,8 +264,8 @@ void morsel_destroy(struct morsel *m);
 
 /* leaf.c: frames and leaf entries */
 struct page *morsel_alloc_frame(struct morsel *m, bool zero);
-void morsel_drop_frame(struct morsel *m, struct page *page);
-void morsel_free_frame(struct morsel *m, struct page *page);
+void morsel_discard_frame(struct morsel *m, struct page *page);
+void morsel_release_frame(struct morsel *m, struct page *page);
 void morsel_free_frames(struct morsel *m, struct list_head *frames);
 pte_t morsel_read_only_leaf(pte_t pte);
 bool morsel_leaf_has_data(pte_t pte);
@@ -244,12 +277,12 @@ bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
 				  pgoff_t first, pgoff_t end,
 				  struct list_head *frames);
-struct page *morsel_frame(struct morsel *m, pgoff_t index,
-			  enum morsel_intent intent);
-struct page *morsel_frame_for_store(struct morsel *m, pgoff_t index,
-				    struct vm_fault *vmf);
-struct page *morsel_get_frame(struct morsel *m, pgoff_t index,
-			      enum morsel_intent intent);
+struct page *morsel_find_frame(struct morsel *m, pgoff_t index);
+struct page *morsel_fault_frame(struct morsel *m, pgoff_t index);
+struct page *morsel_writable_frame(struct morsel *m, pgoff_t index,
+				   struct vm_fault *vmf);
+struct page *morsel_get_frame_to_read(struct morsel *m, pgoff_t index);
+struct page *morsel_get_frame_to_write(struct morsel *m, pgoff_t index);
 bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
 bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);

@@ -145,12 +145,13 @@ pte_t *morsel_twin_of(struct morsel *m, pgoff_t index)
 	return xa_load(&m->twins, index >> (PMD_SHIFT - PAGE_SHIFT));
 }
 
-/* Copy entry @index of a primary table into @twin; primary lock held. */
-void morsel_mirror_leaf(pte_t *twin, pgoff_t index, pte_t pte)
+/* Copy entry @index of the primary table @table into @twin. */
+void morsel_mirror_leaf(pte_t *table, pte_t *twin, pgoff_t index, pte_t pte)
 {
 	spinlock_t *ptl = morsel_table_lock(twin);	/* of the twin */
 	pte_t *ptep = twin + (index & (PTRS_PER_PTE - 1));
 
+	lockdep_assert_held(morsel_table_lock(table));
 	spin_lock_nested(ptl, SINGLE_DEPTH_NESTING);
 	if (pte_present(pte))
 		set_pte(ptep, morsel_read_only_leaf(pte));

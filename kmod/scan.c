@@ -23,6 +23,7 @@ unsigned long morsel_visible_pages(struct morsel *m)
 	pte_t *table;
 	int i;
 
+	lockdep_assert_held(&m->lock);
 	morsel_replacements_read_lock(m);	/* a leaf being replaced counts */
 	for (off = 0; off < size; off += PMD_SIZE) {
 		if (m->level == MORSEL_LEVEL_PUD &&
@@ -84,6 +85,7 @@ static loff_t seek_leaves(struct morsel *m, loff_t off, int whence)
  */
 loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 {
+	lockdep_assert_held(&m->lock);
 	morsel_replacements_read_lock(m);	/* a leaf being replaced has data */
 	off = seek_leaves(m, off, whence);
 	morsel_replacements_read_unlock(m);
@@ -164,6 +166,9 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 	pte_t *table, *theirs;
 	loff_t off;
 
+	lockdep_assert_held(&m->lock);
+	if (clean)
+		lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
 	end = min(end, size);
 	morsel_replacements_read_lock(m);	/* a leaf being replaced is present */
 	for (index = first; index < end; index = next) {
@@ -278,8 +283,7 @@ long morsel_ioctl_scan(struct file *file, struct morsel_scan *uscan,
 		 * (such a fault sees leaf_gen move but the same frame, so it
 		 * keeps the PTE for this unmap to remove).
 		 */
-		smp_mb__before_atomic();
-		atomic_add(2, &m->leaf_gen);	/* stays even: morsel_replace_leaf() */
+		morsel_leaf_gen_invalidate(&m->leaf_gen);
 		down_write(&m->lock);
 		up_write(&m->lock);
 		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
