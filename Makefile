@@ -142,6 +142,7 @@ install: all
 	install -D -m 0755 $(B)/tools/morselctl $(DESTDIR)$(PREFIX)/bin/morselctl
 	install -D -m 0644 include/uapi/linux/morsel.h $(DESTDIR)$(PREFIX)/include/linux/morsel.h
 	install -D -m 0644 lib/libmorsel.h $(DESTDIR)$(PREFIX)/include/libmorsel.h
+	install -D -m 0644 lib/morsel-image.h $(DESTDIR)$(PREFIX)/include/morsel-image.h
 	install -D -m 0644 $(B)/libmorsel.a $(DESTDIR)$(PREFIX)/lib/libmorsel.a
 
 clean:
