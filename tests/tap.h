@@ -7,16 +7,18 @@
  *   tap_skip("O_DIRECT: %s on /tmp", strerror(errno));    // a check not run
  *   return tap_done();                                    // prints 1..N
  *
- * The harness counts the checks: tap_done() prints the plan after the
- * results (valid TAP 13), so tests do not count by hand.  A test that knows
- * its count may still call tap_plan(N) first; tap_done() then checks it.
+ * The header is printed before main().  The harness counts the checks:
+ * tap_done() prints the plan after the results (valid TAP 13), so tests
+ * do not count by hand.  A test that knows its count may still call
+ * tap_plan(N) first; tap_done() then checks it.
  * Every failing check prints the condition, file and line, and errno.
  * tap_fatal() bails out of the whole test (TAP "Bail out!", exit 1);
  * tap_require(cond, fmt, ...) bails out with its message unless @cond
  * holds.  A test program that cannot run here calls tap_skip_all(reason)
  * before any check: "1..0 # SKIP reason" and kselftest's KSFT_SKIP exit
- * code, 4.  A program that exits without tap_done() (a return from main
- * before it, an exit() of the main process) exits 1: it did not finish.
+ * code, 4.  A program that exits after checks without tap_done() (a
+ * return from main before it, an exit() of the main process) exits 1:
+ * it did not finish.
  */
 #ifndef MORSEL_TAP_H
 #define MORSEL_TAP_H
@@ -37,19 +39,13 @@ static pid_t tap_pid;		/* the process that prints the plan */
 static int tap_finished;	/* tap_done() or tap_skip_all() ran */
 
 /*
- * Line-buffered stdout even into a pipe (the suite runner reads the
- * output through one): no output lost in a crash, none duplicated by a
- * fork() with a full buffer.
+ * Exiting after checks but without the plan: the test did not finish,
+ * whatever the status.  (Before any check, a program keeps its own exit
+ * status: a usage error, say.)
  */
-__attribute__((constructor)) static void tap_init_stdout(void)
-{
-	setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
-/* Exiting without a plan: the test did not finish, whatever the status. */
 static void tap_atexit(void)
 {
-	if (tap_finished || getpid() != tap_pid)
+	if (tap_finished || getpid() != tap_pid || (!tap_run && !tap_planned))
 		return;
 	printf("# exited after %d checks without tap_done(): not finished\n",
 	       tap_run);
@@ -57,11 +53,16 @@ static void tap_atexit(void)
 	_exit(KSFT_FAIL);
 }
 
-/* The header, once, in the process that starts the output. */
-static inline void tap_start(void)
+/*
+ * Before main(), in the program's first process: the header, and
+ * line-buffered stdout even into a pipe (the suite runner reads the
+ * output through one): no output lost in a crash, none duplicated by a
+ * fork() with a full buffer.  Children inherit tap_pid: their exit()
+ * is theirs to judge.
+ */
+__attribute__((constructor)) static void tap_init(void)
 {
-	if (tap_pid)
-		return;
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	tap_pid = getpid();
 	atexit(tap_atexit);
 	printf("TAP version 13\n");
@@ -71,7 +72,6 @@ static inline void tap_start(void)
 /* Optional: a count known in advance, printed first and checked at the end. */
 static inline void tap_plan(int n)
 {
-	tap_start();
 	tap_planned = n;
 	printf("1..%d\n", n);
 	fflush(stdout);
@@ -99,7 +99,6 @@ static inline int tap_result(int ok, const char *file, int line,
 {
 	va_list ap;
 
-	tap_start();
 	tap_run++;
 	if (!ok)
 		tap_failed++;
@@ -137,7 +136,6 @@ static inline void tap_skip(const char *fmt, ...)
 {
 	va_list ap;
 
-	tap_start();
 	tap_run++;
 	tap_skipped++;
 	printf("ok %d # SKIP ", tap_run);
@@ -155,7 +153,6 @@ static inline void tap_skip_all(const char *fmt, ...)
 {
 	va_list ap;
 
-	tap_start();
 	if (tap_run || tap_planned) {
 		printf("Bail out! tap_skip_all() after %d checks\n", tap_run);
 		fflush(stdout);
@@ -206,7 +203,6 @@ static inline void tap_skip_all(const char *fmt, ...)
  */
 static inline int tap_done(void)
 {
-	tap_start();
 	tap_finished = 1;
 	if (!tap_planned)
 		printf("1..%d\n", tap_run);

@@ -389,7 +389,6 @@ static inline void tap_run_as(uid_t uid, gid_t gid, void (*fn)(void))
 	ssize_t n;
 	pid_t pid;
 
-	tap_start();		/* the header comes from this process */
 	tap_require(pipe(pfd) == 0, "pipe");
 	fflush(stdout);
 	pid = fork();
