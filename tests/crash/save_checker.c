@@ -98,7 +98,6 @@ int main(int argc, char **argv)
 	full_g = atoll(argv[2]);
 	chain_g = atoll(argv[3]);
 	chain_k = atoll(argv[4]);
-	tap_plan(4);
 
 	snprintf(paths[0], sizeof(paths[0]), "%s/full.img", dir);
 	imgs[0] = paths[0];

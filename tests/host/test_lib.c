@@ -352,7 +352,6 @@ static void test_misc(void)
 
 int main(void)
 {
-	tap_plan(19 + 34 + 1 + 9 + 6 + 8 + 5 + 3 + 5);
 	test_size_parse();
 	test_size_format();
 	test_level_name();

@@ -291,7 +291,6 @@ int main(void)
 	struct totals base;
 
 	tap_require(sh != MAP_FAILED);
-	tap_plan(7 * 4 + 2 + 2 + 1);
 	watchdog(150);
 	base = totals();
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

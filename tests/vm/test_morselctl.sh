@@ -10,7 +10,6 @@ t() { desc=$1; shift; "$@" >/tmp/ctl.out 2>/tmp/ctl.err; ok $? "$desc"; }
 f() { want=$1; desc=$2; shift 2; "$@" >/tmp/ctl.out 2>/tmp/ctl.err; rc=$?;
       [ $rc = "$want" ] && [ -s /tmp/ctl.err ]; ok $? "$desc (exit $rc: $(head -c 120 /tmp/ctl.err))"; }
 echo "TAP version 13"
-echo "1..45"
 t "create a 4 MiB morsel" $C create ctl-a 4M
 f 1 "create it again fails with a message" $C create ctl-a 4M
 f 2 "create with a size that is not a multiple of 4 KiB is a usage error" $C create ctl-b 4097
@@ -66,5 +65,6 @@ t "rm the loaded ones" $C rm ctl-d ctl-f
 t "rm both" $C rm ctl-a ctl-c
 f 1 "rm of a missing morsel fails with a message" $C rm ctl-a
 f 2 "an unknown command is a usage error" $C frobnicate
+echo "1..$n"
 echo "# $((n - failed)) passed, $failed failed"
 [ $failed = 0 ]

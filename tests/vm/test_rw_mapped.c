@@ -40,7 +40,6 @@ int main(void)
 	volatile unsigned char *A, *B, *C, *D, *E, *F;
 	int fd;
 
-	tap_plan(21);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, 4 * MiB) == 0, "create");
 

@@ -276,7 +276,6 @@ int main(void)
 	pthread_t th[2];
 	int i, ok;
 
-	tap_plan(9);
 	for (i = 0; i < 5; i++)
 		base[i] = total(names[i]);
 

@@ -69,7 +69,6 @@ int main(void)
 	unsigned char *p;
 	int fd, round;
 
-	tap_plan(3 * 6 + 1);
 	for (round = 0; round < 3; round++) {
 		static const char *const how[] = { "unlink", "punch", "shrink" };
 		struct morsel_map m = { .argsz = sizeof(m) };
