@@ -11,7 +11,7 @@
  *      TLBs only: KVM's notifier on the address space rules it out).
  * Needs kvm.ko and kvm-amd.ko from the booted image in kmods/ (the
  * Makefile puts them there) and SVM in the guest CPU (QEMU -cpu max);
- * without them the test is skipped.
+ * without them the test is skipped (tap_skip_all: exit 4).
  */
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -206,18 +206,13 @@ static void copy_on_write_reaches_the_guest(int by_store)
 int main(void)
 {
 	if (access("kmods/kvm.ko", R_OK) ||
-	    system("grep -qw svm /proc/cpuinfo") != 0) {
-		printf("1..0 # SKIP no kvm modules or no SVM in the guest\n");
-		return 0;
-	}
+	    system("grep -qw svm /proc/cpuinfo") != 0)
+		tap_skip_all("no kvm modules or no SVM in the guest");
 	if (system("cd kmods && for m in irqbypass kvm ccp kvm-amd; do "
 		   "grep -qw \"$(echo $m | tr - _)\" /proc/modules || "
 		   "insmod $m.ko || exit 1; done") != 0 ||
-	    (kvm = open("/dev/kvm", O_RDWR)) < 0) {
-		printf("1..0 # SKIP kvm modules did not load\n");
-		return 0;
-	}
-	tap_plan(4);
+	    (kvm = open("/dev/kvm", O_RDWR)) < 0)
+		tap_skip_all("kvm modules did not load");
 	read_only_stays_read_only();
 	punch_reaches_the_guest();
 	copy_on_write_reaches_the_guest(0);
