@@ -74,8 +74,12 @@ static vm_fault_t no_table_to_link(void *err)
 /* Populate the leaf of @off; the fault's address reaches it by a link. */
 static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 {
-	struct page *page = morsel_fault_frame(m, off >> PAGE_SHIFT);
+	struct page *page;
 
+	/* Shared: see morsel_pfn_mkwrite(). */
+	down_read(&m->lock);
+	page = morsel_fault_frame(m, off >> PAGE_SHIFT);
+	up_read(&m->lock);
 	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
 }
 
@@ -299,10 +303,11 @@ static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
 	struct morsel_mm *mmm = vma->vm_private_data;
 	void *table;
 
+	lockdep_assert_held(&m->lock);
 	if (!mmm)
 		return;
 	if (vmf->pud && pud_none(pudp_get(vmf->pud))) {
-		if (m->level < MORSEL_LEVEL_PMD ||
+		if (m->level < MORSEL_LEVEL_PMD || READ_ONCE(m->frozen) ||
 		    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 			return;
 		table = morsel_pmd_table(m, off, false);
@@ -333,40 +338,53 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
 	struct page *page;
+	vm_fault_t ret;
 	bool linked;
 
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
+	/*
+	 * Shared for the whole store: a freeze (exclusive) is then either
+	 * over, and we refuse, or not begun, and cannot begin before our
+	 * copy is in place.  Without it, a copy (or a new table) made for a
+	 * store that saw the object unfrozen could land in a frozen object
+	 * that has children, whose ownership test would then take their
+	 * base's tables for their own (session-6 review).  Waiting for the
+	 * lock also waits out a freeze still removing writable
+	 * translations, so no store lands once one has seen the freeze.
+	 */
+	down_read(&m->lock);
 	if (READ_ONCE(m->frozen)) {
-		/*
-		 * A freeze may still be removing writable translations of
-		 * this process (it holds m->lock throughout): wait for it, so
-		 * that no store lands once one has seen the freeze.
-		 */
-		down_read(&m->lock);
-		up_read(&m->lock);
-		return VM_FAULT_SIGSEGV;
+		ret = VM_FAULT_SIGSEGV;
+		goto out;
 	}
 	linked = fault_in_object_table(vmf, m, off);
 	page = morsel_writable_frame(m, off >> PAGE_SHIFT, linked ? vmf : NULL);
-	if (IS_ERR(page))
-		return PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
-		       errno_to_fault(PTR_ERR(page));
-	if (linked) {
+	if (IS_ERR(page)) {
+		ret = PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
+		      errno_to_fault(PTR_ERR(page));
+	} else if (linked) {
 		/* the new leaf is in place; a copy removed the link: renew it */
 		relink_after_copy(vmf, m, off);
-		return VM_FAULT_NOPAGE;
+		ret = VM_FAULT_NOPAGE;
+	} else if (pte_pfn(vmf->orig_pte) == page_to_pfn(page)) {
+		/*
+		 * The process's own PTE maps the frame we own: let the core
+		 * mm make it writable.
+		 */
+		ret = 0;
+	} else {
+		/*
+		 * It still maps the frame we copied from (a racing copy has
+		 * not zapped it yet): it must never become writable.  Zap
+		 * it; the access faults again and maps ours.
+		 */
+		zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
+		ret = VM_FAULT_NOPAGE;
 	}
-	/*
-	 * The process's own PTE.  If it maps the frame we own, let the core
-	 * mm make it writable.  If it still maps the frame we copied from (a
-	 * racing copy has not zapped it yet), it must never become
-	 * writable: zap it here, the access faults again and maps ours.
-	 */
-	if (pte_pfn(vmf->orig_pte) == page_to_pfn(page))
-		return 0;
-	zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
-	return VM_FAULT_NOPAGE;
+out:
+	up_read(&m->lock);
+	return ret;
 }
 
 static vm_fault_t morsel_fault(struct vm_fault *vmf)

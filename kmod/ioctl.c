@@ -36,8 +36,9 @@ int morsel_check_rights(struct file *file, fmode_t need)
 /*
  * Copy in the argument at @ua->ptr into @karg, the module's struct of
  * @ksize bytes, first published as @minsz bytes; @ua->size becomes the
- * caller's argsz.  EINVAL below @minsz, E2BIG when the caller's struct is
- * larger and sets bytes the module does not know, EFAULT.
+ * caller's argsz.  EINVAL below @minsz; E2BIG above a page, or when the
+ * caller's struct is larger and sets bytes the module does not know;
+ * EFAULT.
  */
 int morsel_copy_arg(void *karg, size_t ksize, size_t minsz,
 		    struct morsel_uarg *ua)
@@ -48,6 +49,9 @@ int morsel_copy_arg(void *karg, size_t ksize, size_t minsz,
 		return -EFAULT;
 	if (usize < minsz)
 		return -EINVAL;
+	/* As openat2() and clone3(): a struct never grows past a page. */
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
 	ua->size = usize;
 	return copy_struct_from_user(karg, ksize, ua->ptr, usize);
 }

@@ -16,7 +16,7 @@
  *    not know as zero (their defaults);
  *  - a caller built with a newer, larger struct is served if every byte
  *    past the kernel's struct is zero, else E2BIG (it asked for something
- *    this kernel cannot do);
+ *    this kernel cannot do); @argsz above 4096 is E2BIG;
  *  - output is written up to the smaller of @argsz and the kernel's size.
  * This is copy_struct_from_user(), as openat2(), clone3() and iommufd use
  * it.  Unknown flags are EINVAL; a field documented "must be 0" is EINVAL
