@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 	if (stat(paths[0], &st)) {
 		tap_ok(full_g == 0, "no full.img, and none was reported "
 		       "durable (last: %lld)", full_g);
-		tap_ok(1, "full.img: nothing to check");
+		tap_skip("full.img: nothing to check");
 	} else {
 		ok = load_and_check(imgs, 1, &g, "full.img");
 		tap_ok(ok, "full.img verifies and holds one consistent "
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 	}
 	if (!n) {
 		tap_ok(chain_k < 0, "no chain, and none was reported durable");
-		tap_ok(1, "chain: nothing to check");
+		tap_skip("chain: nothing to check");
 	} else {
 		ok = load_and_check(imgs, n, &g, "chain");
 		tap_ok(ok, "the chain of %u images verifies, loads and holds "
