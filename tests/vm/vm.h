@@ -5,7 +5,7 @@
  * headers the helpers need.  Helpers used by one test only stay in that
  * test.  In order:
  *
- *   sizes      PG, KiB, MiB, GiB: long long, like off_t signed
+ *   sizes      PG, KiB, MiB, GiB: long long (signed, like off_t)
  *   ioctls     stat_of() (MORSEL_IOC_STAT, the ioctl's result), mstat()
  *              (the same, bails out on failure), links(), size_of(),
  *              data_of(), tables_of() (-1 on error), freeze(), split(),
