@@ -115,6 +115,7 @@ KASAN_INLINE=y
 KASAN_OUTLINE=n
 KASAN_VMALLOC=y
 KFENCE=y
+KFENCE_NUM_OBJECTS=2047
 KCOV=y
 KCOV_INSTRUMENT_ALL=y
 PROVE_LOCKING=y
@@ -152,12 +153,19 @@ NFS_FS=n
 EOF
 )
 
-# The one change to Debian's source.  With lockdep (DEBUG_SPINLOCK,
-# DEBUG_LOCK_ALLOC) spinlock_t outgrows struct ptdesc's word, so
-# ALLOC_SPLIT_PTLOCKS is 1 and pagetable_{pte,pmd}_ctor/dtor() (inline, used
-# by kmod/pgtable.c) call ptlock_alloc()/ptlock_free() in mm/memory.c,
-# which 6.12 does not export: the module would not link.  On the stock
-# kernel the lock lives in struct ptdesc and nothing is called.
+# The two changes to Debian's source (docs/debug-kernel.md):
+# 1. mm/memory.c: export ptlock_alloc()/ptlock_free().  With lockdep
+#    (DEBUG_SPINLOCK, DEBUG_LOCK_ALLOC) spinlock_t outgrows struct ptdesc's
+#    word, so ALLOC_SPLIT_PTLOCKS is 1 and pagetable_{pte,pmd}_ctor/dtor()
+#    (inline, used by kmod/pgtable.c) call these two, which 6.12 does not
+#    export: the module would not link.  On the stock kernel the lock lives
+#    in struct ptdesc and nothing is called.
+# 2. arch/x86/kernel/cpu/common.c: identify_cpu() clears boot_cpu_data's
+#    feature bits and reads them back from CPUID; pgtable_l5_enabled() is
+#    X86_FEATURE_LA57 of boot_cpu_data, so an interrupt in that window
+#    (early boot, 5-level paging) got "BUG: KASAN: wild-memory-access in
+#    do_raw_spin_lock" for a direct-map address (3 boots in 8 once).  The
+#    LA57 bit is kept, with interrupts off around the memset.
 PATCH=$(cat <<'EOF'
 --- a/mm/memory.c
 +++ b/mm/memory.c
@@ -175,6 +183,32 @@ PATCH=$(cat <<'EOF'
  #endif
  
  void vma_pgtable_walk_begin(struct vm_area_struct *vma)
+--- a/arch/x86/kernel/cpu/common.c
++++ b/arch/x86/kernel/cpu/common.c
+@@ -1896,7 +1896,22 @@
+ 	c->x86_virt_bits = 32;
+ #endif
+ 	c->x86_cache_alignment = c->x86_clflush_size;
+-	memset(&c->x86_capability, 0, sizeof(c->x86_capability));
++	/*
++	 * morsel debug kernel: pgtable_l5_enabled() tests X86_FEATURE_LA57
++	 * in boot_cpu_data.  An interrupt between this memset and
++	 * get_cpu_cap() would see 4-level paging, and KASAN reports every
++	 * direct-map access as a wild-memory-access.  Keep the bit.
++	 */
++	if (c == &boot_cpu_data && pgtable_l5_enabled()) {
++		unsigned long flags;
++
++		local_irq_save(flags);
++		memset(&c->x86_capability, 0, sizeof(c->x86_capability));
++		set_cpu_cap(c, X86_FEATURE_LA57);
++		local_irq_restore(flags);
++	} else {
++		memset(&c->x86_capability, 0, sizeof(c->x86_capability));
++	}
+ #ifdef CONFIG_X86_VMX_FEATURE_NAMES
+ 	memset(&c->vmx_capability, 0, sizeof(c->vmx_capability));
+ #endif
 EOF
 )
 
