@@ -72,7 +72,20 @@ static vm_fault_t no_table_to_link(void *err)
 }
 
 /* Populate the leaf of @off; the fault's address reaches it by a link. */
-static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
+/*
+ * A store through a mapping changes the file: its first store to a page
+ * (a hole, a page borrowed from a base or cleaned by a save: the faults
+ * that reach us) updates mtime and ctime, as write() does.  Later stores
+ * to a page whose leaf is writable take no fault and change no time.
+ */
+static void note_store(struct vm_fault *vmf)
+{
+	if (vmf->flags & FAULT_FLAG_WRITE)
+		file_update_time(vmf->vma->vm_file);
+}
+
+static vm_fault_t fill_linked_leaf(struct vm_fault *vmf, struct morsel *m,
+				   loff_t off)
 {
 	struct page *page;
 
@@ -80,7 +93,10 @@ static vm_fault_t fill_linked_leaf(struct morsel *m, loff_t off)
 	down_read(&m->lock);
 	page = morsel_fault_frame(m, off >> PAGE_SHIFT);
 	up_read(&m->lock);
-	return IS_ERR(page) ? errno_to_fault(PTR_ERR(page)) : VM_FAULT_NOPAGE;
+	if (IS_ERR(page))
+		return errno_to_fault(PTR_ERR(page));
+	note_store(vmf);
+	return VM_FAULT_NOPAGE;
 }
 
 static vm_fault_t link_result(struct morsel *m, int err)
@@ -125,9 +141,10 @@ static bool fault_below_pud_link(struct vm_fault *vmf, struct morsel *m,
 	return table && pud_pfn(pud) == PHYS_PFN(__pa(table));
 }
 
+/* Past the page that holds the last byte?  That page is mapped whole. */
 static bool fault_beyond_eof(struct vm_fault *vmf, loff_t off)
 {
-	return off >= i_size_read(file_inode(vmf->vma->vm_file));
+	return (off & PAGE_MASK) >= i_size_read(file_inode(vmf->vma->vm_file));
 }
 
 static vm_fault_t fault_pud(struct vm_fault *vmf)
@@ -179,7 +196,7 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
 	if (fault_below_pud_link(vmf, m, off))
-		return fill_linked_leaf(m, off);
+		return fill_linked_leaf(vmf, m, off);
 	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
 	/* Shared: a freeze (exclusive) is either over or not begun. */
@@ -286,6 +303,8 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		}
 	}
 	up_read(&m->lock);
+	if (!(ret & VM_FAULT_ERROR))
+		note_store(vmf);
 	return ret;
 }
 
@@ -384,6 +403,8 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 	}
 out:
 	up_read(&m->lock);
+	if (!(ret & VM_FAULT_ERROR))
+		note_store(vmf);
 	return ret;
 }
 
@@ -405,7 +426,7 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 		if (!pmd_none(pmdp_get_lockless(vmf->pmd)))
 			return VM_FAULT_NOPAGE;
 	} else if (fault_in_object_table(vmf, m, off)) {
-		return fill_linked_leaf(m, off);
+		return fill_linked_leaf(vmf, m, off);
 	} else if (WARN_ON_ONCE(pmd_links_table(pmd, morsel_hole_table()))) {
 		return VM_FAULT_SIGBUS;	/* every leaf is present there */
 	}
@@ -624,7 +645,7 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 	mmap_assert_locked(vma->vm_mm);
 	if (off >= size)
 		return 0;
-	end = min_t(unsigned long, end, addr + (size - off));
+	end = min_t(unsigned long, end, addr + PAGE_ALIGN(size - off));
 	if (arg->flags & MORSEL_MAP_POPULATE) {
 		err = morsel_populate(m, off >> PAGE_SHIFT,
 				      vma_offset(vma, end) >> PAGE_SHIFT);

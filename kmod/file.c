@@ -4,9 +4,10 @@
  * write, lseek, fallocate, truncate and stat, and the copy routine ptrace
  * and /proc/PID/mem use.
  *
- * Sizes are whole pages.  ftruncate() to a size that is not a multiple of
- * 4 KiB fails with EINVAL; a write() past the end extends the object to
- * the next page boundary.  Changing the size of a mapped object fails with
+ * Sizes are in bytes, as on tmpfs; frames stay whole pages.  The bytes
+ * of the last page past the size read as zero, whatever a mapping stored
+ * there: every change of size zeroes them in the page that keeps data
+ * (morsel_set_size()).  Changing the size of a mapped object fails with
  * EBUSY: its tables may be linked into address spaces.  inode_lock
  * serializes size changes, writes, freezes and cleans.
  */
@@ -25,7 +26,7 @@ int morsel_resize(struct morsel *m, loff_t size)
 	int err = 0;
 
 	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
-	if (!PAGE_ALIGNED(size))
+	if (size < 0)
 		return -EINVAL;
 	if (size > MORSEL_MAX_SIZE)
 		return -EFBIG;
@@ -75,6 +76,7 @@ static int morsel_getattr(struct mnt_idmap *idmap, const struct path *path,
 const struct inode_operations morsel_file_iops = {
 	.setattr = morsel_setattr,
 	.getattr = morsel_getattr,
+	.listxattr = morsel_listxattr,
 };
 
 /*
@@ -234,7 +236,7 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	end = pos + iov_iter_count(from);
 	old_size = i_size_read(inode);
 	if (end > old_size) {
-		ret = morsel_resize(m, PAGE_ALIGN(end));
+		ret = morsel_resize(m, end);
 		if (ret)
 			goto out;
 	}
@@ -272,8 +274,8 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		cond_resched();
 	}
 	/* Give back what a short write did not use. */
-	if (end > old_size && PAGE_ALIGN(pos) < PAGE_ALIGN(end))
-		morsel_resize(m, max_t(loff_t, old_size, PAGE_ALIGN(pos)));
+	if (end > old_size && pos < end)
+		morsel_resize(m, max_t(loff_t, old_size, pos));
 	iocb->ki_pos = pos;
 	if (done)
 		ret = done;
@@ -348,27 +350,33 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 	loff_t end = offset + len, size;
 	long err = 0;
 
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+	/* Collapse and insert range move data: not supported (EOPNOTSUPP). */
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
+		     FALLOC_FL_ZERO_RANGE))
 		return -EOPNOTSUPP;
 	inode_lock(inode);
 	size = i_size_read(inode);
 	if (m->frozen) {
 		err = -EPERM;
 	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
+		/* Frames end with the page of the last byte: as tmpfs. */
 		if (offset < size)
-			err = punch_hole(m, offset, min(end, size));
+			err = punch_hole(m, offset, min(end, PAGE_ALIGN(size)));
 	} else {
 		loff_t old_size = size;
 
 		if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-			err = morsel_resize(m, PAGE_ALIGN(end));
+			err = morsel_resize(m, end);
 			size = i_size_read(inode);
 		}
+		/* Zero range: a hole, then allocated again like mode 0. */
+		if (!err && (mode & FALLOC_FL_ZERO_RANGE) && offset < old_size)
+			err = punch_hole(m, offset, min(end, old_size));
 		/* Frames exist only below the size. */
 		if (!err && offset < size)
 			err = morsel_populate(m, offset >> PAGE_SHIFT,
-					      PAGE_ALIGN(min(end, size)) >>
-					      PAGE_SHIFT);
+					      DIV_ROUND_UP(min(end, size),
+							   PAGE_SIZE));
 		/* A failed call leaves the size as it was. */
 		if (err && size != old_size)
 			morsel_resize(m, old_size);
@@ -379,9 +387,19 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 	return err;
 }
 
+/*
+ * O_DIRECT is accepted, as tmpfs does: there is no page cache to bypass,
+ * so direct I/O is the ordinary copy and coherent with every mapping.
+ */
+static int morsel_open(struct inode *inode, struct file *file)
+{
+	file->f_mode |= FMODE_CAN_ODIRECT;
+	return generic_file_open(inode, file);
+}
+
 const struct file_operations morsel_fops = {
 	.owner = THIS_MODULE,
-	.open = generic_file_open,
+	.open = morsel_open,
 	.read_iter = morsel_read_iter,
 	.write_iter = morsel_write_iter,
 	.llseek = morsel_llseek,

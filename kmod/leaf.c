@@ -432,6 +432,37 @@ bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page)
 	return pte_present(pte) && pte_pfn(pte) == page_to_pfn(page);
 }
 
+static bool tail_is_zero(struct page *page, unsigned int from)
+{
+	void *p = kmap_local_page(page);
+	bool zero = !memchr_inv(p + from, 0, PAGE_SIZE - from);
+
+	kunmap_local(p);
+	return zero;
+}
+
+/*
+ * The frame of the page holding byte @at, ready to have [@at, end of the
+ * page) zeroed: NULL if that needs nothing (@at starts a page, the page is
+ * a hole, or those bytes are zero already: a borrowed page is not copied
+ * for nothing), else the owned, writable frame, or ERR_PTR (a child's
+ * copy may find no room).  Caller holds m->lock exclusively and nobody
+ * maps the object (morsel_set_size()).
+ */
+struct page *morsel_frame_for_tail(struct morsel *m, loff_t at)
+{
+	unsigned int from = offset_in_page(at);
+	struct page *page;
+
+	lockdep_assert_held_write(&m->lock);
+	if (!from)
+		return NULL;
+	page = frame_for(m, at >> PAGE_SHIFT, MORSEL_LOOKUP, NULL);
+	if (!page || tail_is_zero(page, from))
+		return NULL;
+	return frame_for(m, at >> PAGE_SHIFT, MORSEL_WRITE, NULL);
+}
+
 /* Allocate every frame of pages [@first, @end). */
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 {
@@ -439,7 +470,8 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 	int err = 0;
 
 	down_read(&m->lock);
-	end = min_t(pgoff_t, end, i_size_read(&m->vfs_inode) >> PAGE_SHIFT);
+	end = min_t(pgoff_t, end,
+		    DIV_ROUND_UP(i_size_read(&m->vfs_inode), PAGE_SIZE));
 	/* A frozen object gets no new frames: its holes read as zero. */
 	if (READ_ONCE(m->frozen))
 		end = first;

@@ -142,6 +142,10 @@ struct morsel {
 	struct mem_cgroup *memcg;	/* charged for frames and tables */
 	struct morsel_sb *sbi;
 	struct list_head node;		/* on morsel_list, for debugfs */
+	/* Extended attributes (xattr.c): the list and its bytes. */
+	spinlock_t xattr_lock;
+	struct list_head xattrs;
+	size_t xattr_bytes;
 	struct inode vfs_inode;
 };
 
@@ -286,6 +290,7 @@ struct page *morsel_get_frame_to_write(struct morsel *m, pgoff_t index);
 bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
 bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
+struct page *morsel_frame_for_tail(struct morsel *m, loff_t at);
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);
 int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
 
@@ -360,6 +365,11 @@ ssize_t morsel_access_kernel(struct morsel *m, loff_t off, void *buf,
 /* fill.c */
 long morsel_ioctl_fill(struct file *file, struct morsel_fill *arg,
 		       const struct morsel_uarg *ua);
+
+/* xattr.c: extended attributes */
+extern const struct xattr_handler * const morsel_xattr_handlers[];
+ssize_t morsel_listxattr(struct dentry *dentry, char *buffer, size_t size);
+void morsel_free_xattrs(struct morsel *m);
 
 /* ioctl.c */
 int morsel_check_rights(struct file *file, fmode_t need);

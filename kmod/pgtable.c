@@ -774,22 +774,37 @@ static int own_tables_for_shrink(struct morsel *m, loff_t size)
 }
 
 /*
- * Change the size, re-rooting the subtree when the root level changes.
- * Caller holds m->lock exclusively and has checked that nobody maps the
- * object, so no table of it is linked anywhere.
+ * Change the size (in bytes), re-rooting the subtree when the root level
+ * changes.  Frames and tables past the last page go.  The bytes past the
+ * size in the page that keeps the last byte are zeroed: when growing, a
+ * mapping may have stored past the old end (the page is mapped whole),
+ * and that must not show; when shrinking, the cut bytes must not come
+ * back if the object grows again.  Everything that can fail (copies in a
+ * child) happens before anything is freed or zeroed.  Caller holds
+ * m->lock exclusively and has checked that nobody maps the object, so no
+ * table of it is linked anywhere.
  */
 int morsel_set_size(struct morsel *m, loff_t size)
 {
+	loff_t old = i_size_read(&m->vfs_inode);
 	int level = morsel_level_for_size(size);
+	struct page *tail;
 	int err;
 
 	lockdep_assert_held_write(&m->lock);
-	if (size < i_size_read(&m->vfs_inode) && m->root) {
-		err = own_tables_for_shrink(m, size);
+	if (size < old && m->root) {
+		err = own_tables_for_shrink(m, PAGE_ALIGN(size));
 		if (err)
 			return err;
-		free_subtree(m, m->root, m->level, 0, size);
 	}
+	tail = morsel_frame_for_tail(m, min(size, old));
+	if (IS_ERR(tail))
+		return PTR_ERR(tail);
+	if (tail)
+		memzero_page(tail, offset_in_page(min(size, old)),
+			     PAGE_SIZE - offset_in_page(min(size, old)));
+	if (size < old && m->root)
+		free_subtree(m, m->root, m->level, 0, PAGE_ALIGN(size));
 	if (level == MORSEL_LEVEL_NONE) {
 		free_root(m);
 		m->level = MORSEL_LEVEL_NONE;

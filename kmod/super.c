@@ -139,6 +139,7 @@ static const struct inode_operations morselfs_dir_iops = {
 	.rmdir = simple_rmdir,
 	.rename = simple_rename,
 	.tmpfile = morselfs_tmpfile,
+	.listxattr = morsel_listxattr,
 };
 
 /* Superblock */
@@ -176,6 +177,9 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	m->memcg = NULL;
 	m->sbi = sb->s_fs_info;
 	INIT_LIST_HEAD(&m->node);
+	spin_lock_init(&m->xattr_lock);
+	INIT_LIST_HEAD(&m->xattrs);
+	m->xattr_bytes = 0;
 	return &m->vfs_inode;
 }
 
@@ -188,6 +192,7 @@ static void morselfs_evict_inode(struct inode *inode)
 {
 	struct morsel *m = MORSEL(inode);
 
+	morsel_free_xattrs(m);
 	truncate_inode_pages_final(&inode->i_data);
 	if (S_ISREG(inode->i_mode)) {
 		/* Every link holds the object: none can be left. */
@@ -352,6 +357,7 @@ static int morselfs_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_blocksize_bits = PAGE_SHIFT;
 	sb->s_magic = MORSELFS_MAGIC;
 	sb->s_op = &morselfs_ops;
+	sb->s_xattr = morsel_xattr_handlers;
 	sb->s_time_gran = 1;
 
 	inode = morselfs_get_inode(sb, NULL, S_IFDIR | sbi->mode);

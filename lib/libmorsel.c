@@ -268,8 +268,6 @@ int morsel_size_parse(const char *s, uint64_t *out)
 	if (v > (UINT64_MAX >> shift))
 		return -EINVAL;
 	v <<= shift;
-	if (v % MORSEL_PAGE_SIZE)
-		return -EINVAL;
 	*out = v;
 	return 0;
 }
@@ -383,7 +381,7 @@ static int copy_in_regular(int fd, int src, off_t size, char *buf)
 
 	if (ftruncate(fd, 0))
 		return -errno;
-	if (ftruncate(fd, (off_t)round_up_page((uint64_t)size)))
+	if (ftruncate(fd, size))	/* sizes are in bytes */
 		return -errno;
 	while (off < size) {
 		data = lseek(src, off, SEEK_DATA);
@@ -432,7 +430,7 @@ static int copy_in_stream(int fd, int src, char *buf)
 			break;
 	}
 	/* Trailing zero pages were skipped: size the object explicitly. */
-	if (ftruncate(fd, (off_t)round_up_page(total)))
+	if (ftruncate(fd, (off_t)total))
 		return -errno;
 	return 0;
 }

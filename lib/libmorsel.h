@@ -59,7 +59,7 @@ const char *morsel_dir(void);
 int morsel_path(const char *name, char *buf, size_t len);
 
 /*
- * Create a new morsel of @size bytes (a multiple of 4 KiB) with @mode.
+ * Create a new morsel of @size bytes with @mode.
  * Fails with -EEXIST if it exists.  Returns an O_RDWR|O_CLOEXEC fd or -errno.
  * If sizing fails the new file is removed again.
  */
@@ -93,10 +93,10 @@ int morsel_unmap(void *addr, uint64_t size);
 
 /*
  * Parse a size: decimal digits with an optional binary suffix k, m, g, t
- * (either case; "4096", "4k", "2M", "1G", "64G").  The result must be a
- * multiple of 4 KiB.  No sign, spaces, hex, fractions or extra characters.
- * Returns 0 and sets *@out, or -EINVAL (garbage, overflow, not a multiple
- * of 4 KiB); *@out is untouched on error.
+ * (either case; "4096", "4k", "2M", "1G", "64G", "100000"): sizes are in
+ * bytes.  No sign, spaces, hex, fractions or extra characters.  Returns 0
+ * and sets *@out, or -EINVAL (garbage, overflow); *@out is untouched on
+ * error.
  */
 int morsel_size_parse(const char *s, uint64_t *out);
 
@@ -113,7 +113,7 @@ const char *morsel_level_name(unsigned int level);
 /*
  * Replace the contents of morsel @fd with those of @src_fd.  A regular
  * source is copied sparsely (SEEK_DATA/SEEK_HOLE, and all-zero pages are
- * skipped too): the morsel is sized to the source size rounded up to 4 KiB
+ * skipped too): the morsel gets the source's size, in bytes,
  * and only pages with data get frames.  Any other source (pipe, tty) is
  * streamed to its end.  Fails with -EBUSY while the morsel is mapped.
  */

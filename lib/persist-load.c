@@ -433,6 +433,10 @@ int morsel_load(const char *const *paths, unsigned int n, const char *name,
 	ret = load_chain(&l);
 	if (ret)
 		goto out;
+	/* Whole pages were written: the last one may have grown the size. */
+	ret = size_target(&l);
+	if (ret)
+		goto out;
 	if (out)
 		*out = *newest_header(&l);
 out:

@@ -127,7 +127,9 @@ int mp_source_open(struct source *src, int fd,
 		   (off_t)start);
 	if (map == MAP_FAILED)
 		return 0;	/* pread() then */
-	if (morsel_stat(fd, &now) || now.size < start + length) {
+	/* The last page of an object is whole in the range. */
+	if (morsel_stat(fd, &now) ||
+	    (now.size + PAGE - 1) / PAGE * PAGE < start + length) {
 		munmap(map, length);
 		return -EAGAIN;	/* shrank since the scan */
 	}

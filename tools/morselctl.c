@@ -47,7 +47,7 @@ static const char usage_text[] =
 "usage: morselctl COMMAND [ARGS]\n"
 "\n"
 "  create NAME SIZE [--mode OCTAL]  create a morsel of SIZE bytes\n"
-"                                   (4096, 4k, 2M, 1G, 64G: multiples of 4 KiB)\n"
+"                                   (in bytes: 100000, 4k, 2M, 1G, 64G)\n"
 "  ls [DIR] [--bytes]               one row per morsel: name, size, level,\n"
 "                                   populated, tables, links, mappers\n"
 "  stat NAME [--json]               usage figures of one morsel\n"
@@ -450,7 +450,7 @@ static int cmd_create(struct cmd *c)
 	int fd;
 
 	if (morsel_size_parse(c->args[1], &size))
-		return usage_error("create %s: invalid size '%s' (a multiple of 4 KiB: 4096, 4k, 2M, 1G, ...)",
+		return usage_error("create %s: invalid size '%s' (bytes: 4096, 4k, 2M, 1G, ...)",
 				   name, c->args[1]);
 	if (mode_arg) {
 		errno = 0;
@@ -913,7 +913,7 @@ static void header_json(const struct mimg_header *h)
 	json_u64("created_ns", h->created_ns);
 }
 
-/* "START:LENGTH" with morsel_size_parse() sizes. */
+/* "START:LENGTH" with morsel_size_parse() sizes, both page aligned. */
 static int parse_range(const char *s, uint64_t *start, uint64_t *len)
 {
 	char buf[64];
@@ -927,7 +927,10 @@ static int parse_range(const char *s, uint64_t *start, uint64_t *len)
 		*start = 0;
 	else if (morsel_size_parse(buf, start))
 		return -EINVAL;
-	return morsel_size_parse(colon + 1, len) || !*len ? -EINVAL : 0;
+	if (morsel_size_parse(colon + 1, len) || !*len ||
+	    (*start | *len) % MORSEL_PAGE_SIZE)
+		return -EINVAL;
+	return 0;
 }
 
 /* A morsel named by the value of option @opt, read-only, into *@fd. */

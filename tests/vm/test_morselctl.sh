@@ -12,7 +12,9 @@ f() { want=$1; desc=$2; shift 2; "$@" >/tmp/ctl.out 2>/tmp/ctl.err; rc=$?;
 echo "TAP version 13"
 t "create a 4 MiB morsel" $C create ctl-a 4M
 f 1 "create it again fails with a message" $C create ctl-a 4M
-f 2 "create with a size that is not a multiple of 4 KiB is a usage error" $C create ctl-b 4097
+t "create with a size in bytes, not a multiple of 4 KiB" $C create ctl-b 4097
+[ "$(stat -c %s /dev/morsel/ctl-b)" = 4097 ]; ok $? "its size is 4097 bytes"
+rm -f /dev/morsel/ctl-b
 printf 'hello morsel\n' > /tmp/ctl.in
 t "import a file into it" $C import ctl-a /tmp/ctl.in
 $C cat ctl-a | head -c 13 > /tmp/ctl.cat

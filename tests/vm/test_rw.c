@@ -64,38 +64,39 @@ int main(void)
 
 	/* Small objects and EOF. */
 	tap_ok(read(fd, buf, sizeof(buf)) == 0, "read of an empty object returns 0");
-	tap_ok(write(fd, "hello", 5) == 5 && size_of(fd) == 4096 &&
+	tap_ok(write(fd, "hello", 5) == 5 && size_of(fd) == 5 &&
 	       lseek(fd, 0, SEEK_CUR) == 5,
-	       "write of 5 bytes to an empty object: size 4096, position 5");
+	       "write of 5 bytes to an empty object: size 5, position 5");
 	memset(buf, 0xee, sizeof(buf));
-	tap_ok(lseek(fd, 0, SEEK_SET) == 0 && read(fd, buf, 8192) == 4096 &&
-	       !memcmp(buf, "hello", 5) && all_zero(buf + 5, 4096 - 5),
-	       "read of 8192 at 0 returns the 4096 bytes up to the size, zero-filled");
+	tap_ok(lseek(fd, 0, SEEK_SET) == 0 && read(fd, buf, 8192) == 5 &&
+	       !memcmp(buf, "hello", 5),
+	       "read of 8192 at 0 returns the 5 bytes up to the size");
 	tap_ok(read(fd, buf, 10) == 0, "read at EOF returns 0");
-	tap_ok(pread(fd, buf, 10, 4095) == 1 && buf[0] == 0,
+	tap_ok(pread(fd, buf, 10, 4) == 1 && buf[0] == 'o',
 	       "pread across EOF is short (1 byte)");
 	tap_ok(pread(fd, buf, 10, 1 * GiB) == 0, "pread far beyond EOF returns 0");
 	tap_ok(pread(fd, buf, 0, 0) == 0, "read of 0 bytes returns 0");
-	tap_ok(lseek(fd, 0, SEEK_END) == 4096, "SEEK_END is the size");
-	tap_ok(pwrite(fd, "abc", 3, 4094) == 3 && size_of(fd) == 8192 &&
-	       pread(fd, buf, 4, 4094) == 4 && !memcmp(buf, "abc", 3) && buf[3] == 0,
-	       "pwrite straddling the end: size 8192, bytes in both pages");
-	tap_ok(pwrite(fd, "Z", 1, 20000) == 1 && size_of(fd) == 20480 &&
+	tap_ok(lseek(fd, 0, SEEK_END) == 5, "SEEK_END is the size");
+	tap_ok(pwrite(fd, "abc", 3, 4094) == 3 && size_of(fd) == 4097 &&
+	       pread(fd, buf, 4, 4094) == 3 && !memcmp(buf, "abc", 3) &&
+	       pread(fd, buf, 4089, 5) == 4089 && all_zero(buf, 4089),
+	       "pwrite straddling a page boundary past the end: size 4097, the gap zero");
+	tap_ok(pwrite(fd, "Z", 1, 20000) == 1 && size_of(fd) == 20001 &&
 	       data_of(fd) == 3,
-	       "pwrite far past the end: size rounded to 20480, the gap stays a hole (3 pages)");
+	       "pwrite far past the end: size 20001, the gap stays a hole (3 pages)");
 	tap_ok(pread(fd, buf, 3, 0) == 3 && !memcmp(buf, "hel", 3) &&
-	       lseek(fd, 0, SEEK_CUR) == 4096, "pread does not move the position");
+	       lseek(fd, 0, SEEK_CUR) == 5, "pread does not move the position");
 	tap_ok(pwrite(fd, "XY", 2, 1) == 2 && pread(fd, buf, 6, 0) == 6 &&
 	       !memcmp(buf, "hXYlo\0", 6),
 	       "overwriting 2 bytes keeps the rest of the page");
 
-	/* O_APPEND appends at the (page-aligned) size. */
+	/* O_APPEND appends at the size. */
 	{
 		int afd = open(path, O_WRONLY | O_APPEND);
 
-		tap_ok(afd >= 0 && write(afd, "app", 3) == 3 && size_of(fd) == 24576 &&
-		       pread(fd, buf, 3, 20480) == 3 && !memcmp(buf, "app", 3),
-		       "O_APPEND write lands at the size and extends by a page");
+		tap_ok(afd >= 0 && write(afd, "app", 3) == 3 && size_of(fd) == 20004 &&
+		       pread(fd, buf, 3, 20001) == 3 && !memcmp(buf, "app", 3),
+		       "O_APPEND write lands at the size and extends by its length");
 		close(afd);
 	}
 
@@ -107,7 +108,7 @@ int main(void)
 	iov[1].iov_len = 5000;
 	iov[2].iov_base = buf + 5100;
 	iov[2].iov_len = 3;
-	tap_ok(pwritev(fd, iov, 3, 4000) == 5103 && size_of(fd) == 24576,
+	tap_ok(pwritev(fd, iov, 3, 4000) == 5103 && size_of(fd) == 20004,
 	       "pwritev of 3 segments across a page boundary");
 	memset(buf, 0, sizeof(buf));
 	tap_ok(preadv(fd, iov, 3, 4000) == 5103 && buf[0] == 'v' &&
@@ -162,8 +163,8 @@ int main(void)
 	tap_ok(check(fd, 4 * GiB - 1 * MiB, big, 2 * MiB),
 	       "data across the old end reads back");
 	tap_ok(pwrite(fd, big, 100, 4 * GiB + 1 * MiB + 10) == 100 &&
-	       size_of(fd) == 4 * GiB + 1 * MiB + 4096,
-	       "100 bytes at 10 past the end: size rounded to the next page");
+	       size_of(fd) == 4 * GiB + 1 * MiB + 110,
+	       "100 bytes at 10 past the end: size ends at its last byte");
 
 	/* Faulting user buffers. */
 	{
