@@ -26,7 +26,9 @@ LIB_SRC    := $(wildcard lib/*.c)
 LIB_HDR    := $(wildcard lib/*.h) include/uapi/linux/morsel.h
 VM_TESTS   := $(patsubst tests/vm/%.c,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.c)) \
               $(patsubst tests/vm/%.sh,$(B)/tests/vm/%,$(wildcard tests/vm/test_*.sh)) \
-              $(B)/tests/vm/morselctl $(B)/tests/vm/kmods/.stamp
+              $(B)/tests/vm/morselctl $(B)/tests/vm/kmods/.stamp \
+              $(B)/tests/vm/fsx $(B)/tests/vm/fsx-common.sh \
+              $(B)/tests/vm/rsync/.stamp
 HOST_TESTS := $(patsubst tests/host/%.c,$(B)/tests/host/%,$(wildcard tests/host/test_*.c))
 BENCHES    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 # Crash test (tests/crash): guest programs, in the --files dir of crash-loop.sh
@@ -63,6 +65,32 @@ $(B)/bench/%: bench/%.c $(B)/libmorsel.a $(LIB_HDR)
 $(B)/tests/crash/files/%: tests/crash/%.c tests/crash/crash.h tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(UCFLAGS) -static -o $@ $< $(B)/libmorsel.a
+
+# Peer tests (tests/vm/test_fsx.sh): xfstests' fsx and fsstress, built
+# unmodified from the shared reference copy next to this repository; where
+# it is missing, test_fsx skips (and says so).
+XFSTESTS ?= $(abspath ../shared/tools/xfstests)
+
+$(B)/tests/vm/fsx: $(wildcard $(XFSTESTS)/*.c $(XFSTESTS)/*.h $(XFSTESTS)/build.sh)
+	@mkdir -p $(dir $@)
+	if [ -x $(XFSTESTS)/build.sh ]; then \
+		$(XFSTESTS)/build.sh $(dir $@) >/dev/null; \
+	else \
+		echo "no $(XFSTESTS): test_fsx will skip"; rm -f $@ $(dir $@)fsstress; \
+	fi
+
+# rsync for test_roundtrip.sh: the host's binary, its libraries and their
+# loader (the guest runs it as "rsync/ld-linux... --library-path rsync").
+$(B)/tests/vm/rsync/.stamp:
+	@mkdir -p $(dir $@)
+	r=$$(command -v rsync) && cp $$r $(dir $@) && \
+	for l in $$(ldd $$r | awk '/=> \// { print $$3 } /^\t\/lib/ { print $$1 }'); do \
+		cp -L $$l $(dir $@); done && touch $@ || \
+		echo "no rsync on the host: test_roundtrip skips its rsync part"
+
+$(B)/tests/vm/fsx-common.sh: tests/vm/fsx-common.sh
+	@mkdir -p $(dir $@)
+	install -m 0644 $< $@
 
 # Shell tests run in the guest next to a copy of the tool.
 $(B)/tests/vm/%: tests/vm/%.sh

@@ -17,6 +17,12 @@ PACKAGES=(
     # sanitizer runtimes are in libclang-rt-14-dev, which clang only
     # recommends; llvm gives llvm-symbolizer for readable reports.
     clang libclang-rt-14-dev llvm
+    # xfstests' fsx and fsstress (tests/vm/test_fsx.sh), built from
+    # ../shared/tools/xfstests: they link libaio and liburing statically.
+    libaio-dev liburing-dev xfslibs-dev
+    # rsync for tests/vm/test_roundtrip.sh (copied into the guest with
+    # its libraries: the guest has only busybox).
+    rsync
 )
 
 # --- find what is missing ---------------------------------------------------

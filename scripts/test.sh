@@ -37,7 +37,7 @@ mkdir -p build/vm
 for paging in 5 4; do
 	log="build/vm/suite-paging$paging.log"
 	echo "== VM suite, $paging-level paging (log: $log)"
-	./vm/run --paging "$paging" --mem 2G --timeout 1800 \
+	./vm/run --paging "$paging" --mem 4G --timeout 1800 \
 		--files build/tests/vm --keep-log "$log" \
 		-- tests/vm/run-suite.sh ${MORSEL_TESTS:-} 2>&1 | tee "$log.out"
 	rc=${PIPESTATUS[0]}
