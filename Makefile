@@ -69,7 +69,9 @@ $(B)/tests/crash/files/%: tests/crash/%.c tests/crash/crash.h tests/tap.h $(B)/l
 # Peer tests (tests/vm/test_fsx.sh): xfstests' fsx and fsstress, built
 # unmodified from the shared reference copy next to this repository; where
 # it is missing, test_fsx skips (and says so).
-XFSTESTS ?= $(abspath ../shared/tools/xfstests)
+XFSTESTS ?= $(firstword $(wildcard $(abspath ../shared/tools/xfstests) \
+			    /work/shared/tools/xfstests) \
+		  $(abspath ../shared/tools/xfstests))
 
 $(B)/tests/vm/fsx: $(wildcard $(XFSTESTS)/*.c $(XFSTESTS)/*.h $(XFSTESTS)/build.sh)
 	@mkdir -p $(dir $@)
