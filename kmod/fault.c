@@ -89,13 +89,10 @@ static vm_fault_t fill_linked_leaf(struct vm_fault *vmf, struct morsel *m,
 {
 	struct page *page;
 
-	/* Shared: see morsel_pfn_mkwrite(). */
-	down_read(&m->lock);
+	lockdep_assert_held_read(&m->lock);
 	page = morsel_fault_frame(m, off >> PAGE_SHIFT);
-	up_read(&m->lock);
 	if (IS_ERR(page))
 		return errno_to_fault(PTR_ERR(page));
-	note_store(vmf);
 	return VM_FAULT_NOPAGE;
 }
 
@@ -153,33 +150,22 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 	struct morsel_mm *mmm = vma->vm_private_data;
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
-	vm_fault_t ret;
 	pmd_t *table;
 
+	lockdep_assert_held_read(&m->lock);
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
-	if (!mmm || !(vma->vm_flags & VM_WRITE) ||
+	/* A frozen object links PTE tables (the hole table for holes). */
+	if (!mmm || !(vma->vm_flags & VM_WRITE) || READ_ONCE(m->frozen) ||
 	    m->level < MORSEL_LEVEL_PMD ||
 	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 		return VM_FAULT_FALLBACK;
-	/* Shared: a freeze (exclusive) is either over or not begun. */
-	down_read(&m->lock);
-	/* A frozen object links PTE tables (the hole table for holes). */
-	if (READ_ONCE(m->frozen)) {
-		ret = VM_FAULT_FALLBACK;
-		goto out;
-	}
 	table = morsel_pmd_table(m, off, true);
-	if (IS_ERR_OR_NULL(table)) {
-		ret = table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
-		goto out;
-	}
-	ret = link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
-					 ALIGN_DOWN(vmf->address, PUD_SIZE),
-					 table, ALIGN_DOWN(off, PUD_SIZE)));
-out:
-	up_read(&m->lock);
-	return ret;
+	if (IS_ERR_OR_NULL(table))
+		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
+	return link_result(m, morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
+					  ALIGN_DOWN(vmf->address, PUD_SIZE),
+					  table, ALIGN_DOWN(off, PUD_SIZE)));
 }
 
 /* vmf->pmd is empty: fill it in the object, link it, or fall back. */
@@ -193,23 +179,20 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	pte_t *table;
 	bool hole;
 
+	lockdep_assert_held_read(&m->lock);
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
 	if (fault_below_pud_link(vmf, m, off))
 		return fill_linked_leaf(vmf, m, off);
 	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
-	/* Shared: a freeze (exclusive) is either over or not begun. */
-	down_read(&m->lock);
 	/* A frozen object's leaves are read-only in every VMA. */
 	if ((vma->vm_flags & VM_WRITE) && !READ_ONCE(m->frozen))
 		table = morsel_pte_table(m, off, true);
 	else
 		table = morsel_ro_pte_table(m, off);
-	if (IS_ERR_OR_NULL(table)) {
-		ret = table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
-		goto out;
-	}
+	if (IS_ERR_OR_NULL(table))
+		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
 	/* A hole link is made under hole_sem: see forget_hole_links(). */
 	hole = table == morsel_hole_table();
 	if (hole)
@@ -219,18 +202,29 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 					 table, ALIGN_DOWN(off, PMD_SIZE)));
 	if (hole)
 		up_read(&m->hole_sem);
-out:
-	up_read(&m->lock);
 	return ret;
 }
 
+/*
+ * The fault entry points (->huge_fault, ->fault, ->pfn_mkwrite) hold
+ * m->lock shared throughout: the size, the root and every table they
+ * look at stay as they are (a resize, a freeze or a punch that frees
+ * tables holds it exclusively), and a freeze is never halfway under them.
+ */
 static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 {
+	struct morsel *m = vma_morsel(vmf->vma);
+	vm_fault_t ret = VM_FAULT_FALLBACK;
+
+	down_read(&m->lock);
 	if (order == PUD_ORDER)
-		return fault_pud(vmf);
-	if (order == PMD_ORDER && pmd_none(pmdp_get_lockless(vmf->pmd)))
-		return fault_pmd(vmf);
-	return VM_FAULT_FALLBACK;
+		ret = fault_pud(vmf);
+	else if (order == PMD_ORDER && pmd_none(pmdp_get_lockless(vmf->pmd)))
+		ret = fault_pmd(vmf);
+	up_read(&m->lock);
+	if (ret == VM_FAULT_NOPAGE)
+		note_store(vmf);
+	return ret;
 }
 
 /*
@@ -263,8 +257,8 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 	vm_fault_t ret;
 	int gen;
 
-	/* Shared: punching a hole must not run between lookup and insert. */
-	down_read(&m->lock);
+	/* Shared (the caller): no punch between lookup and insert. */
+	lockdep_assert_held_read(&m->lock);
 	gen = morsel_leaf_gen_read(m);
 	/* A frozen hole stays one: map the zero page, record nothing. */
 	if (READ_ONCE(m->frozen))
@@ -302,9 +296,6 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 					     PAGE_SIZE);
 		}
 	}
-	up_read(&m->lock);
-	if (!(ret & VM_FAULT_ERROR))
-		note_store(vmf);
 	return ret;
 }
 
@@ -408,11 +399,9 @@ out:
 	return ret;
 }
 
-static vm_fault_t morsel_fault(struct vm_fault *vmf)
+static vm_fault_t fault_locked(struct vm_fault *vmf, struct morsel *m)
 {
-	struct vm_area_struct *vma = vmf->vma;
-	struct morsel *m = vma_morsel(vma);
-	loff_t off = vma_offset(vma, vmf->address);
+	loff_t off = vma_offset(vmf->vma, vmf->address);
 	pmd_t pmd = pmdp_get_lockless(vmf->pmd);
 	vm_fault_t ret;
 
@@ -431,6 +420,19 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 		return VM_FAULT_SIGBUS;	/* every leaf is present there */
 	}
 	return fault_one_page(vmf, m, off);
+}
+
+static vm_fault_t morsel_fault(struct vm_fault *vmf)
+{
+	struct morsel *m = vma_morsel(vmf->vma);
+	vm_fault_t ret;
+
+	down_read(&m->lock);	/* see morsel_huge_fault() */
+	ret = fault_locked(vmf, m);
+	up_read(&m->lock);
+	if (!(ret & VM_FAULT_ERROR))
+		note_store(vmf);
+	return ret;
 }
 
 /*

@@ -8,8 +8,9 @@
  * of the last page past the size read as zero, whatever a mapping stored
  * there: every change of size zeroes them in the page that keeps data
  * (morsel_set_size()).  Changing the size of a mapped object fails with
- * EBUSY: its tables may be linked into address spaces.  inode_lock
- * serializes size changes, writes, freezes and cleans.
+ * EBUSY: the library's saves read through a mapping and rely on it
+ * (docs/status.md, issue 12).  inode_lock serializes size changes,
+ * writes, freezes and cleans.
  */
 #include <linux/fs.h>
 #include <linux/falloc.h>

@@ -616,7 +616,7 @@ static int punch_leaves(struct morsel *m, pgoff_t first, pgoff_t end)
 				    (loff_t)(end - first) << PAGE_SHIFT, 1);
 		morsel_free_frames(m, &frames);
 	}
-	morsel_free_empty_tables(m, first, end);
+	morsel_free_empty_tables(m, first, end, cleared);
 	return err;
 }
 

@@ -262,7 +262,8 @@ pte_t *morsel_ro_pte_table(struct morsel *m, loff_t off);
 int morsel_hole_table_init(void);
 void morsel_hole_table_exit(void);
 pte_t *morsel_hole_table(void);
-void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end);
+void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end,
+			      bool unlinked);
 int morsel_set_size(struct morsel *m, loff_t size);
 void morsel_destroy(struct morsel *m);
 

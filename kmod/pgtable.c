@@ -124,17 +124,48 @@ static void *alloc_table(struct morsel *m, int level)
 	return alloc_table_filled(m, level, true);
 }
 
+/*
+ * A table that was linked may still be walked after its last link went
+ * and was flushed: a fault of another thread that read the link before
+ * holds RCU while it maps the table (pte_offset_map_lock()).  So the page,
+ * and its split lock, go after a grace period, as the core mm frees its
+ * own tables (tlb_remove_table()).  Tables freed while nobody maps the
+ * object would not need it; one rule is simpler.
+ */
+static void free_pte_table_rcu(struct rcu_head *head)
+{
+	struct ptdesc *pt = container_of(head, struct ptdesc, pt_rcu_head);
+
+	pagetable_pte_dtor(pt);
+	pagetable_free(pt);
+}
+
+static void free_pmd_table_rcu(struct rcu_head *head)
+{
+	struct ptdesc *pt = container_of(head, struct ptdesc, pt_rcu_head);
+
+	pagetable_pmd_dtor(pt);
+	pagetable_free(pt);
+}
+
+static void free_pud_table_rcu(struct rcu_head *head)
+{
+	struct ptdesc *pt = container_of(head, struct ptdesc, pt_rcu_head);
+
+	pagetable_pud_dtor(pt);
+	pagetable_free(pt);
+}
+
 static void free_table(struct morsel *m, void *table, int level)
 {
 	struct ptdesc *pt = virt_to_ptdesc(table);
 
 	if (level == MORSEL_LEVEL_PTE)
-		pagetable_pte_dtor(pt);
+		call_rcu(&pt->pt_rcu_head, free_pte_table_rcu);
 	else if (level == MORSEL_LEVEL_PMD)
-		pagetable_pmd_dtor(pt);
+		call_rcu(&pt->pt_rcu_head, free_pmd_table_rcu);
 	else
-		pagetable_pud_dtor(pt);
-	pagetable_free(pt);
+		call_rcu(&pt->pt_rcu_head, free_pud_table_rcu);
 	morsel_uncharge_pages(m->sbi, 1);
 	atomic_long_dec(&m->table_pages);
 	atomic_long_dec(&morsel_totals.table_pages);
@@ -573,20 +604,22 @@ static void free_pmd_table_if_empty(struct morsel *m, loff_t off)
 /*
  * After a punch of pages [@first, @end): free the tables of the range
  * that hold nothing any more, up to the root, so that punching gives
- * back all the memory that writing took (docs/security.md).  Only while
- * nobody maps the object: then no link can point at a table (m->lock
- * held exclusively keeps new mappings out, morsel_mmap()), and nothing
- * else reads the tables without m->lock.  Tables emptied while the
- * object is mapped stay, charged, until a later punch or truncate of
- * their range when it is not.
+ * back all the memory that writing took (docs/security.md).  No link may
+ * point at them: either nobody maps the object, or @unlinked says the
+ * range was unmapped (every link overlapping it removed and flushed,
+ * unmap_mapping_range()), and with m->lock held exclusively no fault can
+ * link again meanwhile (every fault path holds it shared).  A walker that
+ * read a link before it went is waited for by free_table()'s grace
+ * period.
  */
-void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end)
+void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end,
+			      bool unlinked)
 {
 	loff_t off = ALIGN_DOWN((loff_t)first << PAGE_SHIFT, PMD_SIZE);
 	loff_t stop = (loff_t)end << PAGE_SHIFT;
 
 	lockdep_assert_held_write(&m->lock);
-	if (atomic_read(&m->mappers))
+	if (!unlinked && atomic_read(&m->mappers))
 		return;
 	for (; off < stop && m->root; off += PMD_SIZE) {
 		if (m->level == MORSEL_LEVEL_PUD &&
