@@ -379,6 +379,7 @@ static void file_system(void)
 
 int main(void)
 {
+	long morsels = total("morsels");
 	const char *names[] = { "hello", "eof", "eof_base", "map", "layout",
 				"layout2", "falloc", "xa", "xa_user", "fs", "n1",
 				"n2" };
@@ -395,7 +396,8 @@ int main(void)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(P(names[i]));
 	rmdir(P("xadir"));
-	tap_ok(rmdir(DIR) == 0 && total("morsels") == 0,
-	       "every object is gone (morsels %ld)", total("morsels"));
+	tap_ok(rmdir(DIR) == 0 && total("morsels") == morsels,
+	       "every object is gone (morsels %ld, %ld before)",
+	       total("morsels"), morsels);
 	return tap_done();
 }
