@@ -399,6 +399,24 @@ out:
 	return ret;
 }
 
+/*
+ * Fault-around maps nothing: a fault that misses goes on to ->fault.
+ * Having ->map_pages is what lets the core mm call ->fault and
+ * ->pfn_mkwrite under the per-VMA lock rather than drop it and retry the
+ * whole fault under mmap_lock (vmf_can_call_fault() in mm/memory.c: the
+ * vm_ops that have ->map_pages are those audited not to need mmap_lock).
+ * Ours do not: they hold m->lock, write process entries under the core's
+ * own locks (pmd_lock(), pud_lock(), the PTE lock) and keep their link
+ * records under mmm->lock, and ->huge_fault, which the core always calls
+ * under the VMA lock, runs the same paths.  The retry doubled the cost of
+ * a first store to a borrowed page.  Called under rcu_read_lock().
+ */
+static vm_fault_t morsel_map_pages(struct vm_fault *vmf, pgoff_t start,
+				   pgoff_t end)
+{
+	return 0;
+}
+
 static vm_fault_t fault_locked(struct vm_fault *vmf, struct morsel *m)
 {
 	loff_t off = vma_offset(vmf->vma, vmf->address);
@@ -540,6 +558,7 @@ static const struct vm_operations_struct morsel_vm_ops = {
 	.mprotect = morsel_vma_mprotect,
 	.fault = morsel_fault,
 	.huge_fault = morsel_huge_fault,
+	.map_pages = morsel_map_pages,
 	.pfn_mkwrite = morsel_pfn_mkwrite,
 	.access = morsel_vma_access,
 };
