@@ -10,7 +10,8 @@
 # build/debug-suite/reports-pagingP.txt and printed.  docs/debug-kernel.md.
 #
 #   MORSEL_TESTS="test_a test_b"      only those VM tests
-#   MORSEL_DEBUG_PAGING="5"           only one paging mode (default "5 4")
+#   MORSEL_DEBUG_PAGING="5"           only one paging mode (default "5 4";
+#                                     "none": no suite, e.g. crash loop only)
 #   MORSEL_DEBUG_MEM=3G               guest memory (KASAN's shadow is 1/8 of it)
 #   MORSEL_DEBUG_TIMEOUT=14400        seconds for one whole suite run
 #   MORSEL_DEBUG_TEST_TIMEOUT=1800    seconds for one test (run-suite.sh: 300)
@@ -38,6 +39,7 @@ MEM=${MORSEL_DEBUG_MEM:-3G}
 TIMEOUT=${MORSEL_DEBUG_TIMEOUT:-14400}
 TEST_TIMEOUT=${MORSEL_DEBUG_TEST_TIMEOUT:-1800}
 PAGINGS=${MORSEL_DEBUG_PAGING:-5 4}
+[ "$PAGINGS" != none ] || PAGINGS=
 CRASH_ROUNDS=${MORSEL_DEBUG_CRASH_ROUNDS:-0}
 
 t_start=$(date +%s)
@@ -350,7 +352,7 @@ VMARGS=(--kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" --append "$APPEND"
 REPORT_RE='BUG|WARNING:|Oops|KASAN|KFENCE|kmemleak|unreferenced object|possible circular|lock state|recursive locking|lock inversion|RCU usage|invalid context|while atomic|unlock balance|held lock|locks held|DEBUG_LOCKS_WARN_ON|corruption|double add|refcount_t|UBSAN|bad p[mu]d|Bad page|lockup|stall|blocked for more|protection fault|Kernel panic|leak '
 reports() {
 	tr -d '\r' < "$1" | awk -v re="$REPORT_RE" '
-		/MORSEL-HARNESS: (leak |kmemleak)/ { print; next }
+		/MORSEL-HARNESS: (leak |kmemleak([:|]| \())/ { print; next }
 		!/\[ *[0-9]+\.[0-9]+\]/ { next }
 		left > 0 { print; left--; if (/---\[ end trace|\] =+$/) left = 0; next }
 		$0 ~ re { print; left = 80 }'
