@@ -151,7 +151,11 @@ int main(void)
 	pthread_create(&th[n++], NULL, puncher, NULL);
 	pthread_create(&th[n++], NULL, reader_b, (void *)3);
 	pthread_create(&th[n++], NULL, reader_b, (void *)4);
+	/* At least RUN_SECONDS; on a slow kernel until the race has run. */
 	sleep(RUN_SECONDS);
+	for (i = 0; i < 20 * RUN_SECONDS &&
+	     (atomic_load(&reads_a) <= 100 || atomic_load(&resizes) <= 10); i++)
+		sleep(1);
 	stop = 1;
 	for (i = 0; i < n; i++)
 		pthread_join(th[i], NULL);

@@ -35,6 +35,7 @@ static int fd;
 static unsigned char *base, *scratch;
 static atomic_int stop;
 static atomic_long nops[9];
+static atomic_long all_stores;	/* progress, read while running */
 static atomic_int fork_failures;
 
 static __thread sigjmp_buf fault_jb;
@@ -74,6 +75,8 @@ static void *faulter_main(void *arg)
 		if (sig == 0) {
 			*p = v;
 			f->stores++;
+			atomic_fetch_add_explicit(&all_stores, 1,
+						  memory_order_relaxed);
 			got = *p;
 			f->loads++;
 			/* A punch may zero it in between. */
@@ -188,6 +191,21 @@ static void *mutator_main(void *arg)
 	return NULL;
 }
 
+static long all_ops(void)
+{
+	long ops = 0;
+	int i;
+
+	for (i = 0; i < 9; i++)
+		ops += atomic_load(&nops[i]);
+	return ops;
+}
+
+static int enough_progress(void)
+{
+	return atomic_load(&all_stores) > 1000 && all_ops() > 50;
+}
+
 int main(int argc, char **argv)
 {
 	int secs = argc > 1 ? atoi(argv[1]) : 3;
@@ -225,7 +243,14 @@ int main(int argc, char **argv)
 					   &f[i]) == 0);
 	}
 	tap_require(pthread_create(&mut, NULL, mutator_main, NULL) == 0);
+	/*
+	 * Run at least @secs, and on a slow kernel (KASAN, lockdep) on until
+	 * the race has had the minimum it needs to mean anything, within a
+	 * generous bound: progress is counted, not timed.
+	 */
 	sleep(secs);
+	for (i = 0; i < 20 * secs && !enough_progress(); i++)
+		sleep(1);
 	atomic_store(&stop, 1);
 	pthread_join(mut, NULL);
 	for (i = 0; i < NFAULT; i++) {
