@@ -105,40 +105,45 @@ static unsigned long table_pfn(void *table)
 }
 
 /*
- * Clear the leaf *@ptep, still @old, that the store fault @vmf reached
- * through a link, and flush that page in the faulting address space: all
- * that unmap_mapping_range() would do when morsel_sole_translation().
+ * Clear the leaf *@ptep of page @index, still @old, and its twin's: the
+ * first half of a replacement.  Only we clear it: the core mm's zap must
+ * never reach through a link to a leaf it did not make (it would drop a
+ * reference and a mapcount that the leaf never took).  Was it @old?
  */
-static void clear_leaf_in_fault_mm(pte_t *ptep, pte_t old,
-				   struct vm_fault *vmf)
+static bool clear_replaced_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
+				pte_t old)
 {
 	spinlock_t *ptl = morsel_table_lock(ptep);
 	bool cleared = false;
+	pte_t *twin;
 
 	spin_lock(ptl);
 	if (morsel_same_frame(ptep_get(ptep), old)) {
-		pte_clear(vmf->vma->vm_mm, vmf->address, ptep);
+		pte_clear(&init_mm, 0, ptep);
+		twin = morsel_twin_of(m, index);
+		if (twin)
+			morsel_mirror_leaf(ptep, twin, index, __pte(0));
 		cleared = true;
 	}
 	spin_unlock(ptl);
-	if (cleared)
-		morsel_flush_mm_page(vmf->vma->vm_mm, vmf->address & PAGE_MASK);
+	return cleared;
 }
 
 /*
  * Replace the present leaf *@ptep of page @index of a child, still @old
  * (a frame borrowed from the base, or the zero page), by @page.  Every
- * translation of the old frame must go first: process entries made page
- * by page, secondary MMUs such as KVM (which only the core mm's notifiers
- * reach) and TLB entries made through links.  unmap_mapping_range() does
- * all of it; our notifier (link.c) sees from m->repl that the invalidation
- * is this one and, instead of removing the link, flushes the one page in
- * that address space, and the core mm zaps the old leaf through the link
- * (a special entry: no page is touched).  When the store fault @vmf (NULL
- * for other writers) walks through this very table and that is the old
- * frame's only translation (morsel_sole_translation()), clearing the leaf
- * and flushing that page is the same work done directly.  The new leaf
- * goes in after.
+ * translation of the old frame must go first: the leaf itself (and its
+ * twin's), which we clear, TLB entries made through links, process
+ * entries made page by page and secondary MMUs such as KVM (which only the
+ * core mm's notifiers reach).  unmap_mapping_range() does the last three:
+ * our notifier (link.c) sees from m->repl that the invalidation is this
+ * one and, instead of removing the link, flushes the one page in that
+ * address space (the core mm finds the leaf none and flushes nothing);
+ * the core zaps the page-by-page entries, which took their own reference.
+ * When the store fault @vmf (NULL for other writers) walks through this
+ * very table and that is the old frame's only translation
+ * (morsel_sole_translation()), flushing that page is all there is to do.
+ * The new leaf goes in after.
  * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
  * value before its lookup and, if the value moved by its insert, waits
  * for it to be even again and removes the entry it inserted unless the
@@ -151,7 +156,6 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 {
 	loff_t off = (loff_t)index << PAGE_SHIFT;
 	bool replaced = false, direct;
-	pte_t now;
 
 	down_write(&m->replace_sem);
 	if (!morsel_same_frame(ptep_get(ptep), old))
@@ -166,14 +170,15 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	/* The fault's address translates through the table of @ptep. */
 	direct = vmf && pmd_links_table(pmdp_get_lockless(vmf->pmd), ptep) &&
 		 morsel_sole_translation(m, vmf);
-	if (direct)
-		clear_leaf_in_fault_mm(ptep, old, vmf);
-	else
-		unmap_mapping_range(m->vfs_inode.i_mapping, off, PAGE_SIZE, 1);
-	/* Zapped through a link (none), or nobody linked it (still @old). */
-	now = ptep_get(ptep);
-	replaced = morsel_install_leaf(m, ptep, index,
-				       pte_none(now) ? now : old, page);
+	if (clear_replaced_leaf(m, ptep, index, old)) {
+		if (direct)
+			morsel_flush_mm_page(vmf->vma->vm_mm,
+					     vmf->address & PAGE_MASK);
+		else
+			unmap_mapping_range(m->vfs_inode.i_mapping, off,
+					    PAGE_SIZE, 1);
+		replaced = morsel_install_leaf(m, ptep, index, __pte(0), page);
+	}
 	if (replaced) {
 		WRITE_ONCE(m->repl.count, m->repl.count + 1);
 		WRITE_ONCE(m->repl.direct, m->repl.direct + direct);

@@ -179,10 +179,10 @@ bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf)
 
 /*
  * Is [@start, @end) the page that the current task is replacing in the
- * table @l links (morsel_replace_leaf() in pgtable.c)?  Then the link stays: the
- * core mm zaps the old leaf through it, which is what this invalidation
- * is for.  @l is stable under mmm->lock; m->repl, as the current task is
- * the one that wrote it.
+ * table @l links (morsel_replace_leaf() in cow.c)?  Then the link stays:
+ * the replacement clears the old leaf itself, and this invalidation is
+ * for what else translates it (secondary MMUs, the TLB).  @l is stable
+ * under mmm->lock; m->repl, as the current task is the one that wrote it.
  */
 static bool replacing_below(struct morsel_link *l, unsigned long start,
 			    unsigned long end)
@@ -483,41 +483,26 @@ out:
 	return 0;
 }
 
-/* The leaf of the page being replaced, in the table that @l links. */
-static pte_t *leaf_below(struct morsel_link *l)
-{
-	struct morsel_replacement *r = &l->m->repl;
-	unsigned long pfn = l->table_pfn == r->twin_pfn ? r->twin_pfn :
-			    r->table_pfn;
-
-	return (pte_t *)pfn_to_kaddr(pfn) + (r->index & (PTRS_PER_PTE - 1));
-}
-
 static int
 morsel_mn_invalidate_range_start(struct mmu_notifier *mn,
 				 const struct mmu_notifier_range *range)
 {
 	struct morsel_mm *mmm = container_of(mn, struct morsel_mm, mn);
 	struct morsel_link *l;
-	bool keep, zapped = false;
+	bool keep;
 
 	spin_lock(&mmm->lock);
 	l = first_link_ending_after(mmm, range->start);
 	keep = l && replacing_below(l, range->start, range->end);
-	if (keep) {
+	if (keep)
 		mmm->invalidating++;
-		zapped = pte_none(ptep_get(leaf_below(l)));
-	}
 	spin_unlock(&mmm->lock);
 	if (keep) {
 		/*
-		 * If another address space's zap cleared the shared leaf
-		 * already, the core mm has nothing to flush here: flush it
-		 * ourselves.  Else the zap that follows clears it and the
-		 * core mm flushes the page.
+		 * The replacement cleared the shared leaf itself: the core
+		 * mm's zap finds it none and flushes nothing here.
 		 */
-		if (zapped)
-			morsel_flush_mm_page(mmm->mn.mm, range->start);
+		morsel_flush_mm_page(mmm->mn.mm, range->start);
 		return 0;
 	}
 	unlink_and_flush(mmm, range->start, range->end, true);
