@@ -61,12 +61,6 @@ bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte)
 	return pte_present(theirs) && pte_pfn(theirs) == pte_pfn(pte);
 }
 
-/* Is @page the parent's frame at @off (whatever our leaf says now)? */
-bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page)
-{
-	return morsel_leaf_borrowed(m, off, pfn_pte(page_to_pfn(page), PAGE_READONLY));
-}
-
 /*
  * The replacement lock of a child (m->replace_sem; nothing in other
  * objects, whose leaves are never replaced).  Held for reading, a leaf is
@@ -141,8 +135,10 @@ static bool clear_replaced_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
  * address space (the core mm finds the leaf none and flushes nothing);
  * the core zaps the page-by-page entries, which took their own reference.
  * When the store fault @vmf (NULL for other writers) walks through this
- * very table and that is the old frame's only translation
- * (morsel_sole_translation()), flushing that page is all there is to do.
+ * very table and that is the old frame's only mapping
+ * (morsel_sole_translation()), the same is done for that one page of that
+ * one mm (zap_page_range_single(): its notifiers, ours among them, which
+ * flushes the page) rather than for every mapping of the file.
  * The new leaf goes in after.
  * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
  * value before its lookup and, if the value moved by its insert, waits
@@ -172,8 +168,9 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 		 morsel_sole_translation(m, vmf);
 	if (clear_replaced_leaf(m, ptep, index, old)) {
 		if (direct)
-			morsel_flush_mm_page(vmf->vma->vm_mm,
-					     vmf->address & PAGE_MASK);
+			zap_page_range_single(vmf->vma,
+					      vmf->address & PAGE_MASK,
+					      PAGE_SIZE, NULL);
 		else
 			unmap_mapping_range(m->vfs_inode.i_mapping, off,
 					    PAGE_SIZE, 1);
@@ -210,22 +207,38 @@ static void wrprotect_leaves(pte_t *table)
 }
 
 /*
- * Make the contents permanent.  Caller holds inode_lock and m->lock
- * exclusively (no write(), truncate or punch can run).  Leaves installed
- * later read m->frozen under their table's lock, after this walk set it,
- * so they are read-only too.  Stores through mappings made before now
- * fault, and ->pfn_mkwrite refuses them.
+ * May a device or the kernel hold one of our frames in @table pinned?
+ * Frames borrowed from a base are frozen already: their pins are
+ * read-only.
  */
-int morsel_freeze(struct morsel *m)
+static bool leaves_pinned(struct morsel *m, pte_t *table)
+{
+	struct folio *folio;
+	pte_t pte;
+	int i;
+
+	for (i = 0; i < PTRS_PER_PTE; i++) {
+		pte = ptep_get(table + i);
+		if (!morsel_leaf_has_data(pte))
+			continue;
+		folio = page_folio(pte_page(pte));
+		if (folio->mapping == m->vfs_inode.i_mapping &&
+		    folio_maybe_dma_pinned(folio))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Apply @fn to every PTE table @m owns (not those borrowed from a base);
+ * stop at the first that returns true, and return true then.
+ */
+static bool any_owned_pte_table(struct morsel *m,
+				bool (*fn)(struct morsel *m, pte_t *table))
 {
 	loff_t size = i_size_read(&m->vfs_inode), off;
 	pte_t *table;
 
-	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
-	lockdep_assert_held_write(&m->lock);
-	if (m->frozen)
-		return 0;
-	WRITE_ONCE(m->frozen, true);
 	for (off = 0; off < size; off += PMD_SIZE) {
 		if (m->level == MORSEL_LEVEL_PUD &&
 		    !morsel_pmd_table(m, off, false)) {
@@ -233,10 +246,36 @@ int morsel_freeze(struct morsel *m)
 			continue;
 		}
 		table = morsel_pte_table(m, off, false);
-		if (table && !morsel_pte_table_borrowed(m, off, table))
-			wrprotect_leaves(table);
+		if (table && !morsel_pte_table_borrowed(m, off, table) &&
+		    fn(m, table))
+			return true;
 		cond_resched();
 	}
+	return false;
+}
+
+static bool wrprotect_table(struct morsel *m, pte_t *table)
+{
+	wrprotect_leaves(table);
+	return false;
+}
+
+/*
+ * Make the contents permanent.  Caller holds inode_lock and m->lock
+ * exclusively (no write(), truncate or punch can run).  Leaves installed
+ * later read m->frozen under their table's lock, after this walk set it,
+ * so they are read-only too.  Stores through mappings made before now
+ * fault, and ->page_mkwrite refuses them.  -EBUSY, and not frozen, if a
+ * frame may be pinned: a device or an O_DIRECT read could still write it.
+ */
+int morsel_freeze(struct morsel *m)
+{
+	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
+	lockdep_assert_held_write(&m->lock);
+	if (m->frozen)
+		return 0;
+	WRITE_ONCE(m->frozen, true);
+	any_owned_pte_table(m, wrprotect_table);
 	/*
 	 * Drop every translation that may still allow a store: links (they
 	 * come back read-only; removing them flushes every TLB), pages mapped
@@ -244,6 +283,17 @@ int morsel_freeze(struct morsel *m)
 	 * every cached translation: no flush of our own is needed.
 	 */
 	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
+	/*
+	 * GUP-fast walks with interrupts off: the flush IPIs above waited for
+	 * any that saw a leaf still writable, so its pin shows now.  Later
+	 * pins are read-only (->page_mkwrite refuses the rest).  Undoing is
+	 * only the flag: leaves that were writable kept D, so a store makes
+	 * them writable again through ->page_mkwrite and they stay dirty.
+	 */
+	if (any_owned_pte_table(m, leaves_pinned)) {
+		WRITE_ONCE(m->frozen, false);
+		return -EBUSY;
+	}
 	return 0;
 }
 

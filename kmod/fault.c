@@ -242,17 +242,65 @@ static int morsel_leaf_gen_read(struct morsel *m)
 	return gen;
 }
 
+struct zero_entry {
+	struct mm_struct *mm;
+	pgprot_t prot;
+};
+
+static int set_zero_entry(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct zero_entry *z = data;
+
+	if (pte_none(ptep_get(ptep)))
+		set_pte_at(z->mm, addr, ptep,
+			   pte_mkspecial(pfn_pte(my_zero_pfn(addr), z->prot)));
+	return 0;
+}
+
 /*
- * Map one page into the process's own PTE table.  A frame that is not
- * ours to write (frozen object, or borrowed from the base) is mapped
- * read-only whatever the VMA allows: the first store comes back through
- * ->pfn_mkwrite.
+ * Map the zero page read-only at @addr, a special entry as
+ * vmf_insert_pfn_prot() would make: the core inserts the zero page into a
+ * VM_MIXEDMAP VMA only if it can never be writable (vm_insert_page()
+ * refuses it otherwise, vmf_insert_pfn_prot() BUGs on a real page there),
+ * and a store here must come back through ->pfn_mkwrite to get a frame.
+ * Under the PTE lock (apply_to_page_range() takes it); an entry some other
+ * fault made meanwhile stays.
  */
+static vm_fault_t map_zero_page(struct vm_area_struct *vma, unsigned long addr)
+{
+	struct zero_entry z = {
+		.mm = vma->vm_mm,
+		.prot = vm_get_page_prot(vma->vm_flags & ~VM_WRITE),
+	};
+	int err;
+
+	err = apply_to_page_range(vma->vm_mm, addr & PAGE_MASK, PAGE_SIZE,
+				  set_zero_entry, &z);
+	return err ? errno_to_fault(err) : VM_FAULT_NOPAGE;
+}
+
+/*
+ * Map a frame: vm_insert_page() takes the reference, rmap and rss that
+ * the core's zap gives back.  It maps with vm_page_prot, which write
+ * notification keeps read-only in a writable VMA: the first store comes
+ * back through ->page_mkwrite, which makes a frame we own writable and
+ * copies one that is not ours to write (frozen, or borrowed from the base).
+ */
+static vm_fault_t map_frame(struct vm_area_struct *vma, unsigned long addr,
+			    struct page *page)
+{
+	int err = vm_insert_page(vma, addr & PAGE_MASK, page);
+
+	if (!err || err == -EBUSY)	/* -EBUSY: another fault mapped it */
+		return VM_FAULT_NOPAGE;
+	return errno_to_fault(err);
+}
+
+/* Map one page into the process's own PTE table. */
 static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 				 loff_t off)
 {
 	struct vm_area_struct *vma = vmf->vma;
-	unsigned long vm_flags = vma->vm_flags;
 	struct page *page;
 	vm_fault_t ret;
 	int gen;
@@ -268,18 +316,10 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 	if (IS_ERR(page)) {
 		ret = errno_to_fault(PTR_ERR(page));
 	} else {
-		/* Judge @page itself: the leaf may change meanwhile. */
-		if (READ_ONCE(m->frozen) || is_zero_pfn(page_to_pfn(page)) ||
-		    morsel_frame_borrowed(m, off, page) ||
-		    !morsel_frame_writable(m, off, page))	/* clean */
-			vm_flags &= ~VM_WRITE;
-		/*
-		 * Not vm_page_prot: ->pfn_mkwrite makes the core mm keep
-		 * that read-only (write notification), which we only want
-		 * for frames that are not ours to write.
-		 */
-		ret = vmf_insert_pfn_prot(vma, vmf->address, page_to_pfn(page),
-					  vm_get_page_prot(vm_flags));
+		if (is_zero_pfn(page_to_pfn(page)))
+			ret = map_zero_page(vma, vmf->address);
+		else
+			ret = map_frame(vma, vmf->address, page);
 		/*
 		 * A copy-on-write that replaced the leaf after our lookup may
 		 * have run its unmap_mapping_range() before our insert: then
@@ -292,8 +332,9 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		if (morsel_leaf_gen_moved(&m->leaf_gen, gen)) {
 			morsel_leaf_gen_read(m);
 			if (!morsel_leaf_maps(m, off >> PAGE_SHIFT, page))
-				zap_vma_ptes(vma, vmf->address & PAGE_MASK,
-					     PAGE_SIZE);
+				zap_page_range_single(vma,
+						      vmf->address & PAGE_MASK,
+						      PAGE_SIZE, NULL);
 		}
 	}
 	return ret;
@@ -338,11 +379,13 @@ static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
 }
 
 /*
- * A store to a read-only leaf of a writable shared mapping: a frame
+ * A store to a read-only entry of a writable shared mapping: a frame
  * borrowed from the base (copy it now), a frame cleaned by a save (make it
- * dirty again) or a frozen object (refuse).
+ * dirty again), a frame we own mapped page by page (mapped read-only, see
+ * map_frame()), or a frozen object (refuse).  ->page_mkwrite for entries
+ * of frames, ->pfn_mkwrite for the zero page (a special entry).
  */
-static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
+static vm_fault_t morsel_mkwrite(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct morsel *m = vma_morsel(vma);
@@ -380,7 +423,8 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 	} else if (pte_pfn(vmf->orig_pte) == page_to_pfn(page)) {
 		/*
 		 * The process's own PTE maps the frame we own: let the core
-		 * mm make it writable.
+		 * mm make it writable (it locks the frame and checks that
+		 * ->mapping is still set: not punched meanwhile).
 		 */
 		ret = 0;
 	} else {
@@ -389,7 +433,8 @@ static vm_fault_t morsel_pfn_mkwrite(struct vm_fault *vmf)
 		 * not zapped it yet): it must never become writable.  Zap
 		 * it; the access faults again and maps ours.
 		 */
-		zap_vma_ptes(vma, vmf->address & PAGE_MASK, PAGE_SIZE);
+		zap_page_range_single(vma, vmf->address & PAGE_MASK, PAGE_SIZE,
+				      NULL);
 		ret = VM_FAULT_NOPAGE;
 	}
 out:
@@ -402,7 +447,7 @@ out:
 /*
  * Fault-around maps nothing: a fault that misses goes on to ->fault.
  * Having ->map_pages is what lets the core mm call ->fault and
- * ->pfn_mkwrite under the per-VMA lock rather than drop it and retry the
+ * ->page_mkwrite/->pfn_mkwrite under the per-VMA lock rather than drop it and retry the
  * whole fault under mmap_lock (vmf_can_call_fault() in mm/memory.c: the
  * vm_ops that have ->map_pages are those audited not to need mmap_lock).
  * Ours do not: they hold m->lock, write process entries under the core's
@@ -478,7 +523,7 @@ static void morsel_vma_open(struct vm_area_struct *vma)
 	 */
 	vma->vm_private_data = IS_ERR(mmm) ? NULL : mmm;
 	/*
-	 * fork() copies the page tables of a VM_PFNMAP VMA unless it has
+	 * fork() copies the page tables of a VM_MIXEDMAP VMA unless it has
 	 * VM_WIPEONFORK; copied leaf entries would outlive every link rule.
 	 * MADV_KEEPONFORK can clear the flag, so set it again here: dup_mmap()
 	 * calls ->open() before it decides whether to copy.
@@ -528,15 +573,18 @@ static int morsel_vma_mprotect(struct vm_area_struct *vma, unsigned long start,
 		return -EACCES;
 	vma_start_write(vma);
 	/*
-	 * zap_vma_ptes() runs the notifiers: ours removes the links, and
-	 * secondary MMUs (KVM) drop what they took with the old protection.
-	 * It also zaps pages mapped one by one.
+	 * The zap runs the notifiers: ours removes the links, and secondary
+	 * MMUs (KVM) drop what they took with the old protection.  It also
+	 * zaps pages mapped one by one.
 	 */
-	zap_vma_ptes(vma, start, end - start);
+	zap_page_range_single(vma, start, end - start, NULL);
 	return 0;
 }
 
-/* ptrace and /proc/PID/mem: GUP refuses VM_PFNMAP, so copy directly. */
+/*
+ * ptrace and /proc/PID/mem when GUP fails (a store through a mapping of
+ * an object frozen since it was made): copy directly, with the same rules.
+ */
 static int morsel_vma_access(struct vm_area_struct *vma, unsigned long addr,
 			     void *buf, int len, int write)
 {
@@ -559,7 +607,8 @@ static const struct vm_operations_struct morsel_vm_ops = {
 	.fault = morsel_fault,
 	.huge_fault = morsel_huge_fault,
 	.map_pages = morsel_map_pages,
-	.pfn_mkwrite = morsel_pfn_mkwrite,
+	.page_mkwrite = morsel_mkwrite,
+	.pfn_mkwrite = morsel_mkwrite,
 	.access = morsel_vma_access,
 };
 
@@ -586,7 +635,12 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	mmm = morsel_mm_get(vma->vm_mm);
 	if (IS_ERR(mmm))
 		mmm = NULL;
-	vm_flags_mod(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP |
+	/*
+	 * VM_MIXEDMAP, not VM_PFNMAP: GUP works on our frames (docs/gup.md),
+	 * and KSM, khugepaged, NUMA balancing, mlock and userfaultfd still
+	 * keep out (VM_SPECIAL).
+	 */
+	vm_flags_mod(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP |
 		     VM_WIPEONFORK | VM_HUGEPAGE,
 		     VM_MAYEXEC | (READ_ONCE(m->frozen) ? VM_MAYWRITE : 0));
 	vma->vm_ops = &morsel_vm_ops;

@@ -9,12 +9,18 @@
  * into holes, dirty tracking in the leaves, and punching holes.
  *
  * Invariants:
- *  - a leaf is a special, non-executable PTE: writable while the object
- *    owns the frame, is not frozen and the page is dirty (cleaning makes
- *    it read-only, so the next store marks it dirty again); the zero page,
- *    read-only, for a hole read through a mapping of a frozen object or a
- *    child.  The leaf entry is the only record that a frame belongs to the
- *    object;
+ *  - a leaf is an ordinary (not special), non-executable PTE, so GUP and
+ *    vm_normal_page() find the frame: writable while the object owns the
+ *    frame, is not frozen and the page is dirty (cleaning makes it
+ *    read-only, so the next store marks it dirty again); the zero page,
+ *    special and read-only, for a hole read through a mapping of a frozen
+ *    object or a child.  The leaf entry is the only record that a frame
+ *    belongs to the object; the frame's ->mapping and ->index say which
+ *    object and page owns it (shared futex keys, docs/gup.md), set before
+ *    its leaf is, cleared before the object drops its reference;
+ *  - a frame is a refcounted page: the object holds one reference, GUP
+ *    and entries made page by page their own, and the last put frees it,
+ *    so a pinned frame outlives a punch or the object;
  *  - leaves change under their table's split lock, and the twin's after
  *    it (morsel_mirror_leaf());
  *  - a frame is freed only after every translation of it is gone
@@ -29,7 +35,9 @@
 #include "morsel.h"
 
 /*
- * A frame charged to the object's memcg and mount, or ERR_PTR.  Zeroed
+ * A frame charged to the object's memcg and mount, or ERR_PTR.  It is
+ * an ordinary page, never on an LRU: reclaim, migration and KSM leave it
+ * alone.  Zeroed
  * unless @zero is false: then the caller writes all of it before anyone
  * can see it (morsel_fill_hole()) or gives it back (morsel_discard_frame()).
  */
@@ -54,13 +62,19 @@ struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 /* Give back a frame of morsel_alloc_frame() that was never installed. */
 void morsel_discard_frame(struct morsel *m, struct page *page)
 {
+	page->mapping = NULL;
 	put_page(page);
 	morsel_uncharge_pages(m->sbi, 1);
 }
 
-/* Drop the object's reference on a frame it no longer maps. */
+/*
+ * Drop the object's reference on a frame it no longer maps.  A pin may
+ * keep the page past this: it is then nobody's (no ->mapping), as a
+ * truncated page-cache page is.
+ */
 void morsel_release_frame(struct morsel *m, struct page *page)
 {
+	WRITE_ONCE(page->mapping, NULL);
 	put_page(page);
 	morsel_uncharge_pages(m->sbi, 1);
 	atomic_long_dec(&m->data_pages);
@@ -72,12 +86,14 @@ static pte_t morsel_leaf(struct morsel *m, struct page *page)
 {
 	pgprot_t prot = READ_ONCE(m->frozen) ? PAGE_READONLY : PAGE_SHARED;
 
-	return pte_mkspecial(pfn_pte(page_to_pfn(page), prot));
+	return pfn_pte(page_to_pfn(page), prot);
 }
 
 pte_t morsel_read_only_leaf(pte_t pte)
 {
-	return pte_mkspecial(pfn_pte(pte_pfn(pte), PAGE_READONLY));
+	pte_t ro = pfn_pte(pte_pfn(pte), PAGE_READONLY);
+
+	return is_zero_pfn(pte_pfn(pte)) ? pte_mkspecial(ro) : ro;
 }
 
 static pte_t zero_leaf(void)
@@ -233,6 +249,16 @@ bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	}
 	spin_lock(ptl);
 	if (morsel_same_frame(ptep_get(ptep), old) && !filling_blocked(m, old)) {
+		if (!zero) {
+			page->index = index;
+			WRITE_ONCE(page->mapping, m->vfs_inode.i_mapping);
+			/*
+			 * Named before GUP-fast can find it by the leaf;
+			 * pairs with the address dependency of its reads
+			 * (leaf, then page, then ->mapping).
+			 */
+			smp_wmb();
+		}
 		/* morsel_leaf() reads m->frozen under the lock: see freeze */
 		set_pte(ptep, zero ? zero_leaf() : morsel_leaf(m, page));
 		twin = morsel_twin_of(m, index);
@@ -630,15 +656,3 @@ int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
 	return err;
 }
 
-/* Is @page our leaf at @off, and writable (not clean, not borrowed)? */
-bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page)
-{
-	pte_t *table = morsel_pte_table(m, off, false);
-	pte_t pte;
-
-	if (!table)
-		return false;
-	pte = ptep_get(table + MORSEL_PTE_INDEX(off));
-	return pte_present(pte) && pte_pfn(pte) == page_to_pfn(page) &&
-	       pte_write(pte);
-}

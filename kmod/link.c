@@ -13,7 +13,7 @@
  * unmap_mapping_range) first calls mmu_notifier_invalidate_range_start()
  * or ->release(), and the notifier here removes the links in that range
  * before the walk starts.  mprotect and VMA splits are covered by VMA
- * callbacks in fault.c (zap_vma_ptes(), morsel_unlink_straddling()).
+ * callbacks in fault.c (zap_page_range_single(), morsel_unlink_straddling()).
  */
 #include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
@@ -134,47 +134,21 @@ void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * Is ours the only mmu notifier of @mmm's mm?  Then no secondary MMU
- * holds translations of it: KVM and IOMMUs that share the process tables
- * (SVA) register notifiers on this list, and interval notifiers only
- * serve hmm_range_fault() and GUP users, which refuse VM_PFNMAP.  The
- * list is private to mm/mmu_notifier.c; what is read here is public (our
- * own struct mmu_notifier's hlist node and mm->notifier_subscriptions)
- * and the answer fails safe: the newest notifier sits at the head, so we
- * are alone only if nothing follows our node and our node's back pointer
- * is the head's, at the start of the subscriptions (their first member
- * in 6.12).  Were the head anywhere else, the test would never pass.
- * Registering takes mmap_lock for writing and write-locks every VMA
- * (mm_take_all_locks()), so none can start while a fault holds one of
- * them.  Unregistering takes neither, but only turns "not alone" into
- * "alone", after the departing user dropped its translations (->release
- * or its own teardown).
- */
-static bool notifier_alone(struct morsel_mm *mmm)
-{
-	struct hlist_node *node = &mmm->mn.hlist;
-	void *head = READ_ONCE(mmm->mn.mm->notifier_subscriptions);
-
-	return head && !READ_ONCE(node->next) &&
-	       (void *)READ_ONCE(node->pprev) == head;
-}
-
-/*
  * Can a copy-on-write of a leaf that the store fault @vmf reached through
- * a link of @m skip the core mm's unmap_mapping_range(), and instead
- * clear the leaf and flush the one page here?  Only if no other
- * translation of the old frame can exist: @m has one mapping (this VMA;
- * it maps the page once, through the link), and no secondary MMU shares
- * this address space.  The caller made m->leaf_gen odd and issued a full
- * barrier before asking: a mapping made meanwhile counts itself first
- * (count_mapper() in fault.c), so it either shows here or its faults see
- * the odd value and wait (morsel_link(), fault_one_page()).
+ * a link of @m skip unmap_mapping_range() (a walk of every mapping of the
+ * file) and invalidate this one address space alone?  Only if no other
+ * translation of the old frame can exist elsewhere: @m has one mapping
+ * (this VMA; it maps the page once, through the link).  Secondary MMUs of
+ * this mm (KVM, HMM mirrors, which since the VMA is VM_MIXEDMAP may hold
+ * our frames) are still told: the caller runs the mm's notifiers.  It
+ * made m->leaf_gen odd and issued a full barrier before asking: a
+ * mapping made meanwhile counts itself first (count_mapper() in fault.c),
+ * so it either shows here or its faults see the odd value and wait
+ * (morsel_link(), fault_one_page()).
  */
 bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf)
 {
-	struct morsel_mm *mmm = vmf->vma->vm_private_data;
-
-	return mmm && atomic_read(&m->mappers) == 1 && notifier_alone(mmm);
+	return vmf->vma->vm_private_data && atomic_read(&m->mappers) == 1;
 }
 
 /*

@@ -288,7 +288,6 @@ struct page *morsel_writable_frame(struct morsel *m, pgoff_t index,
 				   struct vm_fault *vmf);
 struct page *morsel_get_frame_to_read(struct morsel *m, pgoff_t index);
 struct page *morsel_get_frame_to_write(struct morsel *m, pgoff_t index);
-bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
 bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
 struct page *morsel_frame_for_tail(struct morsel *m, loff_t at);
@@ -300,7 +299,6 @@ struct morsel *morsel_parent_covering(struct morsel *m, loff_t off);
 bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table);
 bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table);
 bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte);
-bool morsel_frame_borrowed(struct morsel *m, loff_t off, struct page *page);
 void morsel_replacements_read_lock(struct morsel *m);
 void morsel_replacements_read_unlock(struct morsel *m);
 void morsel_replacements_write_lock(struct morsel *m);

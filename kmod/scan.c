@@ -105,6 +105,29 @@ static void add_scan_word(struct morsel_scan_batch *b, unsigned long word,
 }
 
 /*
+ * Was the owned frame of leaf *@ptep (still @pte) written since the last
+ * clean?  The leaf says so for stores through mappings, write() and FILL
+ * (morsel_leaf_dirty()).  Writers through GUP that mark the page dirty
+ * when done (unpin_user_pages_dirty_lock(), set_page_dirty_lock()) set
+ * PG_dirty (our a_ops->dirty_folio is noop_dirty_folio()), and a frame
+ * that may be pinned can be written at any moment (a device, O_DIRECT):
+ * it counts as written until unpinned.  With @clean, the leaf and
+ * PG_dirty start over.  The table's lock is held.
+ */
+static bool frame_written(pte_t *ptep, pte_t pte, bool clean)
+{
+	struct folio *folio = page_folio(pte_page(pte));
+	bool written;
+
+	if (!clean)
+		return morsel_leaf_dirty(pte) || folio_test_dirty(folio) ||
+		       folio_maybe_dma_pinned(folio);
+	written = morsel_clean_leaf(ptep);
+	written |= folio_test_clear_dirty(folio);
+	return written || folio_maybe_dma_pinned(folio);
+}
+
+/*
  * Leaves of pages [@first, @end) of one PTE table into @b (bit 0 is page
  * @origin).  @theirs is the parent's table of the same chunk, or NULL: a
  * leaf equal to the parent's is borrowed (a whole borrowed table is the
@@ -140,7 +163,7 @@ static void scan_leaves(pte_t *table, pte_t *theirs, pgoff_t first,
 			    morsel_same_frame(ptep_get(theirs + (ptep - table)), pte))
 				continue;
 			owned |= mask;
-			if (morsel_leaf_dirty(pte) && (!clean || morsel_clean_leaf(ptep))) {
+			if (frame_written(ptep, pte, clean)) {
 				dirty |= mask;
 				b->cleaned |= clean;
 			}
@@ -248,6 +271,14 @@ long morsel_ioctl_scan(struct file *file, struct morsel_scan *uscan,
 			goto out_unlock;
 		}
 		WRITE_ONCE(m->clean_gen, m->clean_gen + 1);
+		/*
+		 * Zap entries made page by page now, before cleaning: the
+		 * zap moves their D bits into PG_dirty (folio_mark_dirty()),
+		 * which, done after the clean, would report those pages
+		 * written again next time.  The unmap after the clean still
+		 * removes entries made writable meanwhile.
+		 */
+		unmap_mapping_range(inode->i_mapping, arg.start, arg.length, 1);
 	}
 	arg.present_pages = 0;
 	arg.dirty_pages = 0;

@@ -1,9 +1,9 @@
 #define _GNU_SOURCE
 /*
  * /proc and ptrace views of morsel mappings: /proc/PID/maps shows the file
- * path, smaps the io/pfnmap/dontdump flags; ptrace PEEKDATA/POKEDATA and
- * /proc/PID/mem read and write through the module (write only where the
- * mapping is writable); process_vm_readv/writev fail with EFAULT.
+ * path, smaps the mixedmap/dontdump flags; ptrace PEEKDATA/POKEDATA,
+ * /proc/PID/mem and process_vm_readv/writev read and write (through GUP;
+ * write only where the mapping is writable).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,8 +69,9 @@ static void maps(void)
 	       strstr(line, " r--s 00200000 ") && strstr(line, " " PATH),
 	       "read-only mapping at offset 2 MiB: r--s 00200000 and the path");
 	tap_ok(maps_line("/proc/self/smaps", p, line, sizeof(line), fl,
-			 sizeof(fl)) && strstr(fl, " io") && strstr(fl, " pf") &&
-	       strstr(fl, " dd"), "smaps VmFlags has io, pf and dd");
+			 sizeof(fl)) && strstr(fl, " mm") && strstr(fl, " dd") &&
+	       !strstr(fl, " io") && !strstr(fl, " pf"),
+	       "smaps VmFlags has mm and dd, not io or pf (VM_MIXEDMAP)");
 	tap_diag("%.*s", (int)strcspn(fl, "\n"), fl);
 	munmap(p, 4 * MiB);
 	munmap(r, 2 * MiB);
@@ -145,12 +146,23 @@ static void trace_and_mem(void)
 	lio.iov_len = 8;
 	rio.iov_base = p + 3 * MiB;
 	rio.iov_len = 8;
-	tap_errno(process_vm_readv(pid, &lio, 1, &rio, 1, 0), EFAULT,
-		  "process_vm_readv of the mapping: EFAULT");
+	memset(buf, 0, sizeof(buf));
+	tap_ok(process_vm_readv(pid, &lio, 1, &rio, 1, 0) == 8 &&
+	       memcmp(buf, "morsel!!", 8) == 0,
+	       "process_vm_readv of the other process's mapping reads it");
+	memcpy(buf, "vmwrite!", 8);
+	rio.iov_base = p + 3 * MiB + 256;
+	tap_ok(process_vm_writev(pid, &lio, 1, &rio, 1, 0) == 8 &&
+	       memcmp(p + 3 * MiB + 256, "vmwrite!", 8) == 0,
+	       "process_vm_writev into its mapping: seen here");
+	rio.iov_base = r + 3 * MiB + 512;
 	tap_errno(process_vm_writev(pid, &lio, 1, &rio, 1, 0), EFAULT,
-		  "process_vm_writev of the mapping: EFAULT");
-	tap_errno(process_vm_readv(getpid(), &lio, 1, &rio, 1, 0), EFAULT,
-		  "process_vm_readv of its own mapping: EFAULT");
+		  "process_vm_writev into a PROT_READ mapping: EFAULT");
+	memset(buf, 0, sizeof(buf));
+	rio.iov_base = r + 3 * MiB;
+	tap_ok(process_vm_readv(getpid(), &lio, 1, &rio, 1, 0) == 8 &&
+	       memcmp(buf, "morsel!!", 8) == 0,
+	       "process_vm_readv of its own read-only mapping reads it");
 
 	tap_require(ptrace(PTRACE_CONT, pid, 0, 0) == 0);
 	tap_require(waitpid(pid, &st, 0) == pid);
