@@ -20,6 +20,9 @@ PACKAGES=(
     # xfstests' fsx and fsstress (tests/vm/test_fsx.sh), built from
     # ../shared/tools/xfstests: they link libaio and liburing statically.
     libaio-dev liburing-dev xfslibs-dev
+    # mkfs.ext4 for the suite's disk (O_DIRECT in tests/vm/test_gup.c)
+    # and the crash loop's.
+    e2fsprogs
     # rsync for tests/vm/test_roundtrip.sh (copied into the guest with
     # its libraries: the guest has only busybox).
     rsync

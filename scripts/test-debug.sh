@@ -367,8 +367,10 @@ for paging in $PAGINGS; do
 	log="$OUT/suite-paging$paging.log"
 	echo "== debug VM suite, $paging-level paging (log: $log)"
 	t0=$(date +%s)
+	disk="$OUT/suite-disk.img"	# /mnt/disk, as in scripts/test.sh
+	rm -f "$disk" && truncate -s 1G "$disk" && mkfs.ext4 -F -q "$disk"
 	./vm/run "${VMARGS[@]}" --paging "$paging" --timeout "$TIMEOUT" \
-		--files "$OUT/files" --keep-log "$log" \
+		--files "$OUT/files" --keep-log "$log" --disk "$disk" \
 		-- "$OUT/run-suite.sh" ${MORSEL_TESTS:-} 2>&1 | tee "$log.out"
 	rc=${PIPESTATUS[0]}
 	took[$paging]=$(($(date +%s) - t0))

@@ -36,9 +36,13 @@ fi
 mkdir -p build/vm
 for paging in 5 4; do
 	log="build/vm/suite-paging$paging.log"
+	# A fresh ext4 disk at /mnt/disk in the guest: O_DIRECT to and from
+	# morsel memory needs a block device under the file (test_gup).
+	disk="build/vm/suite-disk.img"
+	rm -f "$disk" && truncate -s 1G "$disk" && mkfs.ext4 -F -q "$disk"
 	echo "== VM suite, $paging-level paging (log: $log)"
 	./vm/run --paging "$paging" --mem 4G --timeout 1800 \
-		--files build/tests/vm --keep-log "$log" \
+		--files build/tests/vm --keep-log "$log" --disk "$disk" \
 		-- tests/vm/run-suite.sh ${MORSEL_TESTS:-} 2>&1 | tee "$log.out"
 	rc=${PIPESTATUS[0]}
 	# run-suite.sh speaks TAP: "ok N - test_x", "ok N - test_x # SKIP

@@ -1,0 +1,384 @@
+#define _GNU_SOURCE
+/*
+ * The kernel reaches morsel memory through GUP as it reaches tmpfs memory
+ * (issue 12, docs/gup.md):
+ *  - shared futexes: the same word of the same object has the same key in
+ *    every process, at any address, through links and through pages mapped
+ *    one by one, in a read-only mapping, in a copy-on-write child (where
+ *    get_futex_key()'s GUP for write copies the page first);
+ *    wait and wake, requeue between two words;
+ *  - O_DIRECT write from, and read into, morsel mappings (ext4 on the
+ *    suite's disk at /mnt/disk), also into a child (copied first), and a
+ *    read into memory cleaned by SCAN shows up as dirty;
+ *  - vmsplice: pages in a pipe keep their data after a punch and after the
+ *    object is gone, and nothing leaks;
+ *  - MAP_POPULATE and MADV_POPULATE_WRITE link the range at once;
+ *  - writable long-term pins (io_uring fixed buffers, which always ask for
+ *    write) are refused with EFAULT on a morsel mapping, as docs/gup.md
+ *    decides, where shmem memory takes them.
+ * Process-shared pthread objects are in test_pshared.
+ */
+#include <linux/futex.h>
+#include <linux/io_uring.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include "libmorsel.h"
+#include "vm.h"
+
+#define OBJ	"/dev/morsel/gup"
+#define SIZE	(4 * MiB)
+#define DISK	"/mnt/disk"
+
+static long futex(void *uaddr, int op, uint32_t val, void *uaddr2,
+		  uint32_t val3)
+{
+	return syscall(SYS_futex, uaddr, op, val, NULL, uaddr2, val3);
+}
+
+/*
+ * A child process waits on the word at @woff of its own mapping of @fd
+ * (a new mmap: a different address from ours, page by page if
+ * @child_pages, read-only if @child_ro); we wake it through @wake.  A wake
+ * that reports one waiter woke it: the two keys are the same.  Returns the
+ * number woken (1 is right) and the child's status through @st.
+ */
+static int wake_across(int fd, volatile uint32_t *wake, long woff,
+		       int child_pages, int child_ro, int touch, int *st)
+{
+	int prot = child_ro ? PROT_READ : PROT_READ | PROT_WRITE;
+	long i, woke = 0;
+	pid_t pid;
+
+	pid = fork();
+	tap_require(pid >= 0);
+	if (pid == 0) {
+		/* 64 KiB cannot link: pages one by one; else 4 MiB linked. */
+		long len = child_pages ? 64 * KiB : SIZE;
+		long off = child_pages ? woff & ~(64 * KiB - 1) : 0;
+		char *q = mmap(NULL, len, prot, MAP_SHARED, fd, off);
+
+		if (q == MAP_FAILED)
+			_exit(10);
+		if ((void *)q == (void *)wake)
+			_exit(11);	/* must be another address */
+		if (touch)	/* a store to the word's page, as glibc makes */
+			q[(woff - off) ^ 64] = 1;
+		/* Woken (0), or the word changed under us (EAGAIN). */
+		if (futex(q + (woff - off), FUTEX_WAIT, 0, NULL, 0) != 0)
+			_exit(12);
+		_exit(0);
+	}
+	if (touch)
+		((volatile char *)wake)[64] = 1;
+	for (i = 0; i < 20000 && woke == 0; i++) {
+		woke = futex((void *)wake, FUTEX_WAKE, 1, NULL, 0);
+		if (woke == 0)
+			usleep(1000);
+	}
+	*st = wait_status(pid);
+	return (int)woke;
+}
+
+static void futexes(void)
+{
+	int fd = mkobj(OBJ, SIZE), st = -1, n, cfd;
+	volatile uint32_t *p, *ro;
+	uint32_t *w1, *w2;
+	long i, woke;
+	pid_t pid;
+
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	memset((void *)p, 0, SIZE);
+	tap_require(links(fd) > 0);
+
+	n = wake_across(fd, p + 1024, 4096, 0, 0, 0, &st);
+	tap_ok(n == 1 && CHILD_OK(st),
+	       "FUTEX_WAKE through a link wakes a waiter in another process's link (woke %d, status %#x)",
+	       n, st);
+	n = wake_across(fd, p + (MiB + 8) / 4, MiB + 8, 1, 0, 0, &st);
+	tap_ok(n == 1 && CHILD_OK(st),
+	       "... and a waiter in a page-by-page mapping at another address (woke %d, status %#x)",
+	       n, st);
+	n = wake_across(fd, p + (2 * MiB + 64) / 4, 2 * MiB + 64, 0, 1, 0, &st);
+	tap_ok(n == 1 && CHILD_OK(st),
+	       "... and a waiter in a read-only mapping (woke %d, status %#x)",
+	       n, st);
+
+	/* Page by page on our side: a 64 KiB mapping of the same words. */
+	ro = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		  3 * MiB);
+	tap_require(ro != MAP_FAILED);
+	n = wake_across(fd, ro + 16, 3 * MiB + 64, 0, 0, 0, &st);
+	tap_ok(n == 1 && CHILD_OK(st),
+	       "FUTEX_WAKE through a page-by-page mapping wakes a waiter in a link (woke %d, status %#x)",
+	       n, st);
+	munmap((void *)ro, 64 * KiB);
+
+	/* Requeue: a waiter on w1 moved to w2, then woken there. */
+	w1 = (uint32_t *)p + 4096;
+	w2 = (uint32_t *)p + 8192;
+	pid = fork();
+	tap_require(pid >= 0);
+	if (pid == 0) {
+		char *q = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       fd, 0);
+
+		if (q == MAP_FAILED)
+			_exit(10);
+		_exit(futex(q + 4096 * 4, FUTEX_WAIT, 0, NULL, 0) == 0 ? 0 : 12);
+	}
+	woke = 0;
+	for (i = 0; i < 20000 && woke == 0; i++) {
+		/* wake none, requeue one to w2, if *w1 is still 0 */
+		woke = syscall(SYS_futex, w1, FUTEX_CMP_REQUEUE, 0,
+			       (void *)1L, w2, 0);
+		if (woke == 0)
+			usleep(1000);
+	}
+	n = (int)futex(w2, FUTEX_WAKE, 1, NULL, 0);
+	st = wait_status(pid);
+	tap_ok(woke == 1 && n == 1 && CHILD_OK(st),
+	       "FUTEX_CMP_REQUEUE moves a waiter of another process between words (requeued %ld, woke %d, status %#x)",
+	       woke, n, st);
+
+	/* A copy-on-write child mapped writable in both processes. */
+	tap_require(freeze(fd) == 0);
+	cfd = split(fd);
+	tap_require(cfd >= 0);
+	munmap((void *)p, SIZE);
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	tap_require(p != MAP_FAILED);
+	n = wake_across(cfd, p + 2048, 8192, 0, 0, 0, &st);
+	tap_ok(n == 1 && CHILD_OK(st) && mstat(cfd).data_pages == 1,
+	       "a child object: waiter and waker on a page neither stored to (woke %d, status %#x)",
+	       n, st);
+	tap_ok(mstat(cfd).data_pages == 1,
+	       "  get_futex_key() asks GUP for write first: the page was copied, both keyed on the copy (%llu copies)",
+	       mstat(cfd).data_pages);
+	n = wake_across(cfd, p + 4096, 16384, 1, 0, 1, &st);
+	tap_ok(n == 1 && CHILD_OK(st) && mstat(cfd).data_pages == 2,
+	       "  and on a page both stored to first, the waiter page by page (woke %d, status %#x, %llu copies)",
+	       n, st, mstat(cfd).data_pages);
+	munmap((void *)p, SIZE);
+	close(cfd);
+	close(fd);
+	unlink(OBJ);
+}
+
+static int disk_mounted(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/mounts", "r");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, " " DISK " ext4 ") != NULL;
+	fclose(f);
+	return found;
+}
+
+static unsigned char pat(long off)
+{
+	return (unsigned char)((off >> 12) * 7 + (off & 0xff) + 1);
+}
+
+static void o_direct(void)
+{
+	struct morsel_scan sc;
+	unsigned char *p, *c, *buf;
+	int fd, ffd, cfd, bad;
+	long off, len = 3 * MiB;
+	uint64_t dirty[SIZE / PG / 64];
+
+	if (!disk_mounted()) {
+		tap_skip("O_DIRECT: no ext4 disk at " DISK);
+		return;
+	}
+	fd = mkobj(OBJ, SIZE);
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	for (off = 0; off < SIZE; off++)
+		p[off] = pat(off);
+	ffd = open(DISK "/odirect", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT,
+		   0600);
+	tap_require(ffd >= 0);
+	/* From 512 KiB: the I/O spans a cut granule's pages and a link. */
+	tap_ok(pwrite(ffd, p + 512 * KiB, len, 0) == len,
+	       "O_DIRECT write of 3 MiB from a morsel mapping");
+	buf = malloc(len);
+	tap_require(buf != NULL);
+	close(ffd);
+	ffd = open(DISK "/odirect", O_RDONLY);
+	tap_require(ffd >= 0 && pread(ffd, buf, len, 0) == len);
+	for (bad = 0, off = 0; off < len; off++)
+		bad += buf[off] != pat(off + 512 * KiB);
+	tap_ok(bad == 0, "  the file holds exactly those bytes (%d bad)", bad);
+	close(ffd);
+
+	/* Clean, then O_DIRECT read into pages 0..255 of the object. */
+	tap_require(morsel_scan(fd, 0, SIZE, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
+				NULL, &sc) == 0);
+	ffd = open(DISK "/odirect", O_RDONLY | O_DIRECT);
+	tap_require(ffd >= 0);
+	tap_ok(pread(ffd, p, MiB, 0) == MiB,
+	       "O_DIRECT read of 1 MiB into a morsel mapping");
+	tap_ok(memcmp(p, buf, MiB) == 0, "  the mapping holds the file's bytes");
+	tap_ok(pread(fd, buf + len - MiB, MiB, 0) == MiB &&
+	       memcmp(buf + len - MiB, buf, MiB) == 0,
+	       "  and read() of the object too");
+	memset(dirty, 0, sizeof(dirty));
+	tap_ok(morsel_scan(fd, 0, SIZE, 0, 0, NULL, NULL, dirty, &sc) == 0 &&
+	       sc.dirty_pages == MiB / PG && dirty[0] == ~0ULL &&
+	       dirty[MiB / PG / 64] == 0,
+	       "  SCAN: exactly the 256 pages read into are dirty (%llu)",
+	       (unsigned long long)sc.dirty_pages);
+
+	/* Into a copy-on-write child: the base keeps its bytes. */
+	tap_require(freeze(fd) == 0);
+	cfd = split(fd);
+	tap_require(cfd >= 0);
+	c = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	tap_require(c != MAP_FAILED);
+	tap_ok(pread(ffd, c + 2 * MiB, MiB, MiB) == MiB &&
+	       memcmp(c + 2 * MiB, buf + MiB, MiB) == 0,
+	       "O_DIRECT read into a child's mapping lands in the child");
+	for (bad = 0, off = 2 * MiB; off < 3 * MiB; off++)
+		bad += p[off] != pat(off);
+	tap_ok(bad == 0 && mstat(cfd).data_pages == MiB / PG,
+	       "  the base is unchanged (%d bad) and the child owns 256 copies (%llu)",
+	       bad, mstat(cfd).data_pages);
+	munmap(c, SIZE);
+	close(cfd);
+	close(ffd);
+	unlink(DISK "/odirect");
+	free(buf);
+	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+}
+
+static void vmsplice_keeps_frames(void)
+{
+	long data0 = total("data_pages");
+	unsigned char *p, got[3 * 4096];
+	struct iovec iov;
+	int fd, pfd[2], ok;
+	ssize_t n;
+
+	fd = mkobj(OBJ, SIZE);
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED && pipe(pfd) == 0);
+	memset(p, 'v', 3 * 4096);
+	memset(p + MiB, 'w', 4096);
+	iov.iov_base = p;
+	iov.iov_len = 3 * 4096;
+	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 3 * 4096,
+	       "vmsplice of 3 pages of a morsel mapping into a pipe");
+	tap_ok(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			 3 * 4096) == 0 && mstat(fd).data_pages == 1,
+	       "  a punch takes them from the object (%llu data pages left)",
+	       mstat(fd).data_pages);
+	n = read(pfd[0], got, sizeof(got));
+	ok = n == 3 * 4096 && got[0] == 'v' && got[n - 1] == 'v';
+	tap_ok(ok && p[0] == 0,
+	       "  the pipe still reads their bytes; the mapping reads zeros");
+
+	iov.iov_base = p + MiB;
+	iov.iov_len = 4096;
+	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 4096, "vmsplice of another page");
+	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+	tap_ok(total("data_pages") == data0,
+	       "  the object is gone, its pages with it (%ld data pages)",
+	       total("data_pages") - data0);
+	n = read(pfd[0], got, 4096);
+	tap_ok(n == 4096 && got[0] == 'w' && got[4095] == 'w',
+	       "  and the pipe still reads that page's bytes");
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+static void populate(void)
+{
+	unsigned char *p;
+	int fd = mkobj(OBJ, SIZE);
+
+	tap_require(pwrite(fd, "x", 1, 3 * MiB) == 1);
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		 fd, 0);
+	tap_require(p != MAP_FAILED);
+	tap_ok(links(fd) == 2 && mstat(fd).data_pages == SIZE / PG,
+	       "MAP_POPULATE links both granules and fills them (%lu links, %llu data)",
+	       links(fd), mstat(fd).data_pages);
+	tap_ok(p[3 * MiB] == 'x', "  with the object's data");
+	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+}
+
+static int uring_register(void *buf, size_t len)
+{
+	struct io_uring_params prm;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	int ring, r;
+
+	memset(&prm, 0, sizeof(prm));
+	ring = (int)syscall(__NR_io_uring_setup, 4, &prm);
+	if (ring < 0)
+		return -2;
+	r = (int)syscall(__NR_io_uring_register, ring,
+			 IORING_REGISTER_BUFFERS, &iov, 1);
+	r = r < 0 ? -errno : 0;
+	close(ring);
+	return r;
+}
+
+static void long_term_pins(void)
+{
+	int fd = mkobj(OBJ, SIZE), r, t;
+	void *p, *a;
+
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	a = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	tap_require(p != MAP_FAILED && a != MAP_FAILED);
+	memset(p, 1, 2 * MiB);
+	memset(a, 1, 2 * MiB);
+	t = uring_register(a, 2 * MiB);
+	if (t == -2) {
+		tap_skip("io_uring: no io_uring_setup here");
+	} else {
+		r = uring_register(p, 2 * MiB);
+		tap_ok(t == 0 && r == -EFAULT,
+		       "io_uring fixed buffers (a writable long-term pin): EFAULT on a morsel mapping, 0 on shmem (%d, %d)",
+		       r, t);
+	}
+	munmap(a, 2 * MiB);
+	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+}
+
+int main(void)
+{
+	long data0 = total("data_pages");
+
+	watchdog(600);
+	phase = "futexes";
+	futexes();
+	phase = "O_DIRECT";
+	o_direct();
+	phase = "vmsplice";
+	vmsplice_keeps_frames();
+	phase = "populate";
+	populate();
+	phase = "long-term pins";
+	long_term_pins();
+	tap_ok(total("data_pages") == data0, "no data page left over (%ld)",
+	       total("data_pages") - data0);
+	return tap_done();
+}
