@@ -279,21 +279,42 @@ static vm_fault_t map_zero_page(struct vm_area_struct *vma, unsigned long addr)
 	return err ? errno_to_fault(err) : VM_FAULT_NOPAGE;
 }
 
+static int make_entry_writable(pte_t *ptep, unsigned long addr, void *data)
+{
+	struct vm_area_struct *vma = data;
+	pte_t pte = ptep_get(ptep);
+
+	/* Still the entry we inserted (the caller holds m->lock shared). */
+	if (pte_present(pte) && !pte_write(pte))
+		set_pte_at(vma->vm_mm, addr, ptep,
+			   pte_mkdirty(pte_mkwrite_novma(pte)));
+	return 0;
+}
+
 /*
  * Map a frame: vm_insert_page() takes the reference, rmap and rss that
  * the core's zap gives back.  It maps with vm_page_prot, which write
- * notification keeps read-only in a writable VMA: the first store comes
- * back through ->page_mkwrite, which makes a frame we own writable and
- * copies one that is not ours to write (frozen, or borrowed from the base).
+ * notification keeps read-only in a writable VMA; a frame whose leaf is
+ * writable (ours, dirty, not frozen) is then made writable here at once,
+ * so that a mapping populated by MORSEL_IOC_MAP stores without a fault.
+ * Any other first store comes back through ->page_mkwrite, which makes a
+ * frame we own writable and copies one that is not ours to write.  A
+ * clean that runs later waits for m->lock, which the caller holds, before
+ * its unmap removes the entry.
  */
-static vm_fault_t map_frame(struct vm_area_struct *vma, unsigned long addr,
-			    struct page *page)
+static vm_fault_t map_frame(struct vm_area_struct *vma, struct morsel *m,
+			    unsigned long addr, loff_t off, struct page *page)
 {
 	int err = vm_insert_page(vma, addr & PAGE_MASK, page);
 
-	if (!err || err == -EBUSY)	/* -EBUSY: another fault mapped it */
+	if (err == -EBUSY)	/* another fault mapped it */
 		return VM_FAULT_NOPAGE;
-	return errno_to_fault(err);
+	if (err)
+		return errno_to_fault(err);
+	if ((vma->vm_flags & VM_WRITE) && morsel_frame_writable(m, off, page))
+		apply_to_existing_page_range(vma->vm_mm, addr & PAGE_MASK,
+					     PAGE_SIZE, make_entry_writable, vma);
+	return VM_FAULT_NOPAGE;
 }
 
 /* Map one page into the process's own PTE table. */
@@ -319,7 +340,7 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 		if (is_zero_pfn(page_to_pfn(page)))
 			ret = map_zero_page(vma, vmf->address);
 		else
-			ret = map_frame(vma, vmf->address, page);
+			ret = map_frame(vma, m, vmf->address, off, page);
 		/*
 		 * A copy-on-write that replaced the leaf after our lookup may
 		 * have run its unmap_mapping_range() before our insert: then

@@ -7,10 +7,10 @@
  * Sizes are in bytes, as on tmpfs; frames stay whole pages.  The bytes
  * of the last page past the size read as zero, whatever a mapping stored
  * there: every change of size zeroes them in the page that keeps data
- * (morsel_set_size()).  Changing the size of a mapped object fails with
- * EBUSY: the library's saves read through a mapping and rely on it
- * (docs/status.md, issue 12).  inode_lock serializes size changes,
- * writes, freezes and cleans.
+ * (morsel_set_size()).  A mapped object changes size as a tmpfs file
+ * does: growth shows in every mapping at once, a shrink unmaps what lies
+ * past the new end first (access there is SIGBUS).  inode_lock
+ * serializes size changes, writes, freezes and cleans.
  */
 #include <linux/fs.h>
 #include <linux/falloc.h>
@@ -21,7 +21,7 @@
 
 #include "morsel.h"
 
-/* Resize under inode_lock; EBUSY while anybody maps the object. */
+/* Resize under inode_lock, mapped or not; a frozen object: EPERM. */
 int morsel_resize(struct morsel *m, loff_t size)
 {
 	int err = 0;
@@ -35,8 +35,6 @@ int morsel_resize(struct morsel *m, loff_t size)
 	if (size != i_size_read(&m->vfs_inode)) {
 		if (m->frozen)
 			err = -EPERM;
-		else if (atomic_read(&m->mappers))
-			err = -EBUSY;
 		else
 			err = morsel_set_size(m, size);
 	}

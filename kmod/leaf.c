@@ -656,3 +656,18 @@ int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end)
 	return err;
 }
 
+/*
+ * Is @page our leaf at @off, and writable?  A writable leaf is owned, not
+ * frozen, and dirty (not cleaned since its last store).
+ */
+bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page)
+{
+	pte_t *table = morsel_pte_table(m, off, false);
+	pte_t pte;
+
+	if (!table)
+		return false;
+	pte = ptep_get(table + MORSEL_PTE_INDEX(off));
+	return pte_present(pte) && pte_pfn(pte) == page_to_pfn(page) &&
+	       pte_write(pte);
+}

@@ -289,6 +289,7 @@ struct page *morsel_writable_frame(struct morsel *m, pgoff_t index,
 struct page *morsel_get_frame_to_read(struct morsel *m, pgoff_t index);
 struct page *morsel_get_frame_to_write(struct morsel *m, pgoff_t index);
 int morsel_fill_hole(struct morsel *m, pgoff_t index, struct page *page);
+bool morsel_frame_writable(struct morsel *m, loff_t off, struct page *page);
 bool morsel_leaf_maps(struct morsel *m, pgoff_t index, struct page *page);
 struct page *morsel_frame_for_tail(struct morsel *m, loff_t at);
 int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end);

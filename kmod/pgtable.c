@@ -31,8 +31,10 @@
  *  - a table is written only by the object that owns it (cow.c decides
  *    ownership); tables a process links are always owned by the linked
  *    object, or are the hole table;
- *  - tables are freed only while no link can point at them: when the
- *    object is unmapped (punch, resize) or gone.
+ *  - tables are freed only while no link can point at them: after the
+ *    range was unmapped (punch, shrink) with m->lock held exclusively, so
+ *    no fault links them again, or when the object is gone; the pages go
+ *    back after an RCU grace period (GUP-fast walks them locklessly).
  */
 #include <linux/highmem.h>
 #include <linux/memcontrol.h>
@@ -641,7 +643,8 @@ void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end,
 /*
  * Free every frame at offset >= @from below @table (level @level, first
  * offset @base) and every table that lies entirely at or beyond @from.
- * Only for an object nobody maps.
+ * Only once nothing translates the range any more: the object is gone, or
+ * morsel_set_size() unmapped it under m->lock held exclusively.
  */
 static void free_subtree(struct morsel *m, void *table, int level,
 			 loff_t base, loff_t from)
@@ -814,8 +817,17 @@ static int own_tables_for_shrink(struct morsel *m, loff_t size)
  * and that must not show; when shrinking, the cut bytes must not come
  * back if the object grows again.  Everything that can fail (copies in a
  * child) happens before anything is freed or zeroed.  Caller holds
- * m->lock exclusively and has checked that nobody maps the object, so no
- * table of it is linked anywhere.
+ * m->lock exclusively: no fault runs, so nothing links or maps anew.
+ *
+ * Mapped, growing needs nothing more: new levels go above the old root,
+ * and every table a link points at stays where it is.  Shrinking first
+ * unmaps from the new end (page-aligned: the page of the last byte stays
+ * mapped whole): our notifier removes every link that reaches past it
+ * (a link covers its whole granule, so one straddling the end goes too,
+ * and so does a PUD link to a root that is about to be replaced) and
+ * flushes; pages mapped one by one and secondary MMUs go the usual way.
+ * Then no translation reaches a frame or table that is freed; a pinned
+ * frame lives on until its last put.
  */
 int morsel_set_size(struct morsel *m, loff_t size)
 {
@@ -836,6 +848,9 @@ int morsel_set_size(struct morsel *m, loff_t size)
 	if (tail)
 		memzero_page(tail, offset_in_page(min(size, old)),
 			     PAGE_SIZE - offset_in_page(min(size, old)));
+	if (size < old)
+		unmap_mapping_range(m->vfs_inode.i_mapping, PAGE_ALIGN(size), 0,
+				    1);
 	if (size < old && m->root)
 		free_subtree(m, m->root, m->level, 0, PAGE_ALIGN(size));
 	if (level == MORSEL_LEVEL_NONE) {

@@ -15,6 +15,27 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/*
+ * Copy @len bytes at @src of our own mapping into @dst without touching
+ * the mapping ourselves: the object may shrink under it (a mapped object
+ * can, as a tmpfs file can), and a load past the end would be SIGBUS in
+ * the caller's process.  process_vm_readv() goes through GUP, which
+ * stops there instead.  The bytes read, or -errno.
+ */
+static ssize_t copy_from_mapping(uint8_t *dst, const uint8_t *src,
+				 uint64_t len)
+{
+	struct iovec local = { .iov_base = dst, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)src, .iov_len = len };
+	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+
+	if (n < 0)
+		return errno == EFAULT ? 0 : -errno;
+	return n;
+}
 
 int mp_fetch_pages(const struct source *src, uint64_t span,
 		   const uint64_t *stored, uint8_t *dst)
@@ -28,15 +49,15 @@ int mp_fetch_pages(const struct source *src, uint64_t span,
 		j = mp_next_bit(stored, i, false);
 		pg = span * SPAN_PAGES + i;
 		len = (uint64_t)(j - i) * PAGE;
-		if (src->map) {
-			memcpy(dst, src->map + (pg - src->first) * PAGE, len);
-		} else {
+		if (src->map)
+			n = copy_from_mapping(dst, src->map +
+					      (pg - src->first) * PAGE, len);
+		else
 			n = mp_pread_full(src->fd, dst, len, pg * PAGE);
-			if (n < 0)
-				return (int)n;
-			/* shrank: the rest reads 0 */
-			memset(dst + n, 0, len - (uint64_t)n);
-		}
+		if (n < 0)
+			return (int)n;
+		/* shrank: the rest reads 0 */
+		memset(dst + n, 0, len - (uint64_t)n);
 		dst += len;
 	}
 	return 0;
@@ -107,8 +128,8 @@ int mp_scan_range(int fd, uint64_t start, uint64_t length,
  * The source for reading [@start, +@length) of @fd: a writable mapping
  * when the object may be mapped so (not frozen, not a child, fd opened
  * read-write; it links the object's own tables as pages are touched, and
- * nothing is written through it), else pread().  While mapped the object
- * cannot shrink (EBUSY), so a size checked after mapping holds.
+ * nothing is written through it), else pread().  The object may still
+ * shrink: reads stop at its end either way (copy_from_mapping()).
  */
 int mp_source_open(struct source *src, int fd,
 		   const struct morsel_stat *st, uint64_t start,

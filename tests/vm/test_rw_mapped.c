@@ -98,7 +98,7 @@ int main(void)
 		       B[2 * MiB + 2 * PG] == 0,
 		       "a pwrite across the 2 MiB boundary: seen in both chunks by A and B");
 	}
-	tap_errno(ftruncate(fd, 2 * MiB), EBUSY, "mapped four times: ftruncate EBUSY");
+	tap_ok(ftruncate(fd, 4 * MiB) == 0, "mapped four times: ftruncate to the same size works");
 	munmap((void *)A, 4 * MiB);
 	munmap((void *)B, 4 * MiB);
 	munmap((void *)C, 1 * MiB);
