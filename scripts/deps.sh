@@ -20,6 +20,9 @@ PACKAGES=(
     # xfstests' fsx and fsstress (tests/vm/test_fsx.sh), built from
     # ../shared/tools/xfstests: they link libaio and liburing statically.
     libaio-dev liburing-dev xfslibs-dev
+    # SQLite and LMDB as real users of morsel memory (tests/vm/test_sqlite.c,
+    # test_lmdb.c; linked statically)
+    libsqlite3-dev liblmdb-dev
     # mkfs.ext4 for the suite's disk (O_DIRECT in tests/vm/test_gup.c)
     # and the crash loop's.
     e2fsprogs
