@@ -57,6 +57,7 @@ $(B)/tools/%: tools/%.c $(B)/libmorsel.a $(LIB_HDR)
 # Real programs as users (issue 12): Debian's static libsqlite3 and liblmdb.
 $(B)/tests/vm/test_sqlite: VM_LIBS = -lsqlite3 -lm
 $(B)/tests/vm/test_lmdb: VM_LIBS = -llmdb
+$(B)/bench/bench_gup: VM_LIBS = -lsqlite3 -lm
 
 $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
@@ -64,7 +65,7 @@ $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorse
 
 $(B)/bench/%: bench/%.c $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a
+	$(CC) $(UCFLAGS) -static -pthread -o $@ $< $(B)/libmorsel.a $(VM_LIBS)
 
 $(B)/tests/crash/files/%: tests/crash/%.c tests/crash/crash.h tests/tap.h $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)

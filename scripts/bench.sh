@@ -5,8 +5,9 @@
 # build/bench/bench.log).
 #   MORSEL_BENCH_MEM=12G MORSEL_MODULE=/tmp/m.ko scripts/bench.sh [bench options]
 #   (bench options: e.g. --sizes 1G,4G --reps 3; see bench/bench.c)
-#   MORSEL_BENCH_SKIP=core|persist      leave one of the two boots out
+#   MORSEL_BENCH_SKIP=core|persist|gup  leave one of the three boots out
 #   MORSEL_BENCH_PERSIST_ARGS="--reps 5" options of bench/bench_persist.c
+#   MORSEL_BENCH_GUP_ARGS="--only sqlite" options of bench/bench_gup.c
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -43,6 +44,22 @@ if [ "${MORSEL_BENCH_SKIP:-}" != persist ]; then
 	out="$out
 $pout"
 	[ "$prc" -eq 0 ] || rc=$prc
+fi
+
+# Memory the rest of the kernel uses (bench/bench_gup.c, issue 12): a third
+# boot with an ext4 disk for O_DIRECT; SQLite on morselfs against tmpfs.
+if [ "${MORSEL_BENCH_SKIP:-}" != gup ]; then
+	disk=build/bench/disk-gup.img
+	rm -f "$disk" && truncate -s 4G "$disk" && mkfs.ext4 -F -q "$disk"
+	gout=$(./vm/run --mem "${MORSEL_BENCH_MEM:-20G}" --cpus 2 --timeout 3000 \
+		${MORSEL_MODULE:+--module "$MORSEL_MODULE"} --disk "$disk" \
+		--keep-log "build/bench/bench-gup.log" \
+		-- build/bench/bench_gup ${MORSEL_BENCH_GUP_ARGS:-} 2>&1 | tee /dev/stderr)
+	grc=$?
+	rm -f "$disk"
+	out="$out
+$gout"
+	[ "$grc" -eq 0 ] || rc=$grc
 fi
 
 grep -E '^(BENCH |# skipped)' <<<"$out" > "$OUT"
