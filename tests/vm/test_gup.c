@@ -11,7 +11,9 @@
  *    suite's disk at /mnt/disk), also into a child (copied first), and a
  *    read into memory cleaned by SCAN shows up as dirty;
  *  - vmsplice: pages in a pipe keep their data after a punch and after the
- *    object is gone, and nothing leaks;
+ *    object is gone, and nothing leaks; a frame held often enough to look
+ *    pinned (folio_maybe_dma_pinned()) stays dirty for SCAN and makes
+ *    FREEZE fail with EBUSY until let go;
  *  - MAP_POPULATE and MADV_POPULATE_WRITE link the range at once;
  *  - writable long-term pins (io_uring fixed buffers, which always ask for
  *    write) are refused with EFAULT on a morsel mapping, as docs/gup.md
@@ -302,6 +304,69 @@ static void vmsplice_keeps_frames(void)
 	close(pfd[1]);
 }
 
+/*
+ * Hold @page's frame with more than GUP_PIN_COUNTING_BIAS (1024) page
+ * references: pipes full of vmsplice()d copies of it.  For an order-0 page
+ * that is what folio_maybe_dma_pinned() counts as pinned, the state a
+ * device's long-term pin would leave; user space cannot take such a pin
+ * on a writable morsel mapping itself (see long_term_pins()).
+ */
+#define PIPES	5
+static int hold_many(unsigned char *page, int pfd[PIPES][2])
+{
+	struct iovec iov[256];
+	int i, j;
+
+	for (j = 0; j < 256; j++) {
+		iov[j].iov_base = page;
+		iov[j].iov_len = 4096;
+	}
+	for (i = 0; i < PIPES; i++) {
+		if (pipe(pfd[i]) || fcntl(pfd[i][1], F_SETPIPE_SZ, 1 << 20) < 0 ||
+		    vmsplice(pfd[i][1], iov, 256, 0) != 256 * 4096)
+			return -1;
+	}
+	return 0;
+}
+
+static void frozen_while_held(void)
+{
+	int fd = mkobj(OBJ, SIZE), pfd[PIPES][2], i, held;
+	struct morsel_scan sc;
+	unsigned char *p;
+
+	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	memset(p, 'h', 2 * 4096);
+	tap_require(morsel_scan(fd, 0, SIZE, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
+				NULL, &sc) == 0);
+	held = hold_many(p + 4096, pfd) == 0;
+	tap_ok(held, "1280 page references to one frame through vmsplice");
+	{
+		unsigned long long d1 = ~0ULL, d2 = ~0ULL;
+
+		if (!morsel_scan(fd, 0, SIZE, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
+				 NULL, &sc))
+			d1 = sc.dirty_pages;
+		if (!morsel_scan(fd, 0, SIZE, 0, 0, NULL, NULL, NULL, &sc))
+			d2 = sc.dirty_pages;
+		tap_ok(d1 == 1 && d2 == 1,
+		       "  SCAN counts that frame as written while it may be pinned, even after CLEAN (%llu, %llu)",
+		       d1, d2);
+	}
+	tap_errno(freeze(fd), EBUSY, "  FREEZE fails with EBUSY meanwhile");
+	tap_ok(!(mstat(fd).state & MORSEL_STATE_FROZEN) && try_write(p, 'x') == 0,
+	       "  and leaves the object unfrozen and writable");
+	for (i = 0; i < PIPES; i++) {
+		close(pfd[i][0]);
+		close(pfd[i][1]);
+	}
+	tap_ok(freeze(fd) == 0, "once the references are gone, FREEZE works");
+	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+}
+
 static void populate(void)
 {
 	unsigned char *p;
@@ -374,6 +439,9 @@ int main(void)
 	o_direct();
 	phase = "vmsplice";
 	vmsplice_keeps_frames();
+	phase = "held frames";
+	probe_init();
+	frozen_while_held();
 	phase = "populate";
 	populate();
 	phase = "long-term pins";
