@@ -288,6 +288,16 @@ static void vmsplice_keeps_frames(void)
 	tap_ok(ok && p[0] == 0,
 	       "  the pipe still reads their bytes; the mapping reads zeros");
 
+	/* A truncate past a held page. */
+	memset(p + 2 * MiB, 't', 4096);
+	iov.iov_base = p + 2 * MiB;
+	iov.iov_len = 4096;
+	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 4096 &&
+	       ftruncate(fd, 2 * MiB) == 0 && read(pfd[0], got, 4096) == 4096 &&
+	       got[0] == 't' && got[4095] == 't',
+	       "a page held in a pipe keeps its bytes after a truncate below it");
+	tap_require(ftruncate(fd, SIZE) == 0);
+
 	iov.iov_base = p + MiB;
 	iov.iov_len = 4096;
 	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 4096, "vmsplice of another page");
@@ -367,6 +377,41 @@ static void frozen_while_held(void)
 	unlink(OBJ);
 }
 
+/* A child's page held in a pipe, then copied on write in the child. */
+static void held_across_copy(void)
+{
+	int fd = mkobj(OBJ, SIZE), cfd, pfd[2];
+	unsigned char *c, got[4096];
+	struct iovec iov;
+
+	tap_require(pwrite(fd, "base", 4, 8192) == 4 && freeze(fd) == 0);
+	cfd = split(fd);
+	tap_require(cfd >= 0 && pipe(pfd) == 0);
+	c = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	tap_require(c != MAP_FAILED);
+	iov.iov_base = c + 8192;
+	iov.iov_len = 4096;
+	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 4096,
+	       "vmsplice of a child's page it borrows from its base");
+	memcpy(c + 8192, "copy", 4);
+	tap_ok(mstat(cfd).data_pages == 1 && read(pfd[0], got, 4096) == 4096 &&
+	       !memcmp(got, "base", 4) && !memcmp(c + 8192, "copy", 4),
+	       "  a store copies the page; the pipe keeps the base's bytes");
+	iov.iov_base = c + 8192;
+	tap_ok(vmsplice(pfd[1], &iov, 1, 0) == 4096 &&
+	       fallocate(cfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192,
+			 4096) == 0 &&
+	       read(pfd[0], got, 4096) == 4096 && !memcmp(got, "copy", 4) &&
+	       c[8192] == 0,
+	       "  the copy held in a pipe outlives a punch of it in the child (a hole now)");
+	close(pfd[0]);
+	close(pfd[1]);
+	munmap(c, SIZE);
+	close(cfd);
+	close(fd);
+	unlink(OBJ);
+}
+
 static void populate(void)
 {
 	unsigned char *p;
@@ -439,6 +484,8 @@ int main(void)
 	o_direct();
 	phase = "vmsplice";
 	vmsplice_keeps_frames();
+	phase = "held across copy";
+	held_across_copy();
 	phase = "held frames";
 	probe_init();
 	frozen_while_held();
