@@ -207,37 +207,17 @@ static void wrprotect_leaves(pte_t *table)
 }
 
 /*
- * May a device or the kernel hold one of our frames in @table pinned?
- * Frames borrowed from a base are frozen already: their pins are
- * read-only.
+ * Apply @fn to every PTE table @m owns (not those borrowed from a base),
+ * with the offset it starts at; stop at the first nonzero result and
+ * return it.
  */
-static bool leaves_pinned(struct morsel *m, pte_t *table)
-{
-	struct folio *folio;
-	pte_t pte;
-	int i;
-
-	for (i = 0; i < PTRS_PER_PTE; i++) {
-		pte = ptep_get(table + i);
-		if (!morsel_leaf_has_data(pte))
-			continue;
-		folio = page_folio(pte_page(pte));
-		if (folio->mapping == m->vfs_inode.i_mapping &&
-		    folio_maybe_dma_pinned(folio))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Apply @fn to every PTE table @m owns (not those borrowed from a base);
- * stop at the first that returns true, and return true then.
- */
-static bool any_owned_pte_table(struct morsel *m,
-				bool (*fn)(struct morsel *m, pte_t *table))
+static int walk_owned_pte_tables(struct morsel *m,
+				 int (*fn)(struct morsel *m, pte_t *table,
+					   loff_t off))
 {
 	loff_t size = i_size_read(&m->vfs_inode), off;
 	pte_t *table;
+	int err;
 
 	for (off = 0; off < size; off += PMD_SIZE) {
 		if (m->level == MORSEL_LEVEL_PUD &&
@@ -246,18 +226,74 @@ static bool any_owned_pte_table(struct morsel *m,
 			continue;
 		}
 		table = morsel_pte_table(m, off, false);
-		if (table && !morsel_pte_table_borrowed(m, off, table) &&
-		    fn(m, table))
-			return true;
+		if (table && !morsel_pte_table_borrowed(m, off, table)) {
+			err = fn(m, table, off);
+			if (err)
+				return err;
+		}
 		cond_resched();
 	}
-	return false;
+	return 0;
 }
 
-static bool wrprotect_table(struct morsel *m, pte_t *table)
+static int wrprotect_table(struct morsel *m, pte_t *table, loff_t off)
 {
 	wrprotect_leaves(table);
-	return false;
+	return 0;
+}
+
+/*
+ * Give the object a copy of each frame of @table (at @off) that it owns
+ * and that may be pinned (folio_maybe_dma_pinned(): a device, an O_DIRECT
+ * read in flight, or just many references): whoever holds the old frame
+ * keeps it, and what they write there after the freeze never reaches the
+ * frozen contents, as a write through a pin to a truncated page never
+ * reaches the file.  Nothing translates the leaves now (the caller
+ * unmapped the object, holding m->lock exclusively), so a leaf and its
+ * twin change under their locks alone.
+ */
+static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
+{
+	struct address_space *mapping = m->vfs_inode.i_mapping;
+	spinlock_t *ptl = morsel_table_lock(table);
+	struct page *old, *copy;
+	pgoff_t index;
+	pte_t pte, leaf;
+	pte_t *twin;
+	bool done;
+	int i;
+
+	for (i = 0; i < PTRS_PER_PTE; i++) {
+		pte = ptep_get(table + i);
+		if (!morsel_leaf_has_data(pte))
+			continue;
+		old = pte_page(pte);
+		if (page_folio(old)->mapping != mapping ||
+		    !folio_maybe_dma_pinned(page_folio(old)))
+			continue;
+		copy = morsel_alloc_frame(m, false);
+		if (IS_ERR(copy))
+			return PTR_ERR(copy);
+		copy_highpage(copy, old);
+		index = (off >> PAGE_SHIFT) + i;
+		leaf = pfn_pte(page_to_pfn(copy), PAGE_READONLY);
+		if (pte_dirty(pte))
+			leaf = pte_mkdirty(leaf);
+		spin_lock(ptl);
+		done = morsel_same_frame(ptep_get(table + i), pte);
+		if (done) {
+			copy->index = index;
+			WRITE_ONCE(copy->mapping, mapping);
+			set_pte(table + i, leaf);
+			twin = morsel_twin_of(m, index);
+			if (twin)
+				morsel_mirror_leaf(table, twin, index, leaf);
+		}
+		spin_unlock(ptl);
+		/* The old frame leaves the object: the same count, new page. */
+		morsel_discard_frame(m, done ? old : copy);
+	}
+	return 0;
 }
 
 /*
@@ -265,36 +301,36 @@ static bool wrprotect_table(struct morsel *m, pte_t *table)
  * exclusively (no write(), truncate or punch can run).  Leaves installed
  * later read m->frozen under their table's lock, after this walk set it,
  * so they are read-only too.  Stores through mappings made before now
- * fault, and ->page_mkwrite refuses them.  -EBUSY, and not frozen, if a
- * frame may be pinned: a device or an O_DIRECT read could still write it.
+ * fault, and ->page_mkwrite refuses them.  A frame that may be pinned is
+ * replaced by a copy (copy_pinned_frames()); if that finds no memory the
+ * freeze is undone (the flag only: leaves keep D, so a store makes them
+ * writable again through ->page_mkwrite and they stay dirty), and a split
+ * that waited for m->lock sees it undone (morsel_adopt()).
  */
 int morsel_freeze(struct morsel *m)
 {
+	int err;
+
 	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
 	lockdep_assert_held_write(&m->lock);
 	if (m->frozen)
 		return 0;
 	WRITE_ONCE(m->frozen, true);
-	any_owned_pte_table(m, wrprotect_table);
+	walk_owned_pte_tables(m, wrprotect_table);
 	/*
 	 * Drop every translation that may still allow a store: links (they
 	 * come back read-only; removing them flushes every TLB), pages mapped
 	 * one by one, secondary MMUs.  As in morsel_punch(), this reaches
-	 * every cached translation: no flush of our own is needed.
+	 * every cached translation: no flush of our own is needed.  GUP-fast
+	 * walks with interrupts off, so the flush IPIs also waited for any
+	 * that saw a leaf still writable: its pin shows below.  Later pins
+	 * are read-only (->page_mkwrite refuses the rest).
 	 */
 	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
-	/*
-	 * GUP-fast walks with interrupts off: the flush IPIs above waited for
-	 * any that saw a leaf still writable, so its pin shows now.  Later
-	 * pins are read-only (->page_mkwrite refuses the rest).  Undoing is
-	 * only the flag: leaves that were writable kept D, so a store makes
-	 * them writable again through ->page_mkwrite and they stay dirty.
-	 */
-	if (any_owned_pte_table(m, leaves_pinned)) {
+	err = walk_owned_pte_tables(m, copy_pinned_frames);
+	if (err)
 		WRITE_ONCE(m->frozen, false);
-		return -EBUSY;
-	}
-	return 0;
+	return err;
 }
 
 /*
@@ -313,6 +349,14 @@ int morsel_adopt(struct morsel *child, struct morsel *base)
 	 * by nobody yet; its lock nests inside the base's.
 	 */
 	down_read(&base->lock);
+	/*
+	 * The caller saw the base frozen without its lock: a freeze that
+	 * failed (ENOMEM) undoes the flag before it drops the lock.
+	 */
+	if (!base->frozen) {
+		up_read(&base->lock);
+		return -EINVAL;
+	}
 	root = smp_load_acquire(&base->root);	/* see get_root() */
 	down_write_nested(&child->lock, SINGLE_DEPTH_NESTING);
 	child->level = base->level;

@@ -125,6 +125,26 @@ static bool fault_in_object_table(struct vm_fault *vmf, struct morsel *m,
 	       pmd_links_table(pmd, xa_load(&m->twins, off >> PMD_SHIFT));
 }
 
+/*
+ * Below a PUD link, vmf->pmd points into one of the object's PMD tables,
+ * which a shrink or a punch may have unlinked and freed while this fault
+ * slept on m->lock (the core computed vmf->pmd before calling us).  The
+ * process's own PUD entry, which only its owner's page-table code
+ * changes, tells whether it still links the table holding vmf->pmd; if
+ * not, the fault must not look at vmf->pmd and is retried.  The caller
+ * holds m->lock, so a table still linked now stays until it returns.
+ */
+static bool fault_table_gone(struct vm_fault *vmf)
+{
+	pud_t pud;
+
+	if (!vmf->pmd || !vmf->pud)
+		return false;
+	pud = pudp_get(vmf->pud);
+	return !pud_present(pud) || pud_leaf(pud) ||
+	       pud_pfn(pud) != PHYS_PFN(__pa((unsigned long)vmf->pmd & PAGE_MASK));
+}
+
 /* Is vmf->pmd an entry of the object's own PMD table, linked by PUD? */
 static bool fault_below_pud_link(struct vm_fault *vmf, struct morsel *m,
 				 loff_t off)
@@ -144,6 +164,17 @@ static bool fault_beyond_eof(struct vm_fault *vmf, loff_t off)
 	return (off & PAGE_MASK) >= i_size_read(file_inode(vmf->vma->vm_file));
 }
 
+/*
+ * A link gives user access to every leaf below it whatever the VMA says,
+ * so a VMA without read access (PROT_NONE, which GUP with FOLL_FORCE,
+ * /proc/PID/mem, faults in on its owner's behalf) maps page by page,
+ * with its own protection.
+ */
+static bool vma_may_link(struct vm_area_struct *vma)
+{
+	return vma->vm_flags & VM_READ;
+}
+
 static vm_fault_t fault_pud(struct vm_fault *vmf)
 {
 	struct vm_area_struct *vma = vmf->vma;
@@ -156,7 +187,8 @@ static vm_fault_t fault_pud(struct vm_fault *vmf)
 	if (fault_beyond_eof(vmf, off))
 		return VM_FAULT_SIGBUS;
 	/* A frozen object links PTE tables (the hole table for holes). */
-	if (!mmm || !(vma->vm_flags & VM_WRITE) || READ_ONCE(m->frozen) ||
+	if (!mmm || !vma_may_link(vma) || !(vma->vm_flags & VM_WRITE) ||
+	    READ_ONCE(m->frozen) ||
 	    m->level < MORSEL_LEVEL_PMD ||
 	    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
 		return VM_FAULT_FALLBACK;
@@ -184,7 +216,8 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		return VM_FAULT_SIGBUS;
 	if (fault_below_pud_link(vmf, m, off))
 		return fill_linked_leaf(vmf, m, off);
-	if (!mmm || !vma_covers_granule(vma, vmf->address, PMD_SIZE))
+	if (!mmm || !vma_may_link(vma) ||
+	    !vma_covers_granule(vma, vmf->address, PMD_SIZE))
 		return VM_FAULT_FALLBACK;
 	/* A frozen object's leaves are read-only in every VMA. */
 	if ((vma->vm_flags & VM_WRITE) && !READ_ONCE(m->frozen))
@@ -219,6 +252,8 @@ static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 	down_read(&m->lock);
 	if (order == PUD_ORDER)
 		ret = fault_pud(vmf);
+	else if (order == PMD_ORDER && fault_table_gone(vmf))
+		ret = VM_FAULT_NOPAGE;
 	else if (order == PMD_ORDER && pmd_none(pmdp_get_lockless(vmf->pmd)))
 		ret = fault_pmd(vmf);
 	up_read(&m->lock);
@@ -428,6 +463,10 @@ static vm_fault_t morsel_mkwrite(struct vm_fault *vmf)
 	 * translations, so no store lands once one has seen the freeze.
 	 */
 	down_read(&m->lock);
+	if (fault_table_gone(vmf)) {
+		ret = VM_FAULT_NOPAGE;
+		goto out;
+	}
 	if (READ_ONCE(m->frozen)) {
 		ret = VM_FAULT_SIGSEGV;
 		goto out;
@@ -512,7 +551,7 @@ static vm_fault_t morsel_fault(struct vm_fault *vmf)
 	vm_fault_t ret;
 
 	down_read(&m->lock);	/* see morsel_huge_fault() */
-	ret = fault_locked(vmf, m);
+	ret = fault_table_gone(vmf) ? VM_FAULT_NOPAGE : fault_locked(vmf, m);
 	up_read(&m->lock);
 	if (!(ret & VM_FAULT_ERROR))
 		note_store(vmf);

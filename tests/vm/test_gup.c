@@ -12,8 +12,9 @@
  *    read into memory cleaned by SCAN shows up as dirty;
  *  - vmsplice: pages in a pipe keep their data after a punch and after the
  *    object is gone, and nothing leaks; a frame held often enough to look
- *    pinned (folio_maybe_dma_pinned()) stays dirty for SCAN and makes
- *    FREEZE fail with EBUSY until let go;
+ *    pinned (folio_maybe_dma_pinned()) stays dirty for SCAN, and FREEZE
+ *    gives the object a copy of it, so the holder cannot change frozen
+ *    contents;
  *  - MAP_POPULATE and MADV_POPULATE_WRITE link the range at once;
  *  - writable long-term pins (io_uring fixed buffers, which always ask for
  *    write) are refused with EFAULT on a morsel mapping, as docs/gup.md
@@ -22,6 +23,8 @@
  */
 #include <linux/futex.h>
 #include <linux/io_uring.h>
+#include <pthread.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include "libmorsel.h"
@@ -364,17 +367,104 @@ static void frozen_while_held(void)
 		       "  SCAN counts that frame as written while it may be pinned, even after CLEAN (%llu, %llu)",
 		       d1, d2);
 	}
-	tap_errno(freeze(fd), EBUSY, "  FREEZE fails with EBUSY meanwhile");
-	tap_ok(!(mstat(fd).state & MORSEL_STATE_FROZEN) && try_write(p, 'x') == 0,
-	       "  and leaves the object unfrozen and writable");
+	{
+		long data = (long)mstat(fd).data_pages;
+		unsigned long long d = ~0ULL;
+		unsigned char got[4096];
+
+		tap_ok(freeze(fd) == 0 && (mstat(fd).state & MORSEL_STATE_FROZEN) &&
+		       (long)mstat(fd).data_pages == data,
+		       "  FREEZE works: the held frame is replaced by a copy (%llu data pages)",
+		       mstat(fd).data_pages);
+		if (!morsel_scan(fd, 0, SIZE, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
+				 NULL, &sc) &&
+		    !morsel_scan(fd, 0, SIZE, 0, 0, NULL, NULL, NULL, &sc))
+			d = sc.dirty_pages;
+		tap_ok(d == 0 && p[4096] == 'h' && p[8191] == 'h',
+		       "  the copy holds the bytes and is not pinned: clean after CLEAN (%llu dirty)",
+		       d);
+		tap_ok(read(pfd[0][0], got, 4096) == 4096 && got[0] == 'h',
+		       "  the pipes still hold the old frame");
+		tap_ok(try_write(p + 4096, 'x') == SIGSEGV,
+		       "  and the frozen object stays read-only");
+	}
 	for (i = 0; i < PIPES; i++) {
 		close(pfd[i][0]);
 		close(pfd[i][1]);
 	}
-	tap_ok(freeze(fd) == 0, "once the references are gone, FREEZE works");
 	munmap(p, SIZE);
 	close(fd);
 	unlink(OBJ);
+}
+
+static volatile int racing;
+
+static void *freezer(void *arg)
+{
+	int fd = *(int *)arg;
+
+	while (racing)
+		if (freeze(fd) == 0 || errno != ENOSPC)
+			break;
+	return NULL;
+}
+
+/*
+ * A freeze that must copy a held frame on a full mount fails (ENOSPC) and
+ * undoes itself; a split racing with it must never see the object as
+ * frozen (session-7 review: the split's child would borrow frames the
+ * base then frees).
+ */
+static void failed_freeze_vs_split(void)
+{
+	const char *dir = "/tmp/gup-small";
+	int fd, pfd[PIPES][2], i, splits = 0, tries;
+	unsigned char *p;
+	pthread_t th;
+	char path[64];
+
+	mkdir(dir, 0700);
+	tap_require(mount("none", dir, "morselfs", 0, "size=1M") == 0);
+	snprintf(path, sizeof(path), "%s/o", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	tap_require(fd >= 0 && ftruncate(fd, MiB) == 0);
+	p = mmap(NULL, MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	/* Fill the mount: frames and the one table use up size=. */
+	for (i = 0; i < 256 && try_write(p + i * 4096, 'f') == 0; i++)
+		;
+	tap_require(hold_many(p, pfd) == 0);
+	{
+		int r = freeze(fd), e = errno;
+
+		tap_ok(r == -1 && e == ENOSPC &&
+		       !(mstat(fd).state & MORSEL_STATE_FROZEN),
+		       "a freeze that must copy a held frame on a full mount: ENOSPC, not frozen (%s)",
+		       strerror(e));
+	}
+	racing = 1;
+	tap_require(pthread_create(&th, NULL, freezer, &fd) == 0);
+	for (tries = 0; tries < 3000; tries++) {
+		int c = split(fd);
+
+		if (c >= 0) {
+			splits++;
+			close(c);
+		}
+	}
+	racing = 0;
+	pthread_join(th, NULL);
+	tap_ok(splits == 0 && !(mstat(fd).state & MORSEL_STATE_FROZEN),
+	       "  3000 splits racing with such freezes: none succeeds (%d)", splits);
+	for (i = 0; i < PIPES; i++) {
+		close(pfd[i][0]);
+		close(pfd[i][1]);
+	}
+	munmap(p, MiB);
+	close(fd);
+	unlink(path);
+	tap_ok(umount(dir) == 0, "  the small mount goes away cleanly");
+	rmdir(dir);
 }
 
 /* A child's page held in a pipe, then copied on write in the child. */
@@ -426,6 +516,32 @@ static void populate(void)
 	       links(fd), mstat(fd).data_pages);
 	tap_ok(p[3 * MiB] == 'x', "  with the object's data");
 	munmap(p, SIZE);
+	close(fd);
+	unlink(OBJ);
+}
+
+/*
+ * /proc/self/mem reads a PROT_NONE mapping (GUP with FOLL_FORCE faults it
+ * in); the CPU still may not: the fault must not have linked a table,
+ * whose leaves are user-readable whatever the VMA says (session-7 review).
+ */
+static void prot_none_stays_none(void)
+{
+	int fd = mkobj(OBJ, 2 * MiB), mem = open("/proc/self/mem", O_RDONLY);
+	unsigned char *p, v = 0;
+	char c = 0;
+
+	tap_require(mem >= 0 && pwrite(fd, "s", 1, 4096) == 1);
+	p = mmap(NULL, 2 * MiB, PROT_NONE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	tap_ok(try_read(p + 4096, &v) == SIGSEGV, "a PROT_NONE mapping: a load is SIGSEGV");
+	tap_ok(pread(mem, &c, 1, (off_t)(uintptr_t)(p + 4096)) == 1 && c == 's',
+	       "  /proc/self/mem reads it");
+	tap_ok(try_read(p + 4096, &v) == SIGSEGV && links(fd) == 0,
+	       "  and a load is still SIGSEGV: nothing was linked (%lu links)",
+	       links(fd));
+	munmap(p, 2 * MiB);
+	close(mem);
 	close(fd);
 	unlink(OBJ);
 }
@@ -489,6 +605,10 @@ int main(void)
 	phase = "held frames";
 	probe_init();
 	frozen_while_held();
+	phase = "failed freeze vs split";
+	failed_freeze_vs_split();
+	phase = "PROT_NONE";
+	prot_none_stays_none();
 	phase = "populate";
 	populate();
 	phase = "long-term pins";
