@@ -207,9 +207,9 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 	struct morsel_mm *mmm = vma->vm_private_data;
 	struct morsel *m = vma_morsel(vma);
 	loff_t off = vma_offset(vma, vmf->address);
-	vm_fault_t ret;
 	pte_t *table;
 	bool hole;
+	int err;
 
 	lockdep_assert_held_read(&m->lock);
 	if (fault_beyond_eof(vmf, off))
@@ -226,16 +226,23 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 		table = morsel_ro_pte_table(m, off);
 	if (IS_ERR_OR_NULL(table))
 		return table ? no_table_to_link(table) : VM_FAULT_FALLBACK;
-	/* A hole link is made under hole_sem: see forget_hole_links(). */
+	/*
+	 * A hole link is made under hole_sem: see forget_hole_links().  It
+	 * is dropped before link_result() may wait on replace_sem: a
+	 * replacement holds that for writing while it takes hole_sem
+	 * (morsel_install_leaf()), and a writer queued on hole_sem between
+	 * the two would close the circle (session-7 review, a hang under
+	 * GUP and resize traffic on four CPUs).
+	 */
 	hole = table == morsel_hole_table();
 	if (hole)
 		down_read(&m->hole_sem);
-	ret = link_result(m, morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
-					 ALIGN_DOWN(vmf->address, PMD_SIZE),
-					 table, ALIGN_DOWN(off, PMD_SIZE)));
+	err = morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
+			  ALIGN_DOWN(vmf->address, PMD_SIZE), table,
+			  ALIGN_DOWN(off, PMD_SIZE));
 	if (hole)
 		up_read(&m->hole_sem);
-	return ret;
+	return link_result(m, err);
 }
 
 /*

@@ -26,6 +26,9 @@
  *                  and m->hole_sem shared for a hole link)
  *         the process's pud_lock()/pmd_lock()
  *
+ * Never the other way round: in particular nothing waits for replace_sem
+ * while it holds hole_sem (fault_pmd() drops it before link_result()).
+ *
  * Taken alone: sbi->lock (size= and nr_morsels= counters),
  * morsel_list_lock (debugfs list), mmm->lock from the notifier.
  * Syscalls that copy from or to user memory drop m->lock first (the memory
