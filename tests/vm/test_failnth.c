@@ -178,10 +178,15 @@ static int op_save_load(void)
 	return err;
 }
 
+/*
+ * The errors a failed allocation may cause: its own, or the next step's
+ * when it hit the operation's own clean-up (EEXIST: an unlink between a
+ * save and the load of the same name failed).
+ */
 static int clean_errno(int err)
 {
 	return err == 0 || err == -ENOMEM || err == -ENOSPC || err == -EFAULT ||
-	       err == -EINTR || err == -EAGAIN || err == -EIO;
+	       err == -EINTR || err == -EAGAIN || err == -EIO || err == -EEXIST;
 }
 
 /* Fail each allocation of @op once; report. */
@@ -197,6 +202,13 @@ static void walk(const char *name, int (*op)(void))
 			set_fail_nth(0);
 			break;
 		}
+		/*
+		 * The failure may have hit the operation's own clean-up (an
+		 * unlink that found no memory): clean up again, without
+		 * injection, before judging what is left.
+		 */
+		unlink(OBJ);
+		unlink("/tmp/failnth.img");
 		errors += err != 0;
 		if (!clean_errno(err) && !unclean++)
 			first_bad = err;
