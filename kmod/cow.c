@@ -138,7 +138,9 @@ static bool clear_replaced_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
  * very table and that is the old frame's only mapping
  * (morsel_sole_translation()), the same is done for that one page of that
  * one mm (zap_page_range_single(): its notifiers, ours among them, which
- * flushes the page) rather than for every mapping of the file.
+ * flushes the page) rather than for every mapping of the file; and when
+ * no secondary MMU can hold the page either (morsel_fault_mm_alone()),
+ * flushing the page is all there is to do.
  * The new leaf goes in after.
  * m->leaf_gen is odd meanwhile: a page-by-page fault waits for an even
  * value before its lookup and, if the value moved by its insert, waits
@@ -167,7 +169,10 @@ bool morsel_replace_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	direct = vmf && pmd_links_table(pmdp_get_lockless(vmf->pmd), ptep) &&
 		 morsel_sole_translation(m, vmf);
 	if (clear_replaced_leaf(m, ptep, index, old)) {
-		if (direct)
+		if (direct && morsel_fault_mm_alone(vmf))
+			morsel_flush_mm_page(vmf->vma->vm_mm,
+					     vmf->address & PAGE_MASK);
+		else if (direct)
 			zap_page_range_single(vmf->vma,
 					      vmf->address & PAGE_MASK,
 					      PAGE_SIZE, NULL);

@@ -134,6 +134,46 @@ void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
+ * The head of mm->notifier_subscriptions, a struct private to
+ * mm/mmu_notifier.c (struct mmu_notifier_subscriptions): in 6.12 its
+ * first members are the list of notifiers and has_itree, which goes true
+ * for good when the first interval notifier (HMM mirrors, RDMA ODP, GPU
+ * userptr) registers, under mm_take_all_locks(), so never under a fault.
+ */
+struct mn_subscriptions_head {
+	struct hlist_head list;
+	bool has_itree;
+};
+
+/*
+ * Is ours the only mmu notifier of @mmm's mm, and no interval notifier
+ * either?  Then no secondary MMU holds translations of it.  What is read
+ * is our own hlist node and the two first members above; the answer
+ * fails safe if the head moved (our node's back pointer would not be it)
+ * or if has_itree's byte is anything but 0.  A registration takes
+ * mmap_lock for writing and every VMA lock, so none completes while a
+ * fault holds one; an unregistration only makes "not alone" "alone",
+ * after its user dropped its translations.
+ */
+static bool no_secondary_mmu(struct morsel_mm *mmm)
+{
+	struct mn_subscriptions_head *head =
+		(void *)READ_ONCE(mmm->mn.mm->notifier_subscriptions);
+	struct hlist_node *node = &mmm->mn.hlist;
+
+	return head && !READ_ONCE(node->next) &&
+	       (void *)READ_ONCE(node->pprev) == &head->list.first &&
+	       !READ_ONCE(*(u8 *)&head->has_itree);
+}
+
+bool morsel_fault_mm_alone(struct vm_fault *vmf)
+{
+	struct morsel_mm *mmm = vmf->vma->vm_private_data;
+
+	return mmm && no_secondary_mmu(mmm);
+}
+
+/*
  * Can a copy-on-write of a leaf that the store fault @vmf reached through
  * a link of @m skip unmap_mapping_range() (a walk of every mapping of the
  * file) and invalidate this one address space alone?  Only if no other

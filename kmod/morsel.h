@@ -342,6 +342,7 @@ bool morsel_linked_at(struct morsel_mm *mmm, unsigned long addr,
 		      unsigned long *end);
 void morsel_flush_tlb(void);
 void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr);
+bool morsel_fault_mm_alone(struct vm_fault *vmf);
 bool morsel_sole_translation(struct morsel *m, struct vm_fault *vmf);
 int morsel_link_init(void);
 void morsel_link_exit(void);
