@@ -287,8 +287,7 @@ static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
 		spin_lock(ptl);
 		done = morsel_same_frame(ptep_get(table + i), pte);
 		if (done) {
-			copy->index = index;
-			WRITE_ONCE(copy->mapping, mapping);
+			morsel_name_frame(m, copy, index);
 			set_pte(table + i, leaf);
 			twin = morsel_twin_of(m, index);
 			if (twin)

@@ -246,10 +246,11 @@ static vm_fault_t fault_pmd(struct vm_fault *vmf)
 }
 
 /*
- * The fault entry points (->huge_fault, ->fault, ->pfn_mkwrite) hold
- * m->lock shared throughout: the size, the root and every table they
- * look at stay as they are (a resize, a freeze or a punch that frees
- * tables holds it exclusively), and a freeze is never halfway under them.
+ * The fault entry points (->huge_fault, ->fault, ->page_mkwrite and
+ * ->pfn_mkwrite) hold m->lock shared throughout: the size, the root and
+ * every table they look at stay as they are (a resize, a freeze or a
+ * punch that frees tables holds it exclusively), and a freeze is never
+ * halfway under them.
  */
 static vm_fault_t morsel_huge_fault(struct vm_fault *vmf, unsigned int order)
 {
@@ -514,8 +515,8 @@ out:
 /*
  * Fault-around maps nothing: a fault that misses goes on to ->fault.
  * Having ->map_pages is what lets the core mm call ->fault and
- * ->page_mkwrite/->pfn_mkwrite under the per-VMA lock rather than drop it and retry the
- * whole fault under mmap_lock (vmf_can_call_fault() in mm/memory.c: the
+ * ->page_mkwrite/->pfn_mkwrite under the per-VMA lock rather than drop
+ * it and retry the whole fault under mmap_lock (vmf_can_call_fault() in mm/memory.c: the
  * vm_ops that have ->map_pages are those audited not to need mmap_lock).
  * Ours do not: they hold m->lock, write process entries under the core's
  * own locks (pmd_lock(), pud_lock(), the PTE lock) and keep their link

@@ -59,24 +59,34 @@ struct page *morsel_alloc_frame(struct morsel *m, bool zero)
 	return page;
 }
 
-/* Give back a frame of morsel_alloc_frame() that was never installed. */
-void morsel_discard_frame(struct morsel *m, struct page *page)
+/* Name @page as page @index of @m (shared futex keys, docs/gup.md). */
+void morsel_name_frame(struct morsel *m, struct page *page, pgoff_t index)
 {
-	page->mapping = NULL;
-	put_page(page);
-	morsel_uncharge_pages(m->sbi, 1);
+	page->index = index;
+	WRITE_ONCE(page->mapping, m->vfs_inode.i_mapping);
+	/*
+	 * Before GUP-fast can find the page by a leaf: pairs with the
+	 * address dependency of its reads (leaf, then page, then ->mapping).
+	 */
+	smp_wmb();
 }
 
 /*
- * Drop the object's reference on a frame it no longer maps.  A pin may
- * keep the page past this: it is then nobody's (no ->mapping), as a
- * truncated page-cache page is.
+ * Give back a frame of morsel_alloc_frame() that is not (or no longer)
+ * counted as the object's data.  A pin may keep the page past this: it is
+ * then nobody's (no ->mapping), as a truncated page-cache page is.
  */
-void morsel_release_frame(struct morsel *m, struct page *page)
+void morsel_discard_frame(struct morsel *m, struct page *page)
 {
 	WRITE_ONCE(page->mapping, NULL);
 	put_page(page);
 	morsel_uncharge_pages(m->sbi, 1);
+}
+
+/* Drop the object's reference on a frame it no longer maps. */
+void morsel_release_frame(struct morsel *m, struct page *page)
+{
+	morsel_discard_frame(m, page);
 	atomic_long_dec(&m->data_pages);
 	atomic_long_dec(&morsel_totals.data_pages);
 }
@@ -249,16 +259,8 @@ bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 	}
 	spin_lock(ptl);
 	if (morsel_same_frame(ptep_get(ptep), old) && !filling_blocked(m, old)) {
-		if (!zero) {
-			page->index = index;
-			WRITE_ONCE(page->mapping, m->vfs_inode.i_mapping);
-			/*
-			 * Named before GUP-fast can find it by the leaf;
-			 * pairs with the address dependency of its reads
-			 * (leaf, then page, then ->mapping).
-			 */
-			smp_wmb();
-		}
+		if (!zero)
+			morsel_name_frame(m, page, index);
 		/* morsel_leaf() reads m->frozen under the lock: see freeze */
 		set_pte(ptep, zero ? zero_leaf() : morsel_leaf(m, page));
 		twin = morsel_twin_of(m, index);

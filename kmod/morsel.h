@@ -272,6 +272,7 @@ void morsel_destroy(struct morsel *m);
 
 /* leaf.c: frames and leaf entries */
 struct page *morsel_alloc_frame(struct morsel *m, bool zero);
+void morsel_name_frame(struct morsel *m, struct page *page, pgoff_t index);
 void morsel_discard_frame(struct morsel *m, struct page *page);
 void morsel_release_frame(struct morsel *m, struct page *page);
 void morsel_free_frames(struct morsel *m, struct list_head *frames);
