@@ -38,17 +38,6 @@ static int fail_nth_pending(void)
 	return atoi(buf) != 0;
 }
 
-static int debugfs_write(const char *path, const char *v)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, v, strlen(v)) == (ssize_t)strlen(v);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 #define ERR(x)	((x) < 0 ? -errno : 0)
 
 static int op_create_write(void)
@@ -228,11 +217,11 @@ int main(void)
 	if (fail_nth_fd < 0 || access("/sys/kernel/debug/failslab", F_OK))
 		tap_skip_all("no fault injection in this kernel (make test-debug has it)");
 	/* Quiet, and every allocation counts (also sleeping, highmem ones). */
-	tap_require(debugfs_write("/sys/kernel/debug/failslab/verbose", "0") == 0 &&
-		    debugfs_write("/sys/kernel/debug/failslab/ignore-gfp-wait", "N") == 0 &&
-		    debugfs_write("/sys/kernel/debug/fail_page_alloc/verbose", "0") == 0 &&
-		    debugfs_write("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N") == 0 &&
-		    debugfs_write("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N") == 0,
+	tap_require(write_file("/sys/kernel/debug/failslab/verbose", "0") == 0 &&
+		    write_file("/sys/kernel/debug/failslab/ignore-gfp-wait", "N") == 0 &&
+		    write_file("/sys/kernel/debug/fail_page_alloc/verbose", "0") == 0 &&
+		    write_file("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N") == 0 &&
+		    write_file("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N") == 0,
 		    "fault injection settings");
 	watchdog(1700);
 	phase = "create/write";

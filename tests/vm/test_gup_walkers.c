@@ -56,17 +56,6 @@ static int read_all(const char *path)
 	return n == 0 ? 0 : -1;
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* Read pagemap entries of [@p, @p + @len): present bits counted. */
 static long pagemap_present(void *p, long len)
 {
@@ -95,9 +84,9 @@ static int run_walker(int w, void *p, long len)
 	case 0: return read_all("/proc/self/smaps");
 	case 1: return read_all("/proc/self/smaps_rollup");
 	case 2: return pagemap_present(p, len) < 0 ? -1 : 0;
-	case 3: return write_str("/proc/self/clear_refs", "1");
-	case 4: return write_str("/proc/self/clear_refs", "3");
-	case 5: return write_str("/proc/self/clear_refs", "4");
+	case 3: return write_file("/proc/self/clear_refs", "1");
+	case 4: return write_file("/proc/self/clear_refs", "3");
+	case 5: return write_file("/proc/self/clear_refs", "4");
 	case 6: return madvise(p, len, MADV_COLD);
 	case 7: return madvise(p, len, MADV_PAGEOUT);
 	default: return mincore(p, len, vec);

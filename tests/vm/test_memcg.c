@@ -21,20 +21,6 @@
 #define CHILD_CG CG "/morsel-test"
 #define SIZE (32UL << 20)
 
-static long read_long(const char *path)
-{
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-	long v = -1;
-
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) > 0)
-			v = atol(buf);
-		close(fd);
-	}
-	return v;
-}
-
 /* The "pagetables" line of @cg's memory.stat, in bytes. */
 static long pagetables_of(const char *cg)
 {
@@ -53,18 +39,6 @@ static long pagetables_of(const char *cg)
 	return v;
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 int main(void)
 {
 	long before, created, populated, after;
@@ -75,10 +49,10 @@ int main(void)
 	mkdir(CG, 0755);
 	if (access(CG "/cgroup.procs", F_OK))
 		tap_require(mount("none", CG, "cgroup2", 0, NULL) == 0);
-	tap_require(write_str(CG "/cgroup.subtree_control", "+memory") == 0);
+	tap_require(write_file(CG "/cgroup.subtree_control", "+memory") == 0);
 	rmdir(CHILD_CG);
 	tap_require(mkdir(CHILD_CG, 0755) == 0);
-	before = read_long(CHILD_CG "/memory.current");
+	before = read_long_file(CHILD_CG "/memory.current");
 	tap_require(before >= 0);
 
 	/* A child in the new cgroup creates the morsel and exits. */
@@ -86,7 +60,7 @@ int main(void)
 	tap_require(child >= 0);
 	if (child == 0) {
 		snprintf(pid, sizeof(pid), "%d", getpid());
-		if (write_str(CHILD_CG "/cgroup.procs", pid))
+		if (write_file(CHILD_CG "/cgroup.procs", pid))
 			_exit(2);
 		fd = open("/dev/morsel/memcg", O_RDWR | O_CREAT | O_EXCL, 0600);
 		if (fd < 0 || ftruncate(fd, SIZE))
@@ -96,14 +70,14 @@ int main(void)
 	tap_require(waitpid(child, &status, 0) == child);
 	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	       "a process in a child cgroup creates a %lu MiB morsel", SIZE >> 20);
-	created = read_long(CHILD_CG "/memory.current");
+	created = read_long_file(CHILD_CG "/memory.current");
 
 	/* This process (root cgroup) populates it. */
 	fd = open("/dev/morsel/memcg", O_RDWR);
 	tap_require(fd >= 0);
 	tap_ok(fallocate(fd, 0, 0, SIZE) == 0,
 	       "another process in another cgroup populates every page");
-	populated = read_long(CHILD_CG "/memory.current");
+	populated = read_long_file(CHILD_CG "/memory.current");
 	tap_diag("memory.current: before %ld, created %ld, populated %ld",
 		 before, created, populated);
 	tap_ok(populated - created >= (long)SIZE,
@@ -111,7 +85,7 @@ int main(void)
 	       SIZE >> 20);
 	close(fd);
 	tap_ok(unlink("/dev/morsel/memcg") == 0, "unlink frees the morsel");
-	after = read_long(CHILD_CG "/memory.current");
+	after = read_long_file(CHILD_CG "/memory.current");
 	tap_ok(after - before < (long)(SIZE / 8),
 	       "the charge goes away with the morsel (now %ld)", after);
 
@@ -120,7 +94,7 @@ int main(void)
 	tap_require(child >= 0);
 	if (child == 0) {
 		snprintf(pid, sizeof(pid), "%d", getpid());
-		if (write_str(CHILD_CG "/cgroup.procs", pid))
+		if (write_file(CHILD_CG "/cgroup.procs", pid))
 			_exit(2);
 		fd = open("/dev/morsel/memcg", O_RDWR | O_CREAT | O_EXCL, 0600);
 		if (fd < 0 || ftruncate(fd, 512UL << 30))

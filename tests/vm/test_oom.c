@@ -19,37 +19,12 @@
 #define OOM_CG	CG "/morsel-oom"
 #define OBJ	"/dev/morsel/oom"
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
-static long read_long(const char *path)
-{
-	char buf[64] = "";
-	int fd = open(path, O_RDONLY);
-	long v = -1;
-
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) > 0)
-			v = atol(buf);
-		close(fd);
-	}
-	return v;
-}
-
 static void join_cgroup(void)
 {
 	char pid[32];
 
 	snprintf(pid, sizeof(pid), "%d", getpid());
-	if (write_str(OOM_CG "/cgroup.procs", pid))
+	if (write_file(OOM_CG "/cgroup.procs", pid))
 		_exit(90);
 }
 
@@ -114,12 +89,12 @@ int main(void)
 	mkdir(CG, 0755);
 	if (access(CG "/cgroup.procs", F_OK))
 		tap_require(mount("none", CG, "cgroup2", 0, NULL) == 0);
-	tap_require(write_str(CG "/cgroup.subtree_control", "+memory") == 0);
+	tap_require(write_file(CG "/cgroup.subtree_control", "+memory") == 0);
 	rmdir(OOM_CG);
 	tap_require(mkdir(OOM_CG, 0755) == 0);
-	tap_require(write_str(OOM_CG "/memory.max", "67108864") == 0 &&
-		    write_str(OOM_CG "/memory.swap.max", "0") == 0);
-	before = read_long(OOM_CG "/memory.current");
+	tap_require(write_file(OOM_CG "/memory.max", "67108864") == 0 &&
+		    write_file(OOM_CG "/memory.swap.max", "0") == 0);
+	before = read_long_file(OOM_CG "/memory.current");
 
 	st = in_cgroup(store_to_morsel);
 	tap_ok(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
@@ -132,7 +107,7 @@ int main(void)
 	tap_ok(mstat(fd).mappers == 0 && mstat(fd).links == 0,
 	       "  its mapping and links are gone (%llu mappers, %llu links)",
 	       mstat(fd).mappers, mstat(fd).links);
-	charged = read_long(OOM_CG "/memory.current");
+	charged = read_long_file(OOM_CG "/memory.current");
 	tap_ok(pread(fd, &c, 1, 0) == 1 && c == 'o' &&
 	       mstat(fd).data_pages > 1000 && charged > 32 * MiB,
 	       "  what it stored stays, charged to the cgroup (%llu pages, %ld KiB)",
@@ -157,9 +132,9 @@ int main(void)
 	       mstat(fd).mappers, mstat(fd).links, c ? c : '0');
 	close(fd);
 	unlink(OBJ);
-	tap_ok(read_long(OOM_CG "/memory.current") - before < 8 * MiB,
+	tap_ok(read_long_file(OOM_CG "/memory.current") - before < 8 * MiB,
 	       "unlinking the object gives the cgroup its charge back (%ld KiB)",
-	       read_long(OOM_CG "/memory.current") >> 10);
+	       read_long_file(OOM_CG "/memory.current") >> 10);
 	tap_ok(total("mappers") == 0 && total("links") == 0,
 	       "module-wide: no mapper, no link left");
 	rmdir(OOM_CG);

@@ -15,6 +15,8 @@
  *   debugfs    read_objects(), object_figures(), ino(), replacements()
  *   objects    mkobj(), free_range()
  *   probes     probe_init(), try_write(), try_read(): sigsetjmp probes
+ *   files      write_file() (a string, to sysfs, cgroupfs, debugfs, /proc),
+ *              read_long_file()
  *   processes  wait_status(), CHILD_OK(), pin(), watchdog() with the
  *              phase it names on a hang, tap_run_as()
  *   pattern    word(), fill_page(), page_ok(), mkbase(): pages filled
@@ -332,6 +334,35 @@ static inline int try_read(volatile unsigned char *p, unsigned char *v)
 		return 0;
 	}
 	return probe_sig;
+}
+
+/* --------------------------------------------------------------- files */
+
+/* Write @s to @path in one write(): 0, or -1. */
+static inline int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* The number at the start of @path, or -1 if unreadable. */
+static inline long read_long_file(const char *path)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+	long v = -1;
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf) - 1) > 0)
+			v = atol(buf);
+		close(fd);
+	}
+	return v;
 }
 
 /* ----------------------------------------------------------- processes */
