@@ -302,10 +302,14 @@ static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
 
 /*
  * Make the contents permanent.  Caller holds inode_lock and m->lock
- * exclusively (no write(), truncate or punch can run).  Leaves installed
- * later read m->frozen under their table's lock, after this walk set it,
- * so they are read-only too.  Stores through mappings made before now
- * fault, and ->page_mkwrite refuses them.  A frame that may be pinned is
+ * exclusively (no write(), truncate or punch can run, no mmap() can
+ * choose its operations).  Leaves installed later read m->frozen under
+ * their table's lock, after this walk set it, so they are read-only too.
+ * Stores through mappings made before now fault, and ->page_mkwrite
+ * refuses them.  A mapping without write notification (made writable,
+ * fault.c) would take stores the module never sees: while one exists the
+ * freeze fails with EBUSY, as F_SEAL_WRITE does on a memfd with a
+ * writable mapping.  A frame that may be pinned is
  * replaced by a copy (copy_pinned_frames()); if that finds no memory the
  * freeze is undone (the flag only: leaves keep D, so a store makes them
  * writable again through ->page_mkwrite and they stay dirty), and a split
@@ -319,6 +323,8 @@ int morsel_freeze(struct morsel *m)
 	lockdep_assert_held_write(&m->lock);
 	if (m->frozen)
 		return 0;
+	if (atomic_read(&m->plain_mappers))
+		return -EBUSY;
 	WRITE_ONCE(m->frozen, true);
 	walk_owned_pte_tables(m, wrprotect_table);
 	/*

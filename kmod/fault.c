@@ -27,6 +27,24 @@
 #include "morsel.h"
 
 static const struct vm_operations_struct morsel_vm_ops;
+static const struct vm_operations_struct morsel_plain_vm_ops;
+
+/*
+ * A VMA without write notification (morsel_plain_vm_ops): a writable
+ * mapping of a plain object, which takes writable long-term pins.  Its
+ * stores never come back to the module: its vm_page_prot is writable,
+ * and a store to a read-only leaf is made writable by the core mm itself
+ * (do_wp_page(), wp_page_reuse()), which marks the frame dirty.
+ */
+static bool vma_is_plain(struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &morsel_plain_vm_ops;
+}
+
+static bool morsel_vma_is_ours(struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &morsel_vm_ops || vma_is_plain(vma);
+}
 
 static struct morsel *vma_morsel(struct vm_area_struct *vma)
 {
@@ -375,6 +393,13 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 	/* A frozen hole stays one: map the zero page, record nothing. */
 	if (READ_ONCE(m->frozen))
 		page = morsel_find_frame(m, off >> PAGE_SHIFT) ?: ZERO_PAGE(0);
+	/*
+	 * A writable VMA without write notification maps the page writable
+	 * whatever the access (vm_page_prot), and no later store comes back
+	 * to us: count the page as written now, so a scan never misses it.
+	 */
+	else if (vma_is_plain(vma) && (vma->vm_flags & VM_WRITE))
+		page = morsel_writable_frame(m, off >> PAGE_SHIFT, NULL);
 	else
 		page = morsel_fault_frame(m, off >> PAGE_SHIFT);
 	if (IS_ERR(page)) {
@@ -598,6 +623,9 @@ static void morsel_vma_open(struct vm_area_struct *vma)
 	 */
 	if (!(vma->vm_flags & VM_WIPEONFORK))
 		vm_flags_set(vma, VM_WIPEONFORK);
+	/* The VMA we copy holds a count: no freeze can pass meanwhile. */
+	if (vma_is_plain(vma))
+		atomic_inc(&m->plain_mappers);
 	count_mapper(m);
 }
 
@@ -607,6 +635,8 @@ static void morsel_vma_close(struct vm_area_struct *vma)
 
 	if (vma->vm_private_data)
 		morsel_mm_put(vma->vm_private_data);
+	if (vma_is_plain(vma))
+		atomic_dec(&m->plain_mappers);
 	atomic_dec(&m->mappers);
 	atomic_long_dec(&morsel_totals.mappers);
 }
@@ -680,6 +710,31 @@ static const struct vm_operations_struct morsel_vm_ops = {
 	.access = morsel_vma_access,
 };
 
+/*
+ * The same without ->page_mkwrite and ->pfn_mkwrite, for writable mappings
+ * of a plain object (neither frozen nor a child): the core mm then needs
+ * no write notification (vma_needs_dirty_tracking() is false: no mkwrite
+ * hook, no writeback), so writable FOLL_LONGTERM pins (io_uring fixed
+ * buffers, VFIO, RDMA) are allowed.  Nothing here needs the hooks: a
+ * plain object has no borrowed frame to copy and never a zero-page leaf
+ * (a hole read through a mapping gets a frame, hole_reads_zero_page()),
+ * a store to a leaf a scan cleaned is made writable and dirty by
+ * do_wp_page() (PG_dirty, which a scan counts), pages mapped one by one
+ * are counted written when mapped (fault_one_page()), and a freeze
+ * refuses while such a VMA exists (morsel_freeze()).
+ */
+static const struct vm_operations_struct morsel_plain_vm_ops = {
+	.open = morsel_vma_open,
+	.close = morsel_vma_close,
+	.may_split = morsel_vma_may_split,
+	.mremap = morsel_vma_mremap,
+	.mprotect = morsel_vma_mprotect,
+	.fault = morsel_fault,
+	.huge_fault = morsel_huge_fault,
+	.map_pages = morsel_map_pages,
+	.access = morsel_vma_access,
+};
+
 int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct morsel *m = MORSEL(file_inode(file));
@@ -694,9 +749,6 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	/* Leaf entries are shared and never executable. */
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
-	/* A frozen object: no writable mapping, now or by mprotect. */
-	if (READ_ONCE(m->frozen) && (vma->vm_flags & VM_WRITE))
-		return -EPERM;
 	if (!offset_matches_address(vma->vm_start, vma->vm_pgoff, PMD_SIZE))
 		return -EINVAL;
 	/* Without a link record (see morsel_vma_open) map page by page. */
@@ -704,17 +756,37 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	if (IS_ERR(mmm))
 		mmm = NULL;
 	/*
+	 * Shared m->lock: a freeze (exclusive) is over or not begun, and a
+	 * resize checking mappers sees this one.
+	 */
+	down_read(&m->lock);
+	/* A frozen object: no writable mapping, now or by mprotect. */
+	if (m->frozen && (vma->vm_flags & VM_WRITE)) {
+		up_read(&m->lock);
+		if (mmm)
+			morsel_mm_put(mmm);
+		return -EPERM;
+	}
+	/*
 	 * VM_MIXEDMAP, not VM_PFNMAP: GUP works on our frames (docs/gup.md),
 	 * and KSM, khugepaged, NUMA balancing, mlock and userfaultfd still
 	 * keep out (VM_SPECIAL).
 	 */
 	vm_flags_mod(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP |
 		     VM_WIPEONFORK | VM_HUGEPAGE,
-		     VM_MAYEXEC | (READ_ONCE(m->frozen) ? VM_MAYWRITE : 0));
-	vma->vm_ops = &morsel_vm_ops;
+		     VM_MAYEXEC | (m->frozen ? VM_MAYWRITE : 0));
+	/*
+	 * A writable mapping of a plain object goes without write
+	 * notification (morsel_plain_vm_ops); one made read-only keeps it,
+	 * so a later mprotect(PROT_WRITE) cannot take a freeze by surprise.
+	 */
+	if (!m->frozen && !m->parent && (vma->vm_flags & VM_WRITE)) {
+		vma->vm_ops = &morsel_plain_vm_ops;
+		atomic_inc(&m->plain_mappers);
+	} else {
+		vma->vm_ops = &morsel_vm_ops;
+	}
 	vma->vm_private_data = mmm;
-	/* Shared m->lock orders this against a resize checking mappers. */
-	down_read(&m->lock);
 	count_mapper(m);
 	up_read(&m->lock);
 	return 0;
@@ -855,7 +927,7 @@ long morsel_ioctl_map(struct file *file, struct morsel_map *uarg,
 	for (addr = arg.addr, end = arg.addr + arg.length; addr < end;
 	     addr = vma->vm_end) {
 		vma = vma_lookup(mm, addr);
-		if (!vma || vma->vm_ops != &morsel_vm_ops ||
+		if (!vma || !morsel_vma_is_ours(vma) ||
 		    file_inode(vma->vm_file) != inode) {
 			err = -EINVAL;
 			break;

@@ -141,6 +141,16 @@ struct morsel {
 	 */
 	struct rw_semaphore hole_sem;
 	atomic_t mappers;
+	/*
+	 * VMAs of ours without write notification (fault.c,
+	 * morsel_plain_vm_ops): made writable by mmap() of an object that is
+	 * neither frozen nor a child, and their fork and split copies.  They
+	 * take writable long-term pins; a store through them never reaches
+	 * the module, so a freeze refuses (EBUSY) while any exists.  Raised
+	 * by mmap() under @lock shared (a freeze holds it exclusively) and by
+	 * ->open() only while the VMA it copies holds a count.
+	 */
+	atomic_t plain_mappers;
 	struct xarray twins;		/* read-only twins of PTE tables */
 	struct mem_cgroup *memcg;	/* charged for frames and tables */
 	struct morsel_sb *sbi;

@@ -110,21 +110,26 @@ static void add_scan_word(struct morsel_scan_batch *b, unsigned long word,
  * (morsel_leaf_dirty()).  Writers through GUP that mark the page dirty
  * when done (unpin_user_pages_dirty_lock(), set_page_dirty_lock()) set
  * PG_dirty (our a_ops->dirty_folio is noop_dirty_folio()), and a frame
- * that may be pinned can be written at any moment (a device, O_DIRECT):
- * it counts as written until unpinned.  With @clean, the leaf and
- * PG_dirty start over.  The table's lock is held.
+ * that may be pinned can be written at any moment (a device, O_DIRECT,
+ * an io_uring fixed buffer): it counts as written until unpinned.  With
+ * @clean, the leaf and PG_dirty start over, except for a frame that may
+ * be pinned: what the holder writes after this clean may come with an
+ * unpin that marks nothing (io_uring unpins its fixed buffers with
+ * unpin_user_page()), so it stays dirty for the scan after the unpin.
+ * The table's lock is held.
  */
 static bool frame_written(pte_t *ptep, pte_t pte, bool clean)
 {
 	struct folio *folio = page_folio(pte_page(pte));
 	bool written;
 
+	if (folio_maybe_dma_pinned(folio))
+		return true;
 	if (!clean)
-		return morsel_leaf_dirty(pte) || folio_test_dirty(folio) ||
-		       folio_maybe_dma_pinned(folio);
+		return morsel_leaf_dirty(pte) || folio_test_dirty(folio);
 	written = morsel_clean_leaf(ptep);
 	written |= folio_test_clear_dirty(folio);
-	return written || folio_maybe_dma_pinned(folio);
+	return written;
 }
 
 /*

@@ -174,6 +174,7 @@ static struct inode *morselfs_alloc_inode(struct super_block *sb)
 	atomic_long_set(&m->pud_links, 0);
 	atomic_long_set(&m->hole_links, 0);
 	atomic_set(&m->mappers, 0);
+	atomic_set(&m->plain_mappers, 0);
 	m->memcg = NULL;
 	m->sbi = sb->s_fs_info;
 	INIT_LIST_HEAD(&m->node);

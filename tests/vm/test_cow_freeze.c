@@ -3,11 +3,14 @@
  * MORSEL_IOC_FREEZE: argument errors (EINVAL, EFAULT), a file opened
  * read-only (EBADF), STAT state; after freezing, write/pwrite/ftruncate/
  * fallocate (punch too) fail with EPERM, mmap(PROT_WRITE) with EPERM,
- * mprotect adding PROT_WRITE with EACCES, PROT_READ mappings work, and
- * writable mappings made before the freeze (linked by PMD and PUD entries
- * and page by page, here and in another process that keeps storing) raise
- * SIGSEGV on the next store while the data stays intact.  Freezing twice
- * succeeds.
+ * mprotect adding PROT_WRITE with EACCES, PROT_READ mappings work.  A
+ * mapping made writable by mmap() (no write notification: it may hold
+ * writable long-term pins) makes FREEZE fail with EBUSY until it goes;
+ * writable mappings with write notification (mapped read-only, then
+ * mprotect()ed writable) made before the freeze (linked by PMD and PUD
+ * entries and page by page, here and in another process that keeps
+ * storing) raise SIGSEGV on the next store while the data stays intact.
+ * Freezing twice succeeds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,8 +94,8 @@ static int other(int fd, struct shared *sh)
 	int r;
 
 	pin(1);
-	b = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	pp = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	b = mmap_notified(NULL, SIZE, MAP_SHARED, fd, 0);
+	pp = mmap_notified(NULL, 64 * KiB, MAP_SHARED, fd, 0);
 	if (b == MAP_FAILED || pp == MAP_FAILED)
 		return 10;
 	if (!page_ok((void *)b, 1, 0) || !page_ok((void *)pp, 1, 0))
@@ -192,8 +195,8 @@ static void mapped_freeze(struct totals base)
 		  -1, 0);
 	/* p: whole object (two PMD links); q: [1 MiB, 4 MiB) (page by page,
 	 * then one link); r: PROT_READ. */
-	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	q = mmap(NULL, 3 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 1 * MiB);
+	p = mmap_notified(NULL, SIZE, MAP_SHARED, fd, 0);
+	q = mmap_notified(NULL, 3 * MiB, MAP_SHARED, fd, 1 * MiB);
 	r = mmap(NULL, SIZE, PROT_READ, MAP_SHARED, fd, 0);
 	tap_require(sh != MAP_FAILED && p != MAP_FAILED && q != MAP_FAILED &&
 		    r != MAP_FAILED);
@@ -221,6 +224,20 @@ static void mapped_freeze(struct totals base)
 	q[1] = word(1, 1 * MiB + 8);
 	q[2 * MiB / 8 + 1] = word(1, 3 * MiB + 8);
 
+	phase = "FREEZE with a mapping made writable by mmap()";
+	{
+		void *w = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, fd, 0);
+		int r1, e1;
+
+		tap_require(w != MAP_FAILED);
+		r1 = freeze(fd);
+		e1 = errno;
+		tap_ok(r1 == -1 && e1 == EBUSY && mstat(fd).state == 0,
+		       "FREEZE while a mapping made writable by mmap() exists: EBUSY, not frozen (%s)",
+		       strerror(e1));
+		munmap(w, 2 * MiB);
+	}
 	phase = "FREEZE while another process stores";
 	tap_ok(freeze(fd) == 0, "FREEZE of a mapped 4 MiB object (5 writable mappings)");
 	phase = "after FREEZE";
@@ -341,7 +358,7 @@ static void pud_freeze(struct totals base)
 
 	fd = open(PATH_BIG, O_RDWR | O_CREAT | O_EXCL, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, GiB) == 0);
-	p = mmap(NULL, GiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap_notified(NULL, GiB, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	for (unsigned long off = 0; off < GiB; off += 128 * MiB)
 		fill_page((void *)(p + off / 8), 2, off);

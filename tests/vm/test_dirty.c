@@ -123,7 +123,12 @@ static void page_by_page(void)
 	unsigned char *p;
 
 	pwrite_tag(fd, 1, 'a');
-	p = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/*
+	 * With write notification (made read-only, then writable), a page
+	 * mapped alone is mapped read-only until its first store; see
+	 * plain_page_by_page() for a mapping made writable by mmap().
+	 */
+	p = mmap_notified(NULL, 16 * PG, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	/* 16 pages: shorter than a granule, so mapped page by page. */
 	p[1 * PG] = 'b';
@@ -142,6 +147,47 @@ static void page_by_page(void)
 	munmap(p, 16 * PG);
 	close(fd);
 	unlink("/dev/morsel/dirty-pp");
+}
+
+/*
+ * A mapping made writable by mmap() has no write notification (it takes
+ * writable long-term pins, docs/gup.md decision 10): a page it maps alone
+ * is writable from the first access, so the module counts it as written
+ * when it maps it, read or not (docs/semantics.md).  Through a link the
+ * tracking stays exact.
+ */
+static void plain_page_by_page(void)
+{
+	int fd = mkobj("/dev/morsel/dirty-plain", SZ);
+	struct morsel_scan s;
+	unsigned char *p, *l;
+
+	pwrite_tag(fd, 1, 'a');
+	pwrite_tag(fd, 3, 'a');
+	p = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(p != MAP_FAILED);
+	tap_require(scan(fd, MORSEL_SCAN_CLEAN, &s) == 0);
+	tap_ok(p[PG + 100] == 'a' && scan(fd, 0, &s) == 0 && only(dirty, 1, -1),
+	       "plain mapping, page by page: a read maps the page writable and counts it as written");
+	p[4 * PG] = 'b';
+	tap_ok(scan(fd, MORSEL_SCAN_CLEAN, &s) == 0 && only(dirty, 1, 4),
+	       "plain mapping, page by page: a store is dirty");
+	p[4 * PG + 1] = 'c';
+	tap_ok(scan(fd, 0, &s) == 0 && only(dirty, 4, -1),
+	       "plain mapping, page by page: a store after CLEAN dirties it again");
+	munmap(p, 16 * PG);
+	l = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	tap_require(l != MAP_FAILED);
+	tap_require(scan(fd, MORSEL_SCAN_CLEAN, &s) == 0);
+	tap_ok(l[3 * PG + 100] == 'a' && mstat(fd).links > 0 && scan(fd, 0, &s) == 0 &&
+	       s.dirty_pages == 0,
+	       "plain mapping, linked: a read leaves the page clean");
+	l[3 * PG] = 'd';
+	tap_ok(scan(fd, 0, &s) == 0 && only(dirty, 3, -1),
+	       "plain mapping, linked: a store to the cleaned leaf dirties it (the core makes it writable)");
+	munmap(l, SZ);
+	close(fd);
+	unlink("/dev/morsel/dirty-plain");
 }
 
 static void children(void)
@@ -194,7 +240,8 @@ static void frozen_ptrace(void)
 	ssize_t n;
 
 	pwrite_tag(fd, 0, 'a');
-	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* Writable with write notification: it survives the freeze. */
+	p = mmap_notified(NULL, SZ, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	tap_require(morsel_freeze(fd) == 0);
 	mem = open("/proc/self/mem", O_RDWR);
@@ -353,6 +400,7 @@ int main(void)
 {
 	basics();
 	page_by_page();
+	plain_page_by_page();
 	children();
 	frozen_ptrace();
 	errors();

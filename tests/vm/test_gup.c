@@ -16,13 +16,10 @@
  *    gives the object a copy of it, so the holder cannot change frozen
  *    contents;
  *  - MAP_POPULATE and MADV_POPULATE_WRITE link the range at once;
- *  - writable long-term pins (io_uring fixed buffers, which always ask for
- *    write) are refused with EFAULT on a morsel mapping, as docs/gup.md
- *    decides, where shmem memory takes them.
- * Process-shared pthread objects are in test_pshared.
+ * Writable long-term pins are in test_longterm_pin, process-shared
+ * pthread objects in test_pshared.
  */
 #include <linux/futex.h>
-#include <linux/io_uring.h>
 #include <pthread.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -148,10 +145,10 @@ static void futexes(void)
 	       woke, n, st);
 
 	/* A copy-on-write child mapped writable in both processes. */
+	munmap((void *)p, SIZE);
 	tap_require(freeze(fd) == 0);
 	cfd = split(fd);
 	tap_require(cfd >= 0);
-	munmap((void *)p, SIZE);
 	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
 	tap_require(p != MAP_FAILED);
 	n = wake_across(cfd, p + 2048, 8192, 0, 0, 0, &st);
@@ -203,7 +200,8 @@ static void o_direct(void)
 		return;
 	}
 	fd = mkobj(OBJ, SIZE);
-	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* It outlives the freeze below: with write notification. */
+	p = mmap_notified(NULL, SIZE, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	for (off = 0; off < SIZE; off++)
 		p[off] = pat(off);
@@ -321,8 +319,8 @@ static void vmsplice_keeps_frames(void)
  * Hold @page's frame with more than GUP_PIN_COUNTING_BIAS (1024) page
  * references: pipes full of vmsplice()d copies of it.  For an order-0 page
  * that is what folio_maybe_dma_pinned() counts as pinned, the state a
- * device's long-term pin would leave; user space cannot take such a pin
- * on a writable morsel mapping itself (see long_term_pins()).
+ * device's long-term pin leaves (test_longterm_pin takes real ones, on
+ * mappings without write notification, which a freeze refuses to meet).
  */
 #define PIPES	5
 static int hold_many(unsigned char *page, int pfd[PIPES][2])
@@ -348,7 +346,8 @@ static void frozen_while_held(void)
 	struct morsel_scan sc;
 	unsigned char *p;
 
-	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* It outlives the freeze below: with write notification. */
+	p = mmap_notified(NULL, SIZE, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	memset(p, 'h', 2 * 4096);
 	tap_require(morsel_scan(fd, 0, SIZE, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
@@ -428,7 +427,8 @@ static void failed_freeze_vs_split(void)
 	snprintf(path, sizeof(path), "%s/o", dir);
 	fd = open(path, O_RDWR | O_CREAT, 0600);
 	tap_require(fd >= 0 && ftruncate(fd, MiB) == 0);
-	p = mmap(NULL, MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* It outlives the freezes: with write notification. */
+	p = mmap_notified(NULL, MiB, MAP_SHARED, fd, 0);
 	tap_require(p != MAP_FAILED);
 	/* Fill the mount: frames and the one table use up size=. */
 	for (i = 0; i < 256 && try_write(p + i * 4096, 'f') == 0; i++)
@@ -546,49 +546,6 @@ static void prot_none_stays_none(void)
 	unlink(OBJ);
 }
 
-static int uring_register(void *buf, size_t len)
-{
-	struct io_uring_params prm;
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	int ring, r;
-
-	memset(&prm, 0, sizeof(prm));
-	ring = (int)syscall(__NR_io_uring_setup, 4, &prm);
-	if (ring < 0)
-		return -2;
-	r = (int)syscall(__NR_io_uring_register, ring,
-			 IORING_REGISTER_BUFFERS, &iov, 1);
-	r = r < 0 ? -errno : 0;
-	close(ring);
-	return r;
-}
-
-static void long_term_pins(void)
-{
-	int fd = mkobj(OBJ, SIZE), r, t;
-	void *p, *a;
-
-	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	a = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	tap_require(p != MAP_FAILED && a != MAP_FAILED);
-	memset(p, 1, 2 * MiB);
-	memset(a, 1, 2 * MiB);
-	t = uring_register(a, 2 * MiB);
-	if (t == -2) {
-		tap_skip("io_uring: no io_uring_setup here");
-	} else {
-		r = uring_register(p, 2 * MiB);
-		tap_ok(t == 0 && r == -EFAULT,
-		       "io_uring fixed buffers (a writable long-term pin): EFAULT on a morsel mapping, 0 on shmem (%d, %d)",
-		       r, t);
-	}
-	munmap(a, 2 * MiB);
-	munmap(p, SIZE);
-	close(fd);
-	unlink(OBJ);
-}
-
 int main(void)
 {
 	long data0 = total("data_pages");
@@ -611,8 +568,6 @@ int main(void)
 	prot_none_stays_none();
 	phase = "populate";
 	populate();
-	phase = "long-term pins";
-	long_term_pins();
 	tap_ok(total("data_pages") == data0, "no data page left over (%ld)",
 	       total("data_pages") - data0);
 	return tap_done();

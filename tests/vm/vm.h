@@ -13,7 +13,7 @@
  *   totals     total(name) from /sys/kernel/morsel (-1 if unreadable),
  *              struct totals / totals() for all five, totals_back()
  *   debugfs    read_objects(), object_figures(), ino(), replacements()
- *   objects    mkobj(), free_range()
+ *   objects    mkobj(), free_range(), mmap_notified()
  *   probes     probe_init(), try_write(), try_read(): sigsetjmp probes
  *   files      write_file() (a string, to sysfs, cgroupfs, debugfs, /proc),
  *              read_long_file()
@@ -280,6 +280,25 @@ static inline int mkobj(const char *path, unsigned long size)
 	tap_require(fd >= 0, "open %s", path);
 	tap_require(ftruncate(fd, size) == 0, "%s: %lu bytes", path, size);
 	return fd;
+}
+
+/*
+ * A writable shared mapping of @fd that keeps write notification: made
+ * read-only, then mprotect()ed writable (docs/semantics.md).  A FREEZE
+ * leaves it in place and its stores fault afterwards, where a mapping
+ * made writable by mmap() makes the FREEZE fail with EBUSY.  MAP_FAILED
+ * on failure, as mmap().
+ */
+static inline void *mmap_notified(void *addr, size_t len, int flags, int fd,
+				  off_t off)
+{
+	void *p = mmap(addr, len, PROT_READ, flags, fd, off);
+
+	if (p != MAP_FAILED && mprotect(p, len, PROT_READ | PROT_WRITE)) {
+		munmap(p, len);
+		return MAP_FAILED;
+	}
+	return p;
 }
 
 /* A free range of @len aligned to @align. */

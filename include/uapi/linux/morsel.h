@@ -177,7 +177,10 @@ struct morsel_split {
  *            or borrowed from the base)
  * @owned:    in: bitmap address or 0: the object owns the page's frame
  * @dirty:    in: bitmap address or 0: owned and written since the last
- *            MORSEL_SCAN_CLEAN that covered it (or never cleaned)
+ *            MORSEL_SCAN_CLEAN that covered it (or never cleaned); a page
+ *            a writable mapping made by mmap() maps alone (not linked)
+ *            counts as written from its first access, and a page that
+ *            may be pinned for DMA counts as written until unpinned
  * @gen:      in: with MORSEL_SCAN_IF_GEN, the clean_gen the caller
  *            expects; out: clean_gen after the call
  * @present_pages: out: bits set in @present
