@@ -21,7 +21,7 @@ mkdir -p $T $M $LOGS
 grep -q " $T " /proc/mounts || mount -t tmpfs -o size=3g none $T ||
 	{ echo "Bail out! tmpfs mount"; exit 1; }
 # Killed by the suite's timeout: leave no object behind for the next test.
-trap 'rm -rf $M $T/*; exit 1' TERM INT
+trap 'echo "Bail out! killed (the suite timeout?)"; rm -rf $M $T/*; exit 1' TERM INT
 
 # verdict WHAT TMPFS MORSELFS: the two TAP lines of one case.
 verdict() {
