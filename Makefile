@@ -57,7 +57,7 @@ $(B)/tools/%: tools/%.c $(B)/libmorsel.a $(LIB_HDR)
 # Real programs as users (issue 12): Debian's static libsqlite3 and liblmdb.
 $(B)/tests/vm/test_sqlite: VM_LIBS = -lsqlite3 -lm
 $(B)/tests/vm/test_lmdb: VM_LIBS = -llmdb
-$(B)/tests/vm/test_longterm_pin: VM_LIBS = -luring
+$(B)/tests/vm/test_longterm_pin $(B)/tests/vm/test_freeze_enospc_pin: VM_LIBS = -luring
 $(B)/bench/bench_gup: VM_LIBS = -lsqlite3 -lm
 
 $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorsel.a $(LIB_HDR)

@@ -212,13 +212,27 @@ static void wrprotect_leaves(pte_t *table)
 }
 
 /*
+ * The copies a freeze gives the object for frames that may be pinned
+ * (copy_pinned_frames()), all allocated before the first one replaces a
+ * frame: a freeze that fails for want of room must leave every pinned
+ * frame in the object, or a holder's later writes would miss an object
+ * that stays writable (session-8 review).  Frames on @frames are ours
+ * alone, linked through page->lru.
+ */
+struct pinned_copies {
+	struct list_head frames;
+	unsigned long wanted;
+};
+
+/*
  * Apply @fn to every PTE table @m owns (not those borrowed from a base),
  * with the offset it starts at; stop at the first nonzero result and
  * return it.
  */
 static int walk_owned_pte_tables(struct morsel *m,
 				 int (*fn)(struct morsel *m, pte_t *table,
-					   loff_t off))
+					   loff_t off, void *arg),
+				 void *arg)
 {
 	loff_t size = i_size_read(&m->vfs_inode), off;
 	pte_t *table;
@@ -232,7 +246,7 @@ static int walk_owned_pte_tables(struct morsel *m,
 		}
 		table = morsel_pte_table(m, off, false);
 		if (table && !morsel_pte_table_borrowed(m, off, table)) {
-			err = fn(m, table, off);
+			err = fn(m, table, off, arg);
 			if (err)
 				return err;
 		}
@@ -241,9 +255,62 @@ static int walk_owned_pte_tables(struct morsel *m,
 	return 0;
 }
 
-static int wrprotect_table(struct morsel *m, pte_t *table, loff_t off)
+static int wrprotect_table(struct morsel *m, pte_t *table, loff_t off,
+			   void *arg)
 {
 	wrprotect_leaves(table);
+	return 0;
+}
+
+/* Is the frame of @pte, a leaf of @m, ours and maybe pinned? */
+static bool leaf_maybe_pinned(struct morsel *m, pte_t pte)
+{
+	struct folio *folio;
+
+	if (!morsel_leaf_has_data(pte))
+		return false;
+	folio = page_folio(pte_page(pte));
+	return folio->mapping == m->vfs_inode.i_mapping &&
+	       folio_maybe_dma_pinned(folio);
+}
+
+static int count_pinned_frames(struct morsel *m, pte_t *table, loff_t off,
+			       void *arg)
+{
+	struct pinned_copies *pc = arg;
+	int i;
+
+	for (i = 0; i < PTRS_PER_PTE; i++)
+		if (leaf_maybe_pinned(m, ptep_get(table + i)))
+			pc->wanted++;
+	return 0;
+}
+
+static void put_unused_copies(struct morsel *m, struct pinned_copies *pc)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, &pc->frames, lru) {
+		list_del(&page->lru);
+		morsel_discard_frame(m, page);
+	}
+}
+
+/* Allocate @pc->wanted frames, or none (-ENOSPC, -ENOMEM). */
+static int reserve_copies(struct morsel *m, struct pinned_copies *pc)
+{
+	unsigned long n;
+	struct page *page;
+
+	for (n = 0; n < pc->wanted; n++) {
+		page = morsel_alloc_frame(m, false);
+		if (IS_ERR(page)) {
+			put_unused_copies(m, pc);
+			return PTR_ERR(page);
+		}
+		list_add(&page->lru, &pc->frames);
+		cond_resched();
+	}
 	return 0;
 }
 
@@ -255,12 +322,17 @@ static int wrprotect_table(struct morsel *m, pte_t *table, loff_t off)
  * frozen contents, as a write through a pin to a truncated page never
  * reaches the file.  Nothing translates the leaves now (the caller
  * unmapped the object, holding m->lock exclusively), so a leaf and its
- * twin change under their locks alone.
+ * twin change under their locks alone.  The copies come from @arg, counted
+ * and allocated before (reserve_copies()); a frame that looks pinned only
+ * since then holds a pin taken after the unmap, which cannot write (no
+ * writable translation is left, and faults refuse a frozen object), so
+ * it stays when the copies run out.  Cannot fail.
  */
-static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
+static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off,
+			      void *arg)
 {
-	struct address_space *mapping = m->vfs_inode.i_mapping;
 	spinlock_t *ptl = morsel_table_lock(table);
+	struct pinned_copies *pc = arg;
 	struct page *old, *copy;
 	pgoff_t index;
 	pte_t pte, leaf;
@@ -270,15 +342,13 @@ static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
 
 	for (i = 0; i < PTRS_PER_PTE; i++) {
 		pte = ptep_get(table + i);
-		if (!morsel_leaf_has_data(pte))
+		if (!leaf_maybe_pinned(m, pte))
 			continue;
+		copy = list_first_entry_or_null(&pc->frames, struct page, lru);
+		if (!copy)
+			return 0;
+		list_del(&copy->lru);
 		old = pte_page(pte);
-		if (page_folio(old)->mapping != mapping ||
-		    !folio_maybe_dma_pinned(page_folio(old)))
-			continue;
-		copy = morsel_alloc_frame(m, false);
-		if (IS_ERR(copy))
-			return PTR_ERR(copy);
 		copy_highpage(copy, old);
 		index = (off >> PAGE_SHIFT) + i;
 		leaf = pfn_pte(page_to_pfn(copy), PAGE_READONLY);
@@ -310,13 +380,18 @@ static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off)
  * fault.c) would take stores the module never sees: while one exists the
  * freeze fails with EBUSY, as F_SEAL_WRITE does on a memfd with a
  * writable mapping.  A frame that may be pinned is
- * replaced by a copy (copy_pinned_frames()); if that finds no memory the
- * freeze is undone (the flag only: leaves keep D, so a store makes them
- * writable again through ->page_mkwrite and they stay dirty), and a split
- * that waited for m->lock sees it undone (morsel_adopt()).
+ * replaced by a copy (copy_pinned_frames()); the copies are allocated
+ * first, and if there is no room or memory for all of them nothing is
+ * replaced and the freeze is undone (the flag only: leaves keep D, so a
+ * store makes them writable again through ->page_mkwrite and they stay
+ * dirty), and a split that waited for m->lock sees it undone
+ * (morsel_adopt()).
  */
 int morsel_freeze(struct morsel *m)
 {
+	struct pinned_copies pc = {
+		.frames = LIST_HEAD_INIT(pc.frames),
+	};
 	int err;
 
 	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
@@ -326,7 +401,7 @@ int morsel_freeze(struct morsel *m)
 	if (atomic_read(&m->plain_mappers))
 		return -EBUSY;
 	WRITE_ONCE(m->frozen, true);
-	walk_owned_pte_tables(m, wrprotect_table);
+	walk_owned_pte_tables(m, wrprotect_table, NULL);
 	/*
 	 * Drop every translation that may still allow a store: links (they
 	 * come back read-only; removing them flushes every TLB), pages mapped
@@ -337,10 +412,15 @@ int morsel_freeze(struct morsel *m)
 	 * are read-only (->page_mkwrite refuses the rest).
 	 */
 	unmap_mapping_range(m->vfs_inode.i_mapping, 0, 0, 1);
-	err = walk_owned_pte_tables(m, copy_pinned_frames);
-	if (err)
+	walk_owned_pte_tables(m, count_pinned_frames, &pc);
+	err = reserve_copies(m, &pc);
+	if (err) {
 		WRITE_ONCE(m->frozen, false);
-	return err;
+		return err;
+	}
+	walk_owned_pte_tables(m, copy_pinned_frames, &pc);
+	put_unused_copies(m, &pc);
+	return 0;
 }
 
 /*

@@ -359,9 +359,10 @@ static int make_entry_writable(pte_t *ptep, unsigned long addr, void *data)
  * writable (ours, dirty, not frozen) is then made writable here at once,
  * so that a mapping populated by MORSEL_IOC_MAP stores without a fault.
  * Any other first store comes back through ->page_mkwrite, which makes a
- * frame we own writable and copies one that is not ours to write.  A
- * clean that runs later waits for m->lock, which the caller holds, before
- * its unmap removes the entry.
+ * frame we own writable and copies one that is not ours to write.  (A
+ * VMA without write notification maps writable at once: fault_one_page()
+ * counted the frame as written.)  A clean that runs later waits for
+ * m->lock, which the caller holds, before its unmap removes the entry.
  */
 static vm_fault_t map_frame(struct vm_area_struct *vma, struct morsel *m,
 			    unsigned long addr, loff_t off, struct page *page)
@@ -739,6 +740,7 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct morsel *m = MORSEL(file_inode(file));
 	struct morsel_mm *mmm;
+	bool frozen, plain;
 
 	/*
 	 * Private (copy-on-write) mappings are not supported.  VM_MAYSHARE:
@@ -757,16 +759,32 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 		mmm = NULL;
 	/*
 	 * Shared m->lock: a freeze (exclusive) is over or not begun, and a
-	 * resize checking mappers sees this one.
+	 * resize checking mappers sees this one.  Only the decision is made
+	 * under it: vm_flags_mod() write-locks the VMA, and faults take
+	 * m->lock inside the VMA lock (the new VMA cannot be locked by
+	 * anyone yet, but lockdep would learn the inverse order).
 	 */
 	down_read(&m->lock);
+	frozen = m->frozen;
 	/* A frozen object: no writable mapping, now or by mprotect. */
-	if (m->frozen && (vma->vm_flags & VM_WRITE)) {
+	if (frozen && (vma->vm_flags & VM_WRITE)) {
 		up_read(&m->lock);
 		if (mmm)
 			morsel_mm_put(mmm);
 		return -EPERM;
 	}
+	/*
+	 * A writable mapping of a plain object goes without write
+	 * notification (morsel_plain_vm_ops), counted before a freeze can
+	 * look; one made read-only keeps it, so a later mprotect(PROT_WRITE)
+	 * cannot take a freeze by surprise (->mprotect refuses it once the
+	 * object is frozen, also if that happens right after this unlock).
+	 */
+	plain = !frozen && !m->parent && (vma->vm_flags & VM_WRITE);
+	if (plain)
+		atomic_inc(&m->plain_mappers);
+	count_mapper(m);
+	up_read(&m->lock);
 	/*
 	 * VM_MIXEDMAP, not VM_PFNMAP: GUP works on our frames (docs/gup.md),
 	 * and KSM, khugepaged, NUMA balancing, mlock and userfaultfd still
@@ -774,21 +792,9 @@ int morsel_mmap(struct file *file, struct vm_area_struct *vma)
 	 */
 	vm_flags_mod(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP |
 		     VM_WIPEONFORK | VM_HUGEPAGE,
-		     VM_MAYEXEC | (m->frozen ? VM_MAYWRITE : 0));
-	/*
-	 * A writable mapping of a plain object goes without write
-	 * notification (morsel_plain_vm_ops); one made read-only keeps it,
-	 * so a later mprotect(PROT_WRITE) cannot take a freeze by surprise.
-	 */
-	if (!m->frozen && !m->parent && (vma->vm_flags & VM_WRITE)) {
-		vma->vm_ops = &morsel_plain_vm_ops;
-		atomic_inc(&m->plain_mappers);
-	} else {
-		vma->vm_ops = &morsel_vm_ops;
-	}
+		     VM_MAYEXEC | (frozen ? VM_MAYWRITE : 0));
+	vma->vm_ops = plain ? &morsel_plain_vm_ops : &morsel_vm_ops;
 	vma->vm_private_data = mmm;
-	count_mapper(m);
-	up_read(&m->lock);
 	return 0;
 }
 

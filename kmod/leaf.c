@@ -177,7 +177,11 @@ static bool hole_reads_zero_page(struct morsel *m, enum morsel_intent intent)
  * next store by any writer (the CPU through a link, a page mapped one by
  * one, write(), ptrace, a secondary MMU such as KVM, which all come through
  * morsel_writable_frame()) first makes the leaf writable and dirty
- * again.  Borrowed leaves are the base's: never dirty, never cleaned.
+ * again.  Through a mapping without write notification (fault.c,
+ * morsel_plain_vm_ops) the core does it instead (do_wp_page(), which
+ * also sets PG_dirty), and a page such a mapping maps alone is counted
+ * written when mapped.  Borrowed leaves are the base's: never dirty,
+ * never cleaned.
  */
 bool morsel_leaf_dirty(pte_t pte)
 {

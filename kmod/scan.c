@@ -129,6 +129,19 @@ static bool frame_written(pte_t *ptep, pte_t pte, bool clean)
 		return morsel_leaf_dirty(pte) || folio_test_dirty(folio);
 	written = morsel_clean_leaf(ptep);
 	written |= folio_test_clear_dirty(folio);
+	/*
+	 * A pin taken meanwhile: GUP's slow path through a page mapped one
+	 * by one pins under the process's PTE lock, not ours, then sets
+	 * PG_dirty, which we may just have cleared; GUP-fast pins, then
+	 * checks that the leaf did not change.  Both clears above are
+	 * fully ordered, so either the pin shows now or the other side
+	 * sees the clean (its PG_dirty stays, or GUP-fast backs off).
+	 */
+	smp_mb();
+	if (folio_maybe_dma_pinned(folio)) {
+		folio_set_dirty(folio);
+		return true;
+	}
 	return written;
 }
 
