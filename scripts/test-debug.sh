@@ -338,7 +338,11 @@ if ! grep -q "timeout $TEST_TIMEOUT " "$OUT/run-suite.sh"; then
 	echo "test-debug: run-suite.sh has no 'timeout 300': tests keep its own limit"
 fi
 
-APPEND="kfence.sample_interval=10"
+# watchdog_thresh=60: a soft lockup is reported after 120 s, not 20.  On
+# a host with more TCG guests than CPUs the boot-time W^X check (ptdump
+# over KASAN's shadow, before any test) stalled a vCPU for 26 s twice in
+# session 8; a hang in a test still ends in its timeout.
+APPEND="kfence.sample_interval=10 watchdog_thresh=60"
 [ "${MORSEL_DEBUG_KMEMLEAK:-1}" = 0 ] || APPEND="$APPEND kmemleak=on"
 [ -z "${MORSEL_DEBUG_APPEND:-}" ] || APPEND="$APPEND $MORSEL_DEBUG_APPEND"
 VMARGS=(--kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" --append "$APPEND"
