@@ -67,33 +67,50 @@ static void kmsg_drain(void)
 	}
 }
 
-/* The stack of the failure injected in run @n of the phase: one line. */
+/*
+ * The stacks of the failures injected in run @n of the phase (one with
+ * fail-nth, all of one call with make-it-fail): one line each.
+ */
 static void report_site(int n, int err)
 {
 	char rec[2048], frames[1024] = "", kind[16] = "silent", callee[128] = "-";
 	char last[128] = "-";
-	int injected = 0, done = 0, nframes = 0;
+	int injected = 0, done = 0, nframes = 0, lines = 0;
 
 	for (;;) {
 		ssize_t r = read(kmsg_fd, rec, sizeof(rec) - 1);
+		int header = 0;
 		char *msg, *e, *p;
 
 		if (r < 0 && errno == EPIPE)
 			continue;	/* overwritten records: go on */
+		if (r > 0) {
+			rec[r] = 0;
+			msg = strchr(rec, ';');
+			if (!msg)
+				continue;
+			msg++;
+			e = strchr(msg, '\n');
+			if (e)
+				*e = 0;
+			header = strstr(msg, "FAULT_INJECTION: forcing a failure") != NULL;
+		}
+		/* The end of the log or the next failure: the line so far. */
+		if ((r <= 0 || header) && injected) {
+			fprintf(sites_out, "failnth-site: %s n=%d err=%d %s %s%s\n",
+				phase, n, err, kind, callee, nframes ? frames : " -");
+			lines++;
+		}
 		if (r <= 0)
 			break;
-		rec[r] = 0;
-		msg = strchr(rec, ';');
-		if (!msg)
-			continue;
-		msg++;
-		e = strchr(msg, '\n');
-		if (e)
-			*e = 0;
-		if (strstr(msg, "FAULT_INJECTION: forcing a failure")) {
-			if (!injected++)
-				snprintf(kind, sizeof(kind), "%s",
-					 strstr(msg, "fail_page_alloc") ? "page" : "slab");
+		if (header) {
+			injected = 1;
+			done = nframes = 0;
+			frames[0] = 0;
+			snprintf(callee, sizeof(callee), "-");
+			snprintf(last, sizeof(last), "-");
+			snprintf(kind, sizeof(kind), "%s",
+				 strstr(msg, "fail_page_alloc") ? "page" : "slab");
 			continue;
 		}
 		if (!injected || done)
@@ -119,8 +136,9 @@ static void report_site(int n, int err)
 				 sizeof(frames) - strlen(frames), " %.*s",
 				 (int)(p - msg - 1), msg + 1);
 	}
-	fprintf(sites_out, "failnth-site: %s n=%d err=%d %s %s%s\n", phase, n,
-		err, kind, callee, nframes ? frames : " -");
+	if (!lines)	/* a __GFP_NOWARN allocation: no stack */
+		fprintf(sites_out, "failnth-site: %s n=%d err=%d silent - -\n",
+			phase, n, err);
 }
 
 /*
@@ -292,7 +310,10 @@ static int op_save_load(void)
  * when it hit the operation's own clean-up (EEXIST: an unlink between a
  * save and the load of the same name failed).
  */
-/* A mapping of three pages: no 2 MiB granule, so page by page. */
+/*
+ * A mapping of three pages: no 2 MiB granule, so page by page; then the
+ * same of the object frozen, where a hole maps the zero page.
+ */
 static int op_pages(void)
 {
 	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), err;
@@ -311,6 +332,17 @@ static int op_pages(void)
 		p[0] = 2;		/* the zero page replaced */
 		if (p[PG] != 1 || p[0] != 2)
 			err = -EILSEQ;	/* a wrong result */
+		munmap((void *)p, 3 * PG);
+	}
+	/* Frozen, a hole reads as the zero page, mapped by itself. */
+	if (!err)
+		err = ERR(freeze(fd));
+	p = err ? MAP_FAILED : mmap(NULL, 3 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	if (!err && p == MAP_FAILED)
+		err = -errno;
+	if (!err) {
+		if (p[2 * PG] != 0 || p[PG] != 1)
+			err = -EILSEQ;
 		munmap((void *)p, 3 * PG);
 	}
 	close(fd);
@@ -343,14 +375,14 @@ static int op_ro_map(void)
 	if (fd < 0)
 		return -errno;
 	err = ERR(ftruncate(fd, 4 * MiB));
-	if (!err && pwrite(fd, "t", 1, 5) != 1)
+	if (!err && (pwrite(fd, "t", 1, 5) != 1 || pwrite(fd, "u", 1, 2 * MiB + 9) != 1))
 		err = -errno;
 	p = err ? MAP_FAILED : mmap(NULL, 4 * MiB, PROT_READ, MAP_SHARED, fd, 0);
 	if (!err && p == MAP_FAILED)
 		err = -errno;
 	if (!err) {
 		err = map_range(fd, (void *)p, 4 * MiB, MORSEL_MAP_POPULATE);
-		if (!err && (p[5] != 't' || p[2 * MiB + 7] != 0))
+		if (!err && (p[5] != 't' || p[2 * MiB + 9] != 'u' || p[3 * MiB] != 0))
 			err = -EILSEQ;
 		munmap((void *)p, 4 * MiB);
 	}
@@ -452,10 +484,11 @@ static int op_map_pud(void)
 }
 
 /*
- * Mappings of a copy-on-write child, a 1 GiB one (PUD links) and a 4 MiB
- * window (PMD links): a store copies the base's frame and the table, and
- * the fault links again.  Then the child shrinks below its root's reach:
- * the borrowed table under the root is copied to become the root.
+ * Mappings of a copy-on-write child of a 2 GiB base, a 1 GiB one (PUD
+ * links) and a 4 MiB window (PMD links): a store copies the base's frame
+ * and the tables above it, and the fault links again.  Then the child
+ * shrinks below its root's reach: the borrowed table under the root is
+ * copied to become the root.
  */
 static int op_cow_map(void)
 {
@@ -464,7 +497,7 @@ static int op_cow_map(void)
 
 	if (fd < 0)
 		return -errno;
-	err = ERR(ftruncate(fd, 1 * GiB));
+	err = ERR(ftruncate(fd, 2 * GiB));
 	if (!err && (pwrite(fd, "base", 4, 3 * MiB) != 4 ||
 		     pwrite(fd, "b2", 2, 5 * MiB) != 2 || pwrite(fd, "b0", 2, 0) != 2))
 		err = -errno;
@@ -602,6 +635,90 @@ static int op_mount(void)
 	return err;
 }
 
+/*
+ * kvmalloc() of more than a page tries kmalloc() quietly, then vmalloc():
+ * one failure never makes it return NULL.  So one call of SCAN and one of
+ * FILL with every slab and page allocation of this task failing
+ * (make-it-fail, probability 100): their kvmalloc() sites' error paths.
+ */
+static int make_it_fail_fd = -1;
+
+/*
+ * On: the attributes fail every allocation of a task marked make-it-fail
+ * (task-filter, probability 100, no limit on times: fail-nth left it at
+ * 0), then this thread is marked; off: unmarked through the descriptor
+ * opened before (opening one would need memory), then probability 0.
+ */
+static int all_fail(int on)
+{
+	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
+	char path[128];
+	int i, err = 0;
+
+	if (on) {
+		make_it_fail_fd = open("/proc/thread-self/make-it-fail", O_WRONLY);
+		if (make_it_fail_fd < 0)
+			return -1;
+		for (i = 0; i < 2; i++) {
+			snprintf(path, sizeof(path), "/sys/kernel/debug/%s/task-filter", attrs[i]);
+			err |= write_file(path, "Y");
+			snprintf(path, sizeof(path), "/sys/kernel/debug/%s/times", attrs[i]);
+			err |= write_file(path, "-1");
+			snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
+			err |= write_file(path, "100");
+		}
+		if (!err && pwrite(make_it_fail_fd, "1", 1, 0) != 1)
+			err = -1;
+		return err;
+	}
+	if (make_it_fail_fd >= 0) {
+		err |= pwrite(make_it_fail_fd, "0", 1, 0) != 1;
+		close(make_it_fail_fd);
+		make_it_fail_fd = -1;
+	}
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
+		err |= write_file(path, "0");
+	}
+	return err;
+}
+
+static int op_kvmalloc_all_fail(void)
+{
+	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err, e1, e2;
+	uint64_t pages[1] = { 3 };
+	struct morsel_scan sc;
+	struct morsel_fill f;
+
+	if (fd < 0)
+		return -errno;
+	src = open(SRC, O_RDONLY);
+	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
+	if (!err) {
+		memset(&f, 0, sizeof(f));
+		f.nr_pages = 1;
+		f.pages = (uintptr_t)pages;
+		if (all_fail(1)) {
+			all_fail(0);
+			err = -EIO;
+		} else {
+			e1 = morsel_scan(fd, 0, 4 * MiB, MORSEL_SCAN_CLEAN, 0,
+					 NULL, NULL, NULL, &sc);
+			e2 = morsel_fill(fd, src, &f);
+			err = all_fail(0) ? -EIO : 0;
+			if (!err && (e1 >= 0 || e2 >= 0)) {
+				tap_diag("all failing: SCAN %d, FILL %d", e1, e2);
+				err = -EILSEQ;
+			}
+		}
+	}
+	if (src >= 0)
+		close(src);
+	close(fd);
+	unlink(OBJ);
+	return err;
+}
+
 static int clean_errno(int err)
 {
 	return err == 0 || err == -ENOMEM || err == -ENOSPC || err == -EFAULT ||
@@ -674,7 +791,7 @@ static const struct {
 	{ "split", "freeze, split, copy-on-write, punch in the child", op_split },
 	{ "scan/xattr", "SCAN with CLEAN, user xattrs", op_scan_xattr },
 	{ "save/load", "morsel_save and morsel_load", op_save_load },
-	{ "pages", "a mapping made page by page: read a hole, store, replace the zero page", op_pages },
+	{ "pages", "mappings made page by page: read a hole, store; frozen: the zero page", op_pages },
 	{ "ro-map", "read-only mapping of a plain object, MAP with POPULATE (twin and hole tables)", op_ro_map },
 	{ "fork", "fork of a process with a linked mapping, the child stores", op_fork },
 	{ "cow-map", "mappings of a copy-on-write child (PUD and PMD links), stores, shrink", op_cow_map },
@@ -755,6 +872,19 @@ int main(int argc, char **argv)
 	for (i = 0; i < sizeof(walks) / sizeof(walks[0]); i++) {
 		phase = walks[i].phase;
 		walk(walks[i].what, walks[i].op);
+	}
+	/* kvmalloc()'s NULL: every allocation of one SCAN and one FILL fails. */
+	phase = "kvmalloc";
+	if (kmsg_fd >= 0)
+		kmsg_drain();
+	{
+		int err = op_kvmalloc_all_fail();
+
+		if (kmsg_fd >= 0) {
+			report_site(1, err);
+			print_sites();
+		}
+		tap_ok(err == 0, "SCAN and FILL with every allocation failing: both fail, nothing else (%d)", err);
 	}
 	teardown();
 	return tap_done();
