@@ -38,6 +38,7 @@
  * to lines of kmod/ with the debug module's symbols.
  */
 #include <sys/mount.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -381,7 +382,7 @@ static int op_ro_map(void)
 	if (!err && p == MAP_FAILED)
 		err = -errno;
 	if (!err) {
-		err = map_range(fd, (void *)p, 4 * MiB, MORSEL_MAP_POPULATE);
+		err = map_range(fd, (void *)p, 4 * MiB, 0);
 		if (!err && (p[5] != 't' || p[2 * MiB + 9] != 'u' || p[3 * MiB] != 0))
 			err = -EILSEQ;
 		munmap((void *)p, 4 * MiB);
@@ -792,7 +793,7 @@ static const struct {
 	{ "scan/xattr", "SCAN with CLEAN, user xattrs", op_scan_xattr },
 	{ "save/load", "morsel_save and morsel_load", op_save_load },
 	{ "pages", "mappings made page by page: read a hole, store; frozen: the zero page", op_pages },
-	{ "ro-map", "read-only mapping of a plain object, MAP with POPULATE (twin and hole tables)", op_ro_map },
+	{ "ro-map", "read-only mapping of a plain object, MAP (twin and hole tables)", op_ro_map },
 	{ "fork", "fork of a process with a linked mapping, the child stores", op_fork },
 	{ "cow-map", "mappings of a copy-on-write child (PUD and PMD links), stores, shrink", op_cow_map },
 	{ "resize", "resize while mapped: 1 MiB, 64 MiB, 2 GiB, a write at its end, 1 MiB", op_resize_mapped },
@@ -830,6 +831,15 @@ int main(int argc, char **argv)
 
 	/* op_fork() waits for its child: do not leave it to be reaped. */
 	signal(SIGCHLD, SIG_DFL);
+	/*
+	 * After fork() the parent's pages are copy-on-write, and the kernel
+	 * updates the rseq area on the way back to user space: a failure
+	 * injected into that copy is SIGSEGV (rseq cannot report an error).
+	 * The kernel's own behaviour, not the module's: leave rseq off.
+	 */
+	if (__rseq_size)
+		syscall(__NR_rseq, (char *)__builtin_thread_pointer() + __rseq_offset,
+			__rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
 	/* --once: each operation once, no injection (any kernel). */
 	if (argc > 1 && !strcmp(argv[1], "--once")) {
 		setup();
