@@ -312,6 +312,17 @@ static int op_save_load(void)
  * save and the load of the same name failed).
  */
 /*
+ * A 2 MiB-aligned address no earlier run used: the process has no page
+ * table there yet, so mapping a page by itself must allocate one.
+ */
+static void *fresh_address(void)
+{
+	static unsigned long k;
+
+	return (void *)(0x500000000000UL + (k++ % 8192) * (1UL << 30));
+}
+
+/*
  * A mapping of three pages: no 2 MiB granule, so page by page; then the
  * same of the object frozen, where a hole maps the zero page.
  */
@@ -323,12 +334,12 @@ static int op_pages(void)
 	if (fd < 0)
 		return -errno;
 	err = ERR(ftruncate(fd, 4 * MiB));
-	p = err ? MAP_FAILED : mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE,
-				     MAP_SHARED, fd, 0);
+	p = err ? MAP_FAILED : mmap(fresh_address(), 3 * PG, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
 	if (!err && p == MAP_FAILED)
 		err = -errno;
 	if (!err) {
-		(void)p[0];		/* a hole: the zero page */
+		(void)p[0];		/* a hole: a new frame (plain mapping) */
 		p[PG] = 1;		/* a new frame */
 		p[0] = 2;		/* the zero page replaced */
 		if (p[PG] != 1 || p[0] != 2)
@@ -338,7 +349,8 @@ static int op_pages(void)
 	/* Frozen, a hole reads as the zero page, mapped by itself. */
 	if (!err)
 		err = ERR(freeze(fd));
-	p = err ? MAP_FAILED : mmap(NULL, 3 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	p = err ? MAP_FAILED : mmap(fresh_address(), 3 * PG, PROT_READ,
+				     MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
 	if (!err && p == MAP_FAILED)
 		err = -errno;
 	if (!err) {
@@ -686,8 +698,9 @@ static int all_fail(int on)
 
 static int op_kvmalloc_all_fail(void)
 {
-	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err, e1, e2;
+	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err, e1, e2, e3;
 	uint64_t pages[1] = { 3 };
+	volatile char *ro = MAP_FAILED;
 	struct morsel_scan sc;
 	struct morsel_fill f;
 
@@ -695,6 +708,18 @@ static int op_kvmalloc_all_fail(void)
 		return -errno;
 	src = open(SRC, O_RDONLY);
 	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
+	/*
+	 * And xa_reserve() of a read-only twin: its node allocation, too,
+	 * is tried quietly first.  Chunk 0 linked beforehand, so the
+	 * process's own tables exist for chunk 1.
+	 */
+	if (!err && (pwrite(fd, "t", 1, 5) != 1 || pwrite(fd, "u", 1, 2 * MiB + 9) != 1))
+		err = -errno;
+	if (!err) {
+		ro = mmap(NULL, 4 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+		if (ro == MAP_FAILED || ro[5] != 't')
+			err = -EILSEQ;
+	}
 	if (!err) {
 		memset(&f, 0, sizeof(f));
 		f.nr_pages = 1;
@@ -706,13 +731,18 @@ static int op_kvmalloc_all_fail(void)
 			e1 = morsel_scan(fd, 0, 4 * MiB, MORSEL_SCAN_CLEAN, 0,
 					 NULL, NULL, NULL, &sc);
 			e2 = morsel_fill(fd, src, &f);
+			e3 = map_range(fd, (void *)(ro + 2 * MiB), 2 * MiB, 0);
 			err = all_fail(0) ? -EIO : 0;
-			if (!err && (e1 >= 0 || e2 >= 0)) {
-				tap_diag("all failing: SCAN %d, FILL %d", e1, e2);
+			if (!err && (e1 >= 0 || e2 >= 0 || e3 >= 0)) {
+				tap_diag("all failing: SCAN %d, FILL %d, MAP %d", e1, e2, e3);
 				err = -EILSEQ;
 			}
+			if (!err && ro[2 * MiB + 9] != 'u')
+				err = -EILSEQ;
 		}
 	}
+	if (ro != MAP_FAILED)
+		munmap((void *)ro, 4 * MiB);
 	if (src >= 0)
 		close(src);
 	close(fd);
@@ -883,7 +913,7 @@ int main(int argc, char **argv)
 		phase = walks[i].phase;
 		walk(walks[i].what, walks[i].op);
 	}
-	/* kvmalloc()'s NULL: every allocation of one SCAN and one FILL fails. */
+	/* kvmalloc()'s and xa_reserve()'s NULL: every allocation of a call fails. */
 	phase = "kvmalloc";
 	if (kmsg_fd >= 0)
 		kmsg_drain();
@@ -894,7 +924,7 @@ int main(int argc, char **argv)
 			report_site(1, err);
 			print_sites();
 		}
-		tap_ok(err == 0, "SCAN and FILL with every allocation failing: both fail, nothing else (%d)", err);
+		tap_ok(err == 0, "SCAN, FILL and a twin's MAP with every allocation failing: each fails, nothing else (%d)", err);
 	}
 	teardown();
 	return tap_done();
