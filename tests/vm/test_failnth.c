@@ -20,7 +20,8 @@
  * xattrs, save/load, a mapping made page by page, a read-only mapping
  * (twin and hole tables), fork of a mapped process, mappings of a
  * copy-on-write child (PUD and PMD relinks, shrink below the root), resize
- * while mapped, a PUD-linked mapping, FILL, a freeze of io_uring-pinned
+ * while mapped, a shrink of a child below its roots, a PUD-linked
+ * mapping, FILL, a freeze of io_uring-pinned
  * pages (their copies), a second mount.  "test_failnth --once" runs each
  * once without injection, on any kernel: that the operations themselves
  * work.
@@ -439,6 +440,38 @@ static int op_fork(void)
 	return err;
 }
 
+/*
+ * A copy-on-write child of a 2 GiB base that never wrote, shrunk to
+ * 1 MiB: each level's root gives way to the table under it, which is
+ * the base's, so it is copied first.
+ */
+static int op_shrink_child(void)
+{
+	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), cfd = -1, err;
+	char b[2];
+
+	if (fd < 0)
+		return -errno;
+	err = ERR(ftruncate(fd, 2 * GiB));
+	if (!err && (pwrite(fd, "s0", 2, 0) != 2 || pwrite(fd, "s1", 2, 1 * GiB + 7) != 2))
+		err = -errno;
+	if (!err)
+		err = ERR(freeze(fd));
+	if (!err) {
+		cfd = split(fd);
+		err = ERR(cfd);
+	}
+	if (!err)
+		err = ERR(ftruncate(cfd, 1 * MiB));
+	if (!err && (pread(cfd, b, 2, 0) != 2 || b[0] != 's' || b[1] != '0'))
+		err = -EILSEQ;
+	if (cfd >= 0)
+		close(cfd);
+	close(fd);
+	unlink(OBJ);
+	return err;
+}
+
 /* Resize while mapped: a root one and two levels up, and back down. */
 static int op_resize_mapped(void)
 {
@@ -826,6 +859,7 @@ static const struct {
 	{ "ro-map", "read-only mapping of a plain object, MAP (twin and hole tables)", op_ro_map },
 	{ "fork", "fork of a process with a linked mapping, the child stores", op_fork },
 	{ "cow-map", "mappings of a copy-on-write child (PUD and PMD links), stores, shrink", op_cow_map },
+	{ "shrink-child", "a copy-on-write child that never wrote, shrunk below its roots", op_shrink_child },
 	{ "resize", "resize while mapped: 1 MiB, 64 MiB, 2 GiB, a write at its end, 1 MiB", op_resize_mapped },
 	{ "map-pud", "1 GiB mapping of a 1 GiB object, MAP (a PUD link)", op_map_pud },
 	{ "fill", "MORSEL_IOC_FILL of two pages into holes", op_fill },
