@@ -9,6 +9,9 @@
 #                 kmemleak, ...) built once from linux-source-6.12 into
 #                 build/debug-kernel (make debug-kernel: only the kernel);
 #                 docs/debug-kernel.md
+#   make failnth-sites  test_failnth on the debug kernel with each injected
+#                 failure's stack: which allocation sites of kmod/ it failed
+#                 (scripts/alloc-sites.sh, scripts/failnth-sites.sh)
 #   make fuzz     libFuzzer harness of the image reader (clang), and its seeds;
 #                 make test runs it for 30 s, make fuzz-long for 10 minutes
 #   make deps     install what the project needs (Debian packages)
@@ -172,6 +175,9 @@ debug-kernel:
 test-debug: deps all
 	scripts/test-debug.sh
 
+failnth-sites: deps all
+	scripts/failnth-sites.sh
+
 PREFIX ?= /usr/local
 install: all
 	$(MAKE) -C kmod install
@@ -186,4 +192,4 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all deps kmod test demo bench check install clean fuzz fuzz-long
-.PHONY: debug-kernel test-debug
+.PHONY: debug-kernel test-debug failnth-sites
