@@ -105,6 +105,7 @@ static void run(int fresh, const char *name)
 	time_t end;
 	pid_t storm, pid;
 
+	phase = name;
 	fd = mkobj(PATH, SIZE);
 	q = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	tap_require(q != MAP_FAILED);
