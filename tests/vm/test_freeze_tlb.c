@@ -9,8 +9,11 @@
  * address space it unlinks (link.c, unlink_and_flush()).  A CPU that kept
  * a writable entry would go on storing into frozen contents.
  *
- * A thread on CPU 1 keeps storing (stores only, no loads) into a page of
- * a writable linked mapping, 2 MiB (PMD link) or 1 GiB (PUD link), and
+ * FREEZE fails with EBUSY while a mapping made writable by mmap() exists
+ * (docs/semantics.md); one made read-only by mmap() and writable by
+ * mprotect() keeps write notification and does not stop it: those are the
+ * mappings here.  A thread on CPU 1 keeps storing (stores only, no loads)
+ * into a page of such a linked mapping, 2 MiB (PMD link) or 1 GiB (PUD link), and
  * into a page of a mapping at an address one page off the granule (pages
  * mapped one by one in the process's own table), while the main thread on
  * CPU 0 freezes the object.  After FREEZE returns: the thread's next
@@ -72,9 +75,10 @@ static void round_(unsigned long size, unsigned long moff, unsigned long off,
 	int fd;
 
 	fd = mkobj(PATH, size);
-	p = mmap(NULL, size - moff, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-		 moff);
-	tap_require(p != MAP_FAILED);
+	/* writable by mprotect(): a mapping writable by mmap() stops FREEZE */
+	p = mmap(NULL, size - moff, PROT_READ, MAP_SHARED, fd, moff);
+	tap_require(p != MAP_FAILED &&
+		    mprotect(p, size - moff, PROT_READ | PROT_WRITE) == 0);
 	r.p = p + off - moff;
 	tap_require(pthread_create(&th, NULL, storer, &r) == 0);
 	while (atomic_load(&r.stores) < 200)
