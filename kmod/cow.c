@@ -23,7 +23,15 @@
 
 #include "morsel.h"
 
-/* The parent, if it covers @off (comparing with it means something). */
+/*
+ * The parent, if it covers @off (comparing with it means something).  A
+ * table covers a whole granule: a parent has the table of every granule
+ * that starts inside its size, also past the size (the rest of its last
+ * granule), so callers asking about a table pass the granule's start,
+ * morsel_parent_covering_table().  (Only asking about @off itself, a
+ * child grown past its base took the base's last PTE table for its own
+ * and wrote frames into it: the operation fuzzer's first module bug.)
+ */
 struct morsel *morsel_parent_covering(struct morsel *m, loff_t off)
 {
 	struct morsel *p = m->parent;
@@ -31,16 +39,22 @@ struct morsel *morsel_parent_covering(struct morsel *m, loff_t off)
 	return p && off < i_size_read(&p->vfs_inode) ? p : NULL;
 }
 
+struct morsel *morsel_parent_covering_table(struct morsel *m, loff_t off,
+					    unsigned long span)
+{
+	return morsel_parent_covering(m, ALIGN_DOWN(off, span));
+}
+
 bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table)
 {
-	struct morsel *p = morsel_parent_covering(m, off);
+	struct morsel *p = morsel_parent_covering_table(m, off, PUD_SIZE);
 
 	return p && morsel_pmd_table(p, off, false) == table;
 }
 
 bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table)
 {
-	struct morsel *p = morsel_parent_covering(m, off);
+	struct morsel *p = morsel_parent_covering_table(m, off, PMD_SIZE);
 
 	return p && morsel_pte_table(p, off, false) == table;
 }

@@ -311,6 +311,8 @@ int morsel_punch(struct morsel *m, pgoff_t first, pgoff_t end);
 
 /* cow.c: copy-on-write */
 struct morsel *morsel_parent_covering(struct morsel *m, loff_t off);
+struct morsel *morsel_parent_covering_table(struct morsel *m, loff_t off,
+					    unsigned long span);
 bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table);
 bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table);
 bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte);

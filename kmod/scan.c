@@ -224,7 +224,7 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		table = morsel_pte_table(m, off, false);
 		if (!table)
 			continue;
-		p = morsel_parent_covering(m, off);
+		p = morsel_parent_covering_table(m, off, PMD_SIZE);
 		theirs = p ? morsel_pte_table(p, off, false) : NULL;
 		scan_leaves(table, theirs, index, next, first, clean, b);
 		cond_resched();
