@@ -137,6 +137,8 @@ static int shared_fd = -1, shared_tfd = -1;
 static unsigned char *b1, *b2, *b3;	/* 4 MiB work buffers, aligned */
 static char msgbuf[768];
 static int quiet;			/* no per-op diagnostics (minimiser) */
+static volatile pid_t cur_child;	/* a fork op's child, while it runs */
+static int hung_op;			/* an op hung: skip the teardown */
 static int trace;			/* --trace: print every op first */
 /*
  * Known module bug K1 (found by this fuzzer, 2026-12-05, reported, not yet
@@ -1336,6 +1338,7 @@ static int op_fork(struct op *o)
 	pid = fork();
 	if (pid < 0)
 		return fail("fork: %s", strerror(errno));
+	cur_child = pid;
 	if (pid == 0) {
 		if (map_check(s, m, co, cn, "fork child")) {
 			printf("# child: %s\n", msgbuf);
@@ -1346,6 +1349,7 @@ static int op_fork(struct op *o)
 		_exit(0);
 	}
 	st = wait_status(pid);
+	cur_child = 0;
 	if (!CHILD_OK(st))
 		return fail("fork child of slot %d: status %#x (10: mismatch, 11: store faulted)",
 			    o->slot, st);
@@ -1380,6 +1384,7 @@ static int op_exit(struct op *o)
 	pid = fork();
 	if (pid < 0)
 		return fail("fork: %s", strerror(errno));
+	cur_child = pid;
 	if (pid == 0) {
 		unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 					MAP_SHARED, s->fd, 0);
@@ -1399,6 +1404,7 @@ static int op_exit(struct op *o)
 		_exit(0);		/* no munmap: exit removes the links */
 	}
 	st = wait_status(pid);
+	cur_child = 0;
 	if (!CHILD_OK(st))
 		return fail("exit child of slot %d: status %#x (10 mmap, 11 MAP, 12 store)",
 			    o->slot, st);
@@ -1863,6 +1869,7 @@ static int op_futex(struct op *o)
 	pid = fork();
 	if (pid < 0)
 		return fail("fork: %s", strerror(errno));
+	cur_child = pid;
 	if (pid == 0) {
 		unsigned char *p = mmap(NULL, PG, cprot, MAP_SHARED, s->fd, poff);
 		volatile uint32_t *cw;
@@ -1893,6 +1900,7 @@ static int op_futex(struct op *o)
 	if (!woke)
 		kill(pid, SIGKILL);
 	st = wait_status(pid);
+	cur_child = 0;
 	if (pwrite(s->tfd, &one, 4, at) != 4)
 		return fail("twin pwrite");
 	if (!woke)
@@ -2190,7 +2198,7 @@ static void op_str(const struct op *o, char *b, size_t n)
 
 /* ----------------------------------------------------------------- kcov */
 
-#define KCOV_WORDS (2UL << 20)
+#define KCOV_WORDS (4UL << 20)	/* 32 MiB: a save traces millions of PCs */
 static unsigned long *kcov_area;
 static int kcov_fd = -1;
 #define PCSET (1UL << 18)
@@ -2266,10 +2274,85 @@ static void kcov_finish(void)
  * @limit ops) in the current worker state; @log records what ran.
  * Returns the index of the op that diverged, or -1.
  */
+/*
+ * An op that takes longer than OP_TIMEOUT seconds hung (a lost wake-up, a
+ * fault that never completes): it counts as a divergence of that op, with
+ * what its child (if any) was doing, and the worker skips its teardown.
+ */
+#define OP_TIMEOUT 300
+static sigjmp_buf op_jb;
+static volatile sig_atomic_t op_armed;
+static struct op cur_op;
+
+static void op_alarm(int sig)
+{
+	(void)sig;
+	if (op_armed)
+		siglongjmp(op_jb, 1);
+	_exit(1);
+}
+
+static void proc_line(pid_t pid, const char *what, char *out, size_t n)
+{
+	char p[64];
+	int fd;
+	ssize_t r;
+
+	snprintf(p, sizeof(p), "/proc/%d/%s", (int)pid, what);
+	fd = open(p, O_RDONLY);
+	out[0] = 0;
+	if (fd < 0)
+		return;
+	r = read(fd, out, n - 1);
+	close(fd);
+	out[r > 0 ? r : 0] = 0;
+	for (char *c = out; *c; c++)
+		if (*c == '\n')
+			*c = '|';
+}
+
+static int op_hung(void)
+{
+	char st[200] = "", wchan[64] = "", stack[300] = "";
+	pid_t c = cur_child;
+
+	hung_op = 1;
+	if (c > 0) {
+		proc_line(c, "stat", st, sizeof(st));
+		proc_line(c, "wchan", wchan, sizeof(wchan));
+		proc_line(c, "stack", stack, sizeof(stack));
+		kill(c, SIGKILL);
+		waitpid(c, NULL, 0);
+		cur_child = 0;
+	}
+	return fail("%s op hung for %d s; child %d: stat [%.60s] wchan [%s] stack [%s]",
+		    kname[cur_op.kind], OP_TIMEOUT, (int)c, st, wchan, stack);
+}
+
+/* cur_op, with the timeout: its result. */
+static __attribute__((noinline)) int run_one(void)
+{
+	if (sigsetjmp(op_jb, 1)) {
+		op_armed = 0;
+		return op_hung();
+	}
+	op_armed = 1;
+	alarm(OP_TIMEOUT);
+	{
+		int r = ops[cur_op.kind](&cur_op);
+
+		alarm(0);
+		op_armed = 0;
+		return r;
+	}
+}
+
 static long run_ops(struct op *list, long nlist, uint64_t *rng, double deadline,
 		    long limit, struct op *log, long *nlog)
 {
 	struct timeval tv;
+
+	signal(SIGALRM, op_alarm);
 
 	for (long i = 0; list ? i < nlist : i < limit; i++) {
 		struct op o;
@@ -2293,7 +2376,9 @@ static long run_ops(struct op *list, long nlist, uint64_t *rng, double deadline,
 			op_str(&o, b, sizeof(b));
 			printf("# w%d trace op %s\n", me, b);
 		}
-		r = ops[o.kind](&o);
+		cur_op = o;
+		r = run_one();
+		o = cur_op;
 		if (r >= 0 && o.slot >= 0 && o.slot < NSLOT && S[o.slot].used &&
 		    acct_check(&S[o.slot], kname[o.kind]))
 			r = -1;
@@ -2388,7 +2473,8 @@ static void worker(int w, uint64_t seed, double deadline, long epoch_ops,
 						wlog[nlog++] = (struct op){ K_verify, k, { 0, 0, 0, 0 } };
 			snprintf(p, sizeof(p), TDIR "/fail-w%d.ops", w);
 			save_log(p, wlog, bad < nlog ? mn(bad + 1, nlog) : nlog);
-			worker_teardown(tag);
+			if (!hung_op)
+				worker_teardown(tag);
 			break;
 		}
 		worker_teardown(tag);
@@ -2471,7 +2557,8 @@ static int trial(const struct op *list, long n, int kind, char *msg, size_t msz)
 			if (write(pfd[1], b, strlen(b)) < 0)
 				_exit(2);
 		}
-		worker_teardown("min");
+		if (!hung_op)
+			worker_teardown("min");
 		_exit(hit ? 3 : 0);
 	}
 	close(pfd[1]);
@@ -2640,11 +2727,12 @@ static void selftest(uint64_t seed, double budget)
 	char p[160], msg[1024] = "";
 	long n = 0, m = 0;
 	double t0 = now();
-	int st, hit = 0;
+	int st, hit = 0, disk = have_disk;
 	pid_t pid;
 
 	snprintf(p, sizeof(p), TDIR "/selftest.ops");
 	inject = 1;
+	have_disk = 0;		/* trials set up faster without the disk file */
 	fflush(stdout);
 	pid = fork();
 	tap_require(pid >= 0);
@@ -2677,6 +2765,7 @@ static void selftest(uint64_t seed, double budget)
 		hit = trial(list, m, K_write, msg, sizeof(msg));
 	}
 	inject = 0;
+	have_disk = disk;
 	tap_ok(hit && m <= 3,
 	       "self-test: with the model corrupted after each pwrite, op %ld diverges and the minimiser shrinks the %ld ops to %ld in %.1f s (%s)",
 	       n - 1, n, m, now() - t0, msg);
@@ -2695,14 +2784,25 @@ static void usage(void)
 	exit(2);
 }
 
-static int replay_main(struct op *list, long n)
+/* Replay @list; if it diverges, shrink it as a worker's failure would be. */
+static int replay_main(struct op *list, long n, double min_secs)
 {
 	char msg[1024];
+	long bad = -1;
 	int hit;
 
 	printf("# replaying %ld ops in one process\n", n);
 	hit = trial(list, n, -1, msg, sizeof(msg));
 	tap_ok(!hit, "replay of %ld ops: no divergence%s%s", n, hit ? ": " : "", msg);
+	if (hit && sscanf(msg, "op %ld", &bad) == 1 && bad >= 0 && bad < n) {
+		int kind = list[bad].kind;
+
+		n = minimise(list, bad + 1, kind, now() + min_secs);
+		trial(list, n, kind, msg, sizeof(msg));
+		printf("# minimised to %ld ops (%s):\n", n, msg);
+		print_ops("min", list, n);
+		print_ops_arg(list, n);
+	}
 	return tap_done();
 }
 
@@ -2817,7 +2917,7 @@ int main(int argc, char **argv)
 			print_ops("log", list, nlog);
 			n = nlog;
 		}
-		rc = replay_main(list, n);
+		rc = replay_main(list, n, min_secs);
 		close(shared_fd);
 		close(shared_tfd);
 		rm_rf(MDIR);
@@ -2826,17 +2926,15 @@ int main(int argc, char **argv)
 	}
 
 	if (!quick_selftest_off)
-		selftest(seed, 30);
+		selftest(seed, 150);
 	t0 = now();
 	deadline = t0 + secs;
 	for (int w = 0; w < workers; w++) {
 		fflush(stdout);
 		pids[w] = fork();
 		tap_require(pids[w] >= 0);
-		if (pids[w] == 0) {
-			watchdog((unsigned)(secs + 600));
+		if (pids[w] == 0)
 			worker(w, seed, deadline, epoch_ops, kcov);
-		}
 	}
 	next = t0 + progress;
 	for (int left = workers; left > 0;) {
