@@ -80,7 +80,7 @@
 	X(madvise, 4) X(mapread, 6) X(mapwrite, 8) X(fork, 3) X(exit, 2) \
 	X(iocmap, 3) X(freeze, 2) X(split, 3) X(scan, 3) X(fill, 3) \
 	X(save, 3) X(load, 2) X(futex, 2) X(odirect, 4) X(verify, 2) \
-	X(xattr, 2)
+	X(xattr, 2) X(seek, 2)
 
 #define AS_ENUM(n, w) K_##n,
 enum { KINDS(AS_ENUM) NK };
@@ -1982,7 +1982,7 @@ static int op_xattr(struct op *o)
 	char name[32], vm[256], vt[256];
 	static const int fl[] = { 0, XATTR_CREATE, XATTR_REPLACE };
 	long rm, rt;
-	int em, et, act = (int)(o->r[1] % 4);
+	int em, et, act = (int)(o->r[1] % 5);
 	size_t len = 1 + o->r[2] % 200;
 
 	if (!s)
@@ -2008,6 +2008,17 @@ static int op_xattr(struct op *o)
 		if (same(rm, em, rt, et) && rm > 0 && memcmp(vm, vt, rm))
 			return fail("fgetxattr(slot %d, %s): values differ", o->slot, name);
 		break;
+	case 4:		/* the names, as sets (order may differ) */
+		rm = flistxattr(s->fd, vm, sizeof(vm));
+		em = errno;
+		errno = 0;
+		rt = flistxattr(s->tfd, vt, sizeof(vt));
+		et = errno;
+		if (same(rm, em, rt, et) && rm > 0)
+			for (char *q = vm; q < vm + rm; q += strlen(q) + 1)
+				if (!memmem(vt, rt, q, strlen(q) + 1))
+					return fail("flistxattr(slot %d): %s only on morselfs", o->slot, q);
+		break;
 	default:
 		rm = fremovexattr(s->fd, name);
 		em = errno;
@@ -2019,6 +2030,57 @@ static int op_xattr(struct op *o)
 	if (!same(rm, em, rt, et))
 		return fail("xattr %d (slot %d, %s): morsel %s, tmpfs %s", act,
 			    o->slot, name, res(rm, em), res(rt, et));
+	return 0;
+}
+
+/*
+ * SEEK_DATA/SEEK_HOLE at page granularity (semantics.md, "Objects"): both
+ * fail with ENXIO at or past the size, as on tmpfs; below it no byte of
+ * the model that is not zero lies in what they call a hole (SEEK_DATA
+ * skips only zeros, SEEK_HOLE stops at the size at the latest); and
+ * fstatfs reports morselfs.
+ */
+static int op_seek(struct op *o)
+{
+	struct slot *s = used_slot(o->slot);
+	long long size, off, r, z;
+	int whence = (o->r[1] & 1) ? SEEK_HOLE : SEEK_DATA;
+	struct statfs sf;
+
+	if (!s)
+		return SKIP;
+	if (fstatfs(s->fd, &sf) || sf.f_type != MORSELFS_MAGIC)
+		return fail("fstatfs: type %#lx", (unsigned long)sf.f_type);
+	size = fsize(s->tfd);
+	off = pick_off(size, o->r[0]);
+	errno = 0;
+	r = lseek(s->fd, off, whence);
+	if (off >= size) {
+		if (r != -1 || errno != ENXIO)
+			return fail("lseek(%lld, %s) at or past the size %lld: %s, want ENXIO",
+				    off, whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE",
+				    size, res(r, errno));
+		return 0;
+	}
+	if (whence == SEEK_HOLE) {
+		if (r < off || r > size)
+			return fail("SEEK_HOLE from %lld: %s (size %lld)", off, res(r, errno), size);
+		return 0;
+	}
+	z = r == -1 && errno == ENXIO ? size : r;
+	if (z < off || z > size)
+		return fail("SEEK_DATA from %lld: %s (size %lld)", off, res(r, errno), size);
+	/* [off, z) must read as zeros in the model (at most 4 MiB looked at) */
+	for (long long at = off; at < z && at < off + 4 * MiB; at += 4 * MiB) {
+		long long n = mn(z - at, 4 * MiB);
+
+		if (full_pread(s->tfd, b2, n, at) != n)
+			return fail("twin pread");
+		for (long long i = 0; i < n; i++)
+			if (b2[i])
+				return fail("SEEK_DATA from %lld of slot %d skips to %lld past data at %lld",
+					    off, o->slot, z, at + i);
+	}
 	return 0;
 }
 
@@ -2980,6 +3042,11 @@ int main(int argc, char **argv)
 		if (sh->diverged[w] == 1 && failed_w < 0)
 			failed_w = w;
 	}
+	for (int w = 0; w < workers; w++)
+		if (sh->diverged[w] == 1 && w != failed_w)
+			printf("# also worker %d, epoch %d, op %d (%s): %s\n", w,
+			       sh->fail_epoch[w], sh->fail_index[w],
+			       kname[sh->fail_kind[w]], sh->msg[w]);
 	if (failed_w >= 0)
 		report_divergence(failed_w, seed, min_secs);
 	if (secs >= 20 && failed_w < 0) {
