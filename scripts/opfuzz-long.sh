@@ -17,7 +17,7 @@ workers=${FUZZ_OPS_WORKERS:-4}
 mkdir -p build/opfuzz
 stamp=$(date -u +%Y%m%d-%H%M%S)
 log=build/opfuzz/long-$stamp.log
-disk=build/opfuzz/disk.img
+disk=build/opfuzz/disk-$stamp.img
 rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -F -q "$disk"
 args=(--secs "$secs" --workers "$workers" --progress 60)
 [ -z "${FUZZ_OPS_SEED:-}" ] || args+=(--seed "$FUZZ_OPS_SEED")
@@ -28,4 +28,5 @@ t0=$(date +%s)
 	tee "${log%.log}.out"
 rc=${PIPESTATUS[0]}
 echo "== opfuzz: exit $rc after $(($(date +%s) - t0)) s wall"
+rm -f "$disk"
 exit "$rc"
