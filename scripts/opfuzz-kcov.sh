@@ -5,7 +5,9 @@
 # instrumentation (KCOV_INSTRUMENT=y: kbuild instruments external modules
 # only when asked, CONFIG_KCOV_INSTRUMENT_ALL covers the kernel's own
 # objects) and -g, boots that kernel (nokaslr: KCOV reports PCs less the
-# KASLR offset), runs the fuzzer with --kcov (every worker traces its own
+# KASLR offset; watchdog_thresh=60: with KCOV everywhere under TCG on a
+# busy host, boot's W+X page-table walk once took 26 s of one CPU and
+# tripped the 20 s soft-lockup report before the module was loaded), runs the fuzzer with --kcov (every worker traces its own
 # syscalls through /sys/kernel/debug/kcov, KCOV_TRACE_PC, and keeps the PCs
 # in module space), then maps the PCs into the .ko's sections
 # (/sys/module/morsel/sections/*) and compares them with every
@@ -54,7 +56,7 @@ disk=$OUT/disk.img
 rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -F -q "$disk"
 echo "== fuzzing $secs s on the debug kernel, $paging-level paging (log: $OUT/vm.log)"
 ./vm/run --kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" \
-	--append "kfence.sample_interval=10 nokaslr" --module "$KO" --mem 3G \
+	--append "kfence.sample_interval=10 nokaslr watchdog_thresh=60" --module "$KO" --mem 3G \
 	--paging "$paging" --timeout $((secs + 1800)) --disk "$disk" \
 	--keep-log "$OUT/vm.log" -- build/tests/vm/test_opfuzz --kcov \
 	--secs "$secs" --progress 120 --no-selftest > "$OUT/vm.out" 2>&1
