@@ -14,6 +14,11 @@
 #                 (scripts/alloc-sites.sh, scripts/failnth-sites.sh)
 #   make fuzz     libFuzzer harness of the image reader (clang), and its seeds;
 #                 make test runs it for 30 s, make fuzz-long for 10 minutes
+#   make fuzz-ops the operation fuzzer (tests/vm/test_opfuzz.c) in the VM for
+#                 FUZZ_OPS_SECS (3600) seconds; make test runs it 30 s per
+#                 paging mode.  make fuzz-ops-kcov: on the debug kernel with
+#                 KCOV, writes the module's line coverage to
+#                 docs/fuzz-coverage.md (FUZZ_KCOV_SECS, 600)
 #   make deps     install what the project needs (Debian packages)
 #   make install  module into /lib/modules/KVER/extra (modprobe morsel),
 #                 morselctl into $(PREFIX)/bin, header and library
@@ -157,6 +162,16 @@ $(B)/fuzz/seeds/.stamp: $(B)/fuzz/make_seeds
 fuzz-long: fuzz
 	tests/fuzz/run.sh $(FUZZ_LONG)
 
+# The operation fuzzer, long (scripts/opfuzz-long.sh) and with KCOV on the
+# debug kernel (scripts/opfuzz-kcov.sh).
+FUZZ_OPS_SECS ?= 3600
+FUZZ_KCOV_SECS ?= 600
+fuzz-ops: deps all
+	FUZZ_OPS_SECS=$(FUZZ_OPS_SECS) scripts/opfuzz-long.sh
+
+fuzz-ops-kcov: deps all
+	FUZZ_KCOV_SECS=$(FUZZ_KCOV_SECS) scripts/opfuzz-kcov.sh
+
 test: deps all fuzz
 	scripts/test.sh
 
@@ -192,4 +207,4 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all deps kmod test demo bench check install clean fuzz fuzz-long
-.PHONY: debug-kernel test-debug failnth-sites
+.PHONY: debug-kernel test-debug failnth-sites fuzz-ops fuzz-ops-kcov

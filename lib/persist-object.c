@@ -117,7 +117,20 @@ int mp_scan_range(int fd, uint64_t start, uint64_t length,
 		return -ENOMEM;
 	}
 	if (!length) {		/* an empty object: nothing to scan */
-		r->s.gen = gen;
+		struct morsel_stat st;
+		int ret = morsel_stat(fd, &st);
+
+		/*
+		 * Nothing is cleaned, so the chain goes on from the object's
+		 * clean_gen as it is (not @gen, which is 0 for a save that
+		 * starts a chain: its image would record 0, and the next
+		 * increment fail with ESTALE after any earlier clean).
+		 */
+		if (ret)
+			return ret;
+		if ((flags & MORSEL_SCAN_IF_GEN) && st.clean_gen != gen)
+			return -ESTALE;
+		r->s.gen = st.clean_gen;
 		return 0;
 	}
 	return morsel_scan(fd, start, length, flags, gen, r->present, r->owned,

@@ -26,6 +26,8 @@ PACKAGES=(
     # mkfs.ext4 for the suite's disk (O_DIRECT in tests/vm/test_gup.c)
     # and the crash loop's.
     e2fsprogs
+    # python3: scripts/opfuzz-kcov.sh maps KCOV PCs to lines (make fuzz-ops-kcov)
+    python3
     # rsync for tests/vm/test_roundtrip.sh (copied into the guest with
     # its libraries: the guest has only busybox).
     rsync
