@@ -595,9 +595,49 @@ static void without_direct_io(void)
 	rmdir(dir);
 }
 
+/*
+ * A chain that starts while the object is empty (found by test_opfuzz):
+ * the full save of an empty object recorded clean_gen 0 instead of the
+ * object's, so after any earlier CLEAN the next increment failed with
+ * ESTALE.  It must record the object's clean_gen and go on.
+ */
+static void empty_then_increment(void)
+{
+	const char *imgs[] = { DIR_ "/empty-full.img", DIR_ "/empty-inc.img" };
+	struct morsel_save_opts o = { .base_fd = -1 };
+	struct mimg_error err;
+	struct mimg_header h;
+	int fd, back, r;
+
+	fd = create("empty", 0);
+	tap_require(ftruncate(fd, PG) == 0 &&
+		    morsel_scan(fd, 0, PG, MORSEL_SCAN_CLEAN, 0, NULL, NULL,
+				NULL, NULL) == 0 && ftruncate(fd, 0) == 0);
+	r = morsel_save(fd, imgs[0], &o, &h, &err);
+	tap_ok(r == 0 && h.clean_gen == 1,
+	       "a full save of an empty object after a CLEAN records its clean_gen (%d, %llu)",
+	       r, (unsigned long long)h.clean_gen);
+	put(fd, 3, 5);
+	o.parent = imgs[0];
+	r = morsel_save(fd, imgs[1], &o, &h, &err);
+	tap_ok(r == 0, "  and the next increment goes on from it (%d: %s)", r,
+	       r ? err.msg : "");
+	back = load(imgs, 2, "empty-back", -1, 0, &err);
+	pattern(want, 3, 5);
+	tap_ok(back >= 0 && pread(back, buf, PG, 3 * PG) == (ssize_t)PG &&
+	       !memcmp(buf, want, PG),
+	       "  the chain loads back the page written after it");
+	if (back >= 0)
+		close(back);
+	close(fd);
+	rm("empty");
+	rm("empty-back");
+}
+
 int main(void)
 {
 	mkdir(DIR_, 0700);
+	empty_then_increment();
 	round_trips();
 	ranges();
 	increments();
