@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # One stream, in order: the summary must be the last line anyone reads.
 exec 2>&1
-pass=0; fail=0; failed=(); skipped=()
+pass=0; fail=0; failed=(); skipped=(); why_lines=()
 
 for t in build/tests/host/test_*; do
 	[ -x "$t" ] || continue
@@ -61,6 +61,15 @@ for paging in 5 4; do
 		# The kernel log, the counters or the harness failed the run.
 		fail=$((fail + 1)); failed+=("paging$paging:vm-run")
 	fi
+	if [ "$rc" -ne 0 ]; then
+		# vm/run's reasons, and the kernel's report around the first bad
+		# line, again next to the summary: CI keeps only the tail.
+		while IFS= read -r l; do why_lines+=("paging$paging| $l"); done < \
+			<(tr -d '\r' < "$log" | grep -m1 -B2 -A12 -E \
+			'\[ *[0-9]+\.[0-9]+\].*(BUG|WARNING|Oops|bad p[mu]d|soft lockup|LOCKUP|rcu: INFO|stall|blocked for more than|hung_task|KASAN|UBSAN|leak |refcount_t)|MORSEL-HARNESS: (leak|rmmod failed|umount failed)')
+		while IFS= read -r l; do why_lines+=("paging$paging: $l"); done < \
+			<(grep -E '^vm/run: ' <<<"$out")
+	fi
 	if ! grep -qx "1\.\.$((p + f))" <<<"$out"; then
 		echo "VM suite in $paging-level paging did not finish"
 		[ "$rc" -ne 0 ] || { fail=$((fail + 1)); failed+=("paging$paging:unfinished"); }
@@ -99,6 +108,10 @@ fi
 # The guest console may end without a newline: start a fresh line, so the
 # summary stands alone on its own.
 echo
+if [ ${#why_lines[@]} -gt 0 ]; then
+	echo "== why the VM runs failed (full logs in build/vm/)"
+	printf '%s\n' "${why_lines[@]}"
+fi
 [ ${#skipped[@]} -eq 0 ] || echo "skipped (counted as passed): ${skipped[*]}"
 [ ${#failed[@]} -eq 0 ] || echo "failed: ${failed[*]}"
 echo "$pass passed, $fail failed"
