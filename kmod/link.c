@@ -111,14 +111,46 @@ static void flush_mm_tlb(struct mm_struct *mm)
 }
 
 /*
+ * The core's per-CPU lazy-TLB flag: exported to modules
+ * (EXPORT_PER_CPU_SYMBOL(cpu_tlbstate_shared) in arch/x86/mm/tlb.c) but
+ * declared, with its struct, only under #ifndef MODULE in
+ * asm/tlbflush.h.  In 6.12 the struct is one bool (see
+ * docs/kernel-facts.md, "Skipping lazy CPUs").
+ */
+struct morsel_tlb_state_shared {
+	bool is_lazy;
+};
+
+DECLARE_PER_CPU_SHARED_ALIGNED(struct morsel_tlb_state_shared,
+			       cpu_tlbstate_shared);
+
+/*
+ * Does @cpu need the IPI of a one-page flush?  Not if it holds its mm
+ * lazily (it runs no user code): returning to the mm it flushes, since
+ * the generation moved (switch_mm_irqs_off() writes is_lazy false, then
+ * a full barrier, then reads the generation; we bump the generation, a
+ * full barrier, then read is_lazy: one of the two sees the other).  The
+ * core's should_flush_tlb() skips lazy CPUs for every flush that frees
+ * no page tables; a changed leaf frees none.  Under TCG the IPI to an
+ * idle vCPU, which must wake and answer before the store goes on, was
+ * the larger part of a child's first store (cow_write, 1 page).
+ */
+static bool cpu_uses_mm_now(int cpu, void *unused)
+{
+	smp_rmb();	/* as should_flush_tlb() */
+	return !per_cpu(cpu_tlbstate_shared.is_lazy, cpu);
+}
+
+/*
  * Flush what CPUs may cache of one page @addr of @mm whose leaf changed
  * (the paging structures above it did not).  As flush_mm_tlb(), with
- * INVLPG instead of a full flush: a CPU in the mask that runs another
- * address space invalidates an address of that one, which is harmless,
- * and flushes ours when it switches back (the generation moved).  With
- * page-table isolation the user half has its own PCID, which INVLPG in
- * the kernel does not reach, and a Xen PV guest cannot use INVLPG: there
- * the full flush it is.
+ * INVLPG instead of a full flush, and lazy CPUs left alone
+ * (cpu_uses_mm_now()): a CPU in the mask that runs another address space
+ * invalidates an address of that one, which is harmless, and flushes
+ * ours when it switches back (the generation moved).  With page-table
+ * isolation the user half has its own PCID, which INVLPG in the kernel
+ * does not reach, and a Xen PV guest cannot use INVLPG: there the full
+ * flush it is.
  */
 void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 {
@@ -130,7 +162,8 @@ void morsel_flush_mm_page(struct mm_struct *mm, unsigned long addr)
 		return;
 	}
 	atomic64_inc_return(&mm->context.tlb_gen);	/* full barrier */
-	on_each_cpu_mask(mm_cpumask(mm), flush_mm_this_cpu, &f, true);
+	on_each_cpu_cond_mask(cpu_uses_mm_now, flush_mm_this_cpu, &f, true,
+			      mm_cpumask(mm));
 }
 
 /*
