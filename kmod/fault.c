@@ -431,44 +431,6 @@ static vm_fault_t fault_one_page(struct vm_fault *vmf, struct morsel *m,
 }
 
 /*
- * A copy-on-write replaced the leaf under a link and, to reach secondary
- * MMUs, ran the notifiers, which removed the link.  Make it again now
- * rather than on the next access: the same checks as fault_pud() and
- * fault_pmd() made it the first time, and the VMA cannot change while
- * this fault holds it.  Any failure just leaves it to the next fault.
- */
-static void relink_after_copy(struct vm_fault *vmf, struct morsel *m,
-			      loff_t off)
-{
-	struct vm_area_struct *vma = vmf->vma;
-	struct morsel_mm *mmm = vma->vm_private_data;
-	void *table;
-
-	lockdep_assert_held(&m->lock);
-	if (!mmm)
-		return;
-	if (vmf->pud && pud_none(pudp_get(vmf->pud))) {
-		if (m->level < MORSEL_LEVEL_PMD || READ_ONCE(m->frozen) ||
-		    !vma_covers_granule(vma, vmf->address, PUD_SIZE))
-			return;
-		table = morsel_pmd_table(m, off, false);
-		if (table)
-			morsel_link(mmm, m, MORSEL_LINK_PUD, vmf->pud,
-				    ALIGN_DOWN(vmf->address, PUD_SIZE), table,
-				    ALIGN_DOWN(off, PUD_SIZE));
-		return;
-	}
-	if (pmd_none(pmdp_get_lockless(vmf->pmd)) &&
-	    vma_covers_granule(vma, vmf->address, PMD_SIZE)) {
-		table = morsel_pte_table(m, off, false);
-		if (table)
-			morsel_link(mmm, m, MORSEL_LINK_PMD, vmf->pmd,
-				    ALIGN_DOWN(vmf->address, PMD_SIZE), table,
-				    ALIGN_DOWN(off, PMD_SIZE));
-	}
-}
-
-/*
  * A store to a read-only entry of a writable shared mapping: a frame
  * borrowed from the base (copy it now), a frame cleaned by a save (make it
  * dirty again), a frame we own mapped page by page (mapped read-only, see
@@ -511,8 +473,13 @@ static vm_fault_t morsel_mkwrite(struct vm_fault *vmf)
 		ret = PTR_ERR(page) == -EPERM ? VM_FAULT_SIGSEGV :
 		      errno_to_fault(PTR_ERR(page));
 	} else if (linked) {
-		/* the new leaf is in place; a copy removed the link: renew it */
-		relink_after_copy(vmf, m, off);
+		/*
+		 * The new leaf is in place and the link stays: a copy clears
+		 * the old leaf itself and only flushes it (link.c,
+		 * replacing_below()).  A link that an unlink racing with us
+		 * removed (MADV_DONTNEED under mmap_lock shared) is made
+		 * again by the next access's fault, as any other.
+		 */
 		ret = VM_FAULT_NOPAGE;
 	} else if (pte_pfn(vmf->orig_pte) == page_to_pfn(page)) {
 		/*
