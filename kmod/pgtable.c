@@ -756,11 +756,14 @@ static int shrink_root(struct morsel *m)
 
 	if (root) {
 		lower = first_child(root, m->level);
-		/* The new root must be ours. */
-		if (lower && (m->level == MORSEL_LEVEL_PMD ?
-			      morsel_pte_table_borrowed(m, 0, lower) :
-			      morsel_pmd_table_borrowed(m, 0, lower))) {
-			/* owned before: own_tables_for_shrink() */
+		/*
+		 * The new root must be ours, and is: own_tables_for_shrink()
+		 * made it so before anything was freed.  Were it not, a
+		 * copy keeps the base's table out of our hands.
+		 */
+		if (lower && WARN_ON_ONCE(m->level == MORSEL_LEVEL_PMD ?
+					  morsel_pte_table_borrowed(m, 0, lower) :
+					  morsel_pmd_table_borrowed(m, 0, lower))) {
 			lower = morsel_copy_table(m, lower, m->level - 1);
 			if (IS_ERR(lower))
 				return PTR_ERR(lower);

@@ -16,7 +16,8 @@
 # vfs_iter_read, mmu_notifier_get_locked, d_make_root, ...).
 # REACH is "user" (a system call can reach it), "init: WHY" (only module
 # load reaches it; test_failnth cannot fail it, see docs/debug-kernel.md)
-# or "none: WHY" (listed by name, but allocates nothing where it is).
+# or "none: WHY" (listed by name, but allocates nothing where it is, or
+# no path takes it).
 #
 # scripts/failnth-sites.sh compares this list with the sites a
 # test_failnth walk failed.  Keep CALLEES below current when the module
@@ -34,9 +35,12 @@ declare -A INIT=(
 	[morselfs_init]="module load: the inode cache and the filesystem type"
 )
 
-# Calls (FUNCTION:CALLEE) that cannot fail for want of memory.
+# Calls (FUNCTION:CALLEE) that cannot fail for want of memory, or that no
+# path reaches (a fallback behind an invariant, with a WARN_ON_ONCE that
+# every test run would report if it were ever taken).
 declare -A NONE=(
 	[morsel_ro_pte_table:xa_store]="stores into the slot xa_reserve() reserved: allocates nothing"
+	[shrink_root:morsel_copy_table]="never taken: own_tables_for_shrink() owns every table a shrink makes the root before anything is freed; WARN_ON_ONCE if not"
 )
 
 for f in kmod/*.c; do

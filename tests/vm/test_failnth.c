@@ -40,11 +40,13 @@
  */
 #include <sys/mount.h>
 #include <sys/rseq.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <linux/io_uring.h>
+#include <linux/magic.h>
 #include "libmorsel.h"
 #include "vm.h"
 
@@ -617,6 +619,49 @@ static int op_fill(void)
 	return err;
 }
 
+/*
+ * The same from a file on a block device, opened O_DIRECT (the way the
+ * loader gives spans to FILL): vfs_iter_read() then allocates (the
+ * direct I/O's own state), which a source in /tmp's page cache does not.
+ * Only with the suite's disk at /mnt/disk.
+ */
+#define DISK_SRC	"/mnt/disk/failnth.src"
+
+static int disk_available(void)
+{
+	struct statfs sf;
+
+	return statfs("/mnt/disk", &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
+}
+
+static int op_fill_disk(void)
+{
+	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err;
+	uint64_t pages[2] = { 3, 700 };
+	struct morsel_fill f;
+	char buf[PG];
+
+	if (fd < 0)
+		return -errno;
+	src = open(DISK_SRC, O_RDONLY | O_DIRECT);
+	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
+	if (!err) {
+		memset(&f, 0, sizeof(f));
+		f.fd = src;
+		f.nr_pages = 2;
+		f.pages = (uintptr_t)pages;
+		err = morsel_fill(fd, src, &f);
+	}
+	if (!err && (pread(fd, buf, PG, 3 * PG) != PG || buf[0] != 'F' ||
+		     buf[PG - 1] != 'F'))
+		err = -EILSEQ;
+	if (src >= 0)
+		close(src);
+	close(fd);
+	unlink(OBJ);
+	return err;
+}
+
 /* The pages of a plain object pinned (io_uring fixed buffer), then frozen. */
 static int op_pin_freeze(void)
 {
@@ -743,14 +788,17 @@ static int op_kvmalloc_all_fail(void)
 	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
 	/*
 	 * And xa_reserve() of a read-only twin: its node allocation, too,
-	 * is tried quietly first.  Chunk 0 linked beforehand, so the
-	 * process's own tables exist for chunk 1.
+	 * is tried quietly first.  Chunk 0, a hole, is linked beforehand
+	 * (the shared hole table: no twin), so the process's own tables
+	 * exist for chunk 1, and chunk 1's twin is the object's first: a
+	 * reservation in an empty array needs a node (once the first
+	 * reservation made one, later ones below 64 need none).
 	 */
-	if (!err && (pwrite(fd, "t", 1, 5) != 1 || pwrite(fd, "u", 1, 2 * MiB + 9) != 1))
+	if (!err && pwrite(fd, "u", 1, 2 * MiB + 9) != 1)
 		err = -errno;
 	if (!err) {
 		ro = mmap(NULL, 4 * MiB, PROT_READ, MAP_SHARED, fd, 0);
-		if (ro == MAP_FAILED || ro[5] != 't')
+		if (ro == MAP_FAILED || ro[5] != 0)
 			err = -EILSEQ;
 	}
 	if (!err) {
@@ -863,6 +911,7 @@ static const struct {
 	{ "resize", "resize while mapped: 1 MiB, 64 MiB, 2 GiB, a write at its end, 1 MiB", op_resize_mapped },
 	{ "map-pud", "1 GiB mapping of a 1 GiB object, MAP (a PUD link)", op_map_pud },
 	{ "fill", "MORSEL_IOC_FILL of two pages into holes", op_fill },
+	{ "fill-disk", "the same from a file on the disk, O_DIRECT", op_fill_disk },
 	{ "pin-freeze", "freeze of an object whose pages an io_uring buffer pins", op_pin_freeze },
 	{ "mount", "a second morselfs mount: mkdir, create, write, O_TMPFILE, umount", op_mount },
 };
@@ -879,11 +928,18 @@ static void setup(void)
 		    "fill source %s", SRC);
 	close(fd);
 	tap_require(mkdir(MNT, 0700) == 0 || errno == EEXIST, "mkdir %s", MNT);
+	if (disk_available()) {
+		fd = open(DISK_SRC, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		tap_require(fd >= 0 && pwrite(fd, fill, sizeof(fill), 0) == (ssize_t)sizeof(fill) &&
+			    fsync(fd) == 0, "fill source %s", DISK_SRC);
+		close(fd);
+	}
 }
 
 static void teardown(void)
 {
 	unlink(SRC);
+	unlink(DISK_SRC);
 	rmdir(MNT);
 }
 
@@ -912,6 +968,10 @@ int main(int argc, char **argv)
 			int err;
 
 			phase = walks[i].phase;
+			if (walks[i].op == op_fill_disk && !disk_available()) {
+				tap_skip("%s: no ext4 disk at /mnt/disk", walks[i].what);
+				continue;
+			}
 			err = walks[i].op();
 			tap_ok(err == 0 && totals_back(t0), "%s: %d", walks[i].what, err);
 		}
@@ -945,6 +1005,11 @@ int main(int argc, char **argv)
 	setup();
 	for (i = 0; i < sizeof(walks) / sizeof(walks[0]); i++) {
 		phase = walks[i].phase;
+		if (walks[i].op == op_fill_disk && !disk_available()) {
+			tap_skip("%s: no ext4 disk at /mnt/disk", walks[i].what);
+			tap_skip("%s: and it works again after", walks[i].what);
+			continue;
+		}
 		walk(walks[i].what, walks[i].op);
 	}
 	/* kvmalloc()'s and xa_reserve()'s NULL: every allocation of a call fails. */
