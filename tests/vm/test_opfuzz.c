@@ -5,7 +5,8 @@
  * Several worker processes (--workers, 4) run random operations drawn from
  * the whole interface: create, open, unlink, rename, ftruncate, fallocate
  * (allocate, punch, zero range), read, write, mmap, munmap, mremap,
- * mprotect, madvise, stores and loads through mappings, fork (children use
+ * mprotect, madvise, stores and loads through mappings (by the process,
+ * and by the kernel for it: process_vm_readv/writev, /proc/self/mem), fork (children use
  * inherited mappings and exit), exit without munmap, shared futexes between
  * a worker and its child, O_DIRECT between an ext4 file and morsel
  * mappings, and the MAP, FREEZE, SPLIT, SCAN and FILL ioctls, save
@@ -58,6 +59,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include "crc32c.h"
@@ -89,7 +91,7 @@
 	X(madvise, 4) X(mapread, 6) X(mapwrite, 8) X(fork, 3) X(exit, 2) \
 	X(iocmap, 3) X(freeze, 2) X(split, 3) X(scan, 3) X(fill, 3) \
 	X(save, 3) X(load, 2) X(futex, 2) X(odirect, 4) X(verify, 2) \
-	X(xattr, 2) X(seek, 2)
+	X(xattr, 2) X(seek, 2) X(remote, 4)
 
 #define AS_ENUM(n, w) K_##n,
 enum { KINDS(AS_ENUM) NK };
@@ -1323,6 +1325,78 @@ static int op_mapwrite(struct op *o)
 	if (cmp_range(s, co, cn, "mapwrite (read back)"))
 		return -1;
 	return map_check(s, m, co, cn, "mapwrite");
+}
+
+/*
+ * Loads and stores through a mapping by the kernel on the process's
+ * behalf (GUP, semantics.md "Memory the kernel can use"):
+ * process_vm_readv/writev on ourselves, or /proc/self/mem, whose
+ * FOLL_FORCE still never writes a shared mapping that is not writable.
+ * A read-only mapping or a frozen object's: the write fails (EFAULT;
+ * /proc/PID/mem says EIO) and changes nothing.
+ */
+static int op_remote(struct op *o)
+{
+	struct slot *s = used_slot(o->slot);
+	int procmem = o->r[2] & 2, store = o->r[2] & 4, refused;
+	struct map *m;
+	long long lo, hi, co, cn;
+	ssize_t r;
+
+	if (!s || !(m = pick_map(s, o->r[0])))
+		return SKIP;
+	map_span(s, m, &lo, &hi);
+	sub(lo, hi, o->r[1], (o->r[2] & 1) ? 2 * MiB : 8 * KiB, &co, &cn);
+	if (cn <= 0)
+		return SKIP;
+	refused = store && (!(m->prot & PROT_WRITE) || s->frozen);
+	if (store)
+		pattern(b3, cn, o->r[3]);
+	errno = 0;
+	if (procmem) {
+		int mfd = open("/proc/self/mem", store ? O_RDWR : O_RDONLY);
+
+		if (mfd < 0)
+			return fail("open /proc/self/mem: %s", strerror(errno));
+		r = store ? pwrite(mfd, b3, cn, (off_t)(uintptr_t)(m->addr + (co - m->off))) :
+			    pread(mfd, b1, cn, (off_t)(uintptr_t)(m->addr + (co - m->off)));
+		close(mfd);
+	} else {
+		struct iovec local = { store ? b3 : b1, (size_t)cn };
+		struct iovec remote = { m->addr + (co - m->off), (size_t)cn };
+
+		r = store ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0) :
+			    process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	}
+	if (refused) {
+		if (r != -1 || errno != (procmem ? EIO : EFAULT))
+			return fail("%s store of %lld bytes to a %s mapping: %s, want %s",
+				    procmem ? "/proc/self/mem" : "process_vm_writev", cn,
+				    s->frozen ? "frozen object's" : "read-only",
+				    res((long)r, errno), procmem ? "EIO" : "EFAULT");
+		return map_check(s, m, co, cn, "remote store (refused)");
+	}
+	if (r != cn)
+		return fail("%s %s of %lld bytes at %lld through a mapping of slot %d: %s",
+			    procmem ? "/proc/self/mem" : "process_vm",
+			    store ? "store" : "load", cn, co, o->slot,
+			    res((long)r, errno));
+	if (store) {
+		if (pwrite(s->tfd, b3, cn, co) != cn)
+			return fail("twin pwrite");
+		mark(s, co, cn);
+		if (cmp_range(s, co, cn, "remote store (read back)"))
+			return -1;
+	} else {
+		if (full_pread(s->tfd, b2, cn, co) != cn)
+			return fail("remote load: twin pread");
+		for (long long i = 0; i < cn; i++)
+			if (b1[i] != b2[i])
+				return fail("%s load: slot %d byte %lld: morsel 0x%02x tmpfs 0x%02x",
+					    procmem ? "/proc/self/mem" : "process_vm_readv",
+					    o->slot, co + i, b1[i], b2[i]);
+	}
+	return map_check(s, m, co, cn, store ? "remote store" : "remote load");
 }
 
 /*
