@@ -182,23 +182,31 @@ static int fail_nth_pending(void)
 
 #define ERR(x)	((x) < 0 ? -errno : 0)
 
+/* The step of an operation that returned its error, for the report. */
+static const char *step;
+
 static int op_create_write(void)
 {
-	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), err = 0;
+	int fd, err = 0;
 	char buf[8192];
 
+	step = "open O_CREAT";
+	fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
 		return -errno;
 	memset(buf, 'w', sizeof(buf));
+	step = "ftruncate 4 MiB";
 	err = ERR(ftruncate(fd, 4 * MiB));
-	if (!err && pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+	if (!err && (step = "pwrite at 0") &&
+	    pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
 		err = -errno;
-	if (!err && pwrite(fd, buf, sizeof(buf), 3 * MiB + 5) != (ssize_t)sizeof(buf))
+	if (!err && (step = "pwrite at 3 MiB + 5") &&
+	    pwrite(fd, buf, sizeof(buf), 3 * MiB + 5) != (ssize_t)sizeof(buf))
 		err = -errno;
-	if (!err)
+	if (!err && (step = "punch"))
 		err = ERR(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    0, 4096));
-	if (!err)
+	if (!err && (step = "ftruncate 1 MiB"))
 		err = ERR(ftruncate(fd, 1 * MiB));
 	close(fd);
 	unlink(OBJ);
@@ -866,8 +874,13 @@ static void walk(const char *name, int (*op)(void))
 		rmdir(MNT "/d");
 		umount(MNT);
 		errors += err != 0;
-		if (!clean_errno(err) && !unclean++)
-			first_bad = err;
+		if (!clean_errno(err)) {
+			tap_diag("%s: failing allocation %d made %s return %d",
+				 name, n, step ? step : "it", err);
+			if (!unclean++)
+				first_bad = err;
+		}
+		step = NULL;
 		if (!totals_back(t0) && !leaks++)
 			tap_diag("%s: counters not back after failing allocation %d",
 				 name, n);
