@@ -969,10 +969,21 @@ int main(int argc, char **argv)
 	 * updates the rseq area on the way back to user space: a failure
 	 * injected into that copy is SIGSEGV (rseq cannot report an error).
 	 * The kernel's own behaviour, not the module's: leave rseq off.
+	 * The kernel wants the length glibc registered, the size of its
+	 * area (32 in glibc 2.36), not __rseq_size (20, the features it
+	 * uses): with that alone the call fails with EINVAL and rseq stays
+	 * on (session 9: a SIGSEGV in the fork walk, __put_user_8 from
+	 * __rseq_handle_notify_resume after clone()).
 	 */
-	if (__rseq_size)
-		syscall(__NR_rseq, (char *)__builtin_thread_pointer() + __rseq_offset,
-			__rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG);
+	if (__rseq_size) {
+		void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+
+		tap_require(syscall(__NR_rseq, area, __rseq_size,
+				    RSEQ_FLAG_UNREGISTER, RSEQ_SIG) == 0 ||
+			    syscall(__NR_rseq, area, 32, RSEQ_FLAG_UNREGISTER,
+				    RSEQ_SIG) == 0,
+			    "rseq unregistered (%s)", strerror(errno));
+	}
 	/* --once: each operation once, no injection (any kernel). */
 	if (argc > 1 && !strcmp(argv[1], "--once")) {
 		setup();
