@@ -34,6 +34,11 @@
  *                  samples):
  *                  BENCH cow_write pages=N size=<bytes written> morsel_us=..
  *                        fork_us=.. ratio=..
+ *                  and, for 1 page, an informational '#' line: the same
+ *                  first store right after the same store to another
+ *                  child (the fault path warm), against the same fork
+ *                  figure: under TCG most of a lone first store is the
+ *                  emulator's cold code and TLB (docs/gup.md, session 9)
  *
  * Objects are filled (not timed) with fallocate plus one byte per 4 KiB
  * page; each object is freed before the next is created.  Every figure is
@@ -718,6 +723,40 @@ static void cow_fork_child(void *arg, double *out, int n)
 	out[0] = now_us() - t0;
 }
 
+/* A new child of @fd, mapped and linked; *@v its mapping.  The child's fd. */
+static int cow_child(int fd, void **v)
+{
+	int c = morsel_split_fd(fd), ret;
+
+	if (c < 0)
+		die("MORSEL_IOC_SPLIT");
+	ret = morsel_map(c, COW_BASE, PROT_READ | PROT_WRITE, MORSEL_MAP_EAGER, v);
+	if (ret)
+		die_ret("morsel_map (child)", ret);
+	return c;
+}
+
+/*
+ * The first store to one page of a new child, made right after the same
+ * first store to another child: the fault path's code and data warm.
+ */
+static double cow_store_warm(int fd)
+{
+	void *a, *b;
+	int ca = cow_child(fd, &a), cb = cow_child(fd, &b);
+	double t0, t;
+
+	((volatile char *)a)[8] = 1;
+	t0 = now_us();
+	((volatile char *)b)[8] = 1;
+	t = now_us() - t0;
+	morsel_unmap(a, COW_BASE);
+	morsel_unmap(b, COW_BASE);
+	close(ca);
+	close(cb);
+	return t;
+}
+
 /*
  * The 1-page figure is a single fault, the noisiest of the three: it gets
  * three times the samples.  Each side runs its samples back to back (a
@@ -727,7 +766,7 @@ static void cow_fork_child(void *arg, double *out, int n)
 static void bench_cow_write(void)
 {
 	static const uint64_t counts[] = { 1, 64, 4096 };
-	double m[MAX_REPS], f[MAX_REPS], fill;
+	double m[MAX_REPS], f[MAX_REPS], w[MAX_REPS], fill;
 	int fd;
 	char full[4096], label[64];
 	char *anon;
@@ -768,6 +807,9 @@ static void bench_cow_write(void)
 			morsel_unmap(v, COW_BASE);
 			close(c);
 		}
+		if (pages == 1)
+			for (int i = 0; i < n; i++)
+				w[i] = cow_store_warm(fd);
 		for (int i = 0; i < n; i++)
 			in_child(cow_fork_child, &ca, &f[i], 1, "cow_write fork");
 		snprintf(label, sizeof(label), "cow_write morsel %llu pages",
@@ -776,6 +818,12 @@ static void bench_cow_write(void)
 		snprintf(label, sizeof(label), "cow_write fork %llu pages",
 			 (unsigned long long)pages);
 		print_samples(label, f, n);
+		if (pages == 1) {
+			print_samples("cow_write morsel 1 page, path warm", w, n);
+			printf("# cow_write pages=1 warm (the same store to another child just before): morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
+			       median(w, n), median(f, n),
+			       median(f, n) / (median(w, n) > 0 ? median(w, n) : 0.1));
+		}
 		printf("BENCH cow_write pages=%llu size=%llu morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
 		       (unsigned long long)pages, (unsigned long long)(pages * PAGE),
 		       median(m, n), median(f, n),
