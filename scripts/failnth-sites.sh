@@ -54,8 +54,11 @@ KO=build/debug-kmod/kmod/morsel.ko
 [ -f "$KO" ] || { echo "failnth-sites: no $KO (scripts/test-debug.sh builds it)"; exit 2; }
 
 # The walks' lines: PHASE n=N err=E KIND CALLEE FRAME...
-# (A line a kernel message broke into is dropped: the frames must be whole.)
+# A kernel message the console put at the end of one is cut off (its
+# frames before it are whole); a line a message broke elsewhere is
+# dropped: the frames must be whole.
 tr -d '\r' < "$LOG" | sed -n 's/^.*failnth-site: //p' |
+	sed -E 's/\[ *[0-9]+\.[0-9]+\] .*$//' |
 	grep -E '^[a-z/-]+ n=[0-9]+ err=-?[0-9]+ (slab|page|silent) [A-Za-z0-9_.-]+( [A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+)*( -)?$' \
 	> "$OUT/failures.txt"
 [ -s "$OUT/failures.txt" ] || { echo "failnth-sites: no failnth-site lines in $LOG"; exit 2; }
