@@ -131,9 +131,9 @@ DECLARE_PER_CPU_SHARED_ALIGNED(struct morsel_tlb_state_shared,
  * a full barrier, then reads the generation; we bump the generation, a
  * full barrier, then read is_lazy: one of the two sees the other).  The
  * core's should_flush_tlb() skips lazy CPUs for every flush that frees
- * no page tables; a changed leaf frees none.  Under TCG the IPI to an
- * idle vCPU, which must wake and answer before the store goes on, was
- * the larger part of a child's first store (cow_write, 1 page).
+ * no page tables; a changed leaf frees none.  It saves a copy-on-write
+ * the IPI to an idle CPU, which must wake and answer before the store
+ * goes on.
  */
 static bool cpu_uses_mm_now(int cpu, void *unused)
 {
