@@ -729,24 +729,44 @@ static void *first_child(void *root, int level)
 	return NULL;
 }
 
-static int grow_root(struct morsel *m)
+/*
+ * Raise the root to @level, all or nothing: every new table is had before
+ * any goes in, so a grow that fails (ENOSPC, ENOMEM) leaves the level as
+ * it was.  A level left between the two would no longer be the one the
+ * size implies, and the next resize would drop a root level without the
+ * unmapping a shrink does first (session-9 review: a PUD link left on a
+ * freed PMD root).  The new tables hold only entry 0; m->lock is held
+ * exclusively, so nothing links them before they are in place.
+ */
+static int grow_root(struct morsel *m, int level)
 {
-	int level = m->level + 1;
-	void *root;
+	void *new[MORSEL_LEVEL_PUD] = { NULL };
+	int from = m->level, l;
 
 	if (!m->root) {
 		m->level = level;
 		return 0;
 	}
-	root = alloc_table(m, level);
-	if (IS_ERR(root))
-		return PTR_ERR(root);
-	if (level == MORSEL_LEVEL_PMD)
-		set_pmd((pmd_t *)root, __pmd(__pa(m->root) | _PAGE_TABLE));
-	else
-		set_pud((pud_t *)root, __pud(__pa(m->root) | _PAGE_TABLE));
-	m->level = level;
-	smp_store_release(&m->root, root);	/* see get_root() */
+	for (l = from + 1; l <= level; l++) {
+		new[l - 1] = alloc_table(m, l);
+		if (IS_ERR(new[l - 1])) {
+			int err = PTR_ERR(new[l - 1]);
+
+			while (--l > from)
+				free_table(m, new[l - 1], l);
+			return err;
+		}
+	}
+	for (l = from + 1; l <= level; l++) {
+		if (l == MORSEL_LEVEL_PMD)
+			set_pmd((pmd_t *)new[l - 1],
+				__pmd(__pa(m->root) | _PAGE_TABLE));
+		else
+			set_pud((pud_t *)new[l - 1],
+				__pud(__pa(m->root) | _PAGE_TABLE));
+		m->level = l;
+		smp_store_release(&m->root, new[l - 1]);	/* see get_root() */
+	}
 	return 0;
 }
 
@@ -757,13 +777,14 @@ static int shrink_root(struct morsel *m)
 	if (root) {
 		lower = first_child(root, m->level);
 		/*
-		 * The new root must be ours, and is: own_tables_for_shrink()
-		 * made it so before anything was freed.  Were it not, a
-		 * copy keeps the base's table out of our hands.
+		 * The new root must be ours.  own_tables_for_shrink() made
+		 * it so before anything was freed; this copy is a fallback
+		 * no known path takes (a failed grow once left a level that
+		 * did: grow_root()).
 		 */
-		if (lower && WARN_ON_ONCE(m->level == MORSEL_LEVEL_PMD ?
-					  morsel_pte_table_borrowed(m, 0, lower) :
-					  morsel_pmd_table_borrowed(m, 0, lower))) {
+		if (lower && (m->level == MORSEL_LEVEL_PMD ?
+			      morsel_pte_table_borrowed(m, 0, lower) :
+			      morsel_pmd_table_borrowed(m, 0, lower))) {
 			lower = morsel_copy_table(m, lower, m->level - 1);
 			if (IS_ERR(lower))
 				return PTR_ERR(lower);
@@ -834,14 +855,22 @@ static int own_tables_for_shrink(struct morsel *m, loff_t size)
  */
 int morsel_set_size(struct morsel *m, loff_t size)
 {
-	loff_t old = i_size_read(&m->vfs_inode);
+	loff_t old = i_size_read(&m->vfs_inode), keep;
 	int level = morsel_level_for_size(size);
 	struct page *tail;
+	bool cut;
 	int err;
 
 	lockdep_assert_held_write(&m->lock);
-	if (size < old && m->root) {
-		err = own_tables_for_shrink(m, PAGE_ALIGN(size));
+	/*
+	 * A cut: the size goes down, or the root level does (which a grow
+	 * never leaves behind, grow_root(); checked anyway, since dropping
+	 * a root level that is still linked frees a linked table).
+	 */
+	cut = size < old || (m->root && level < m->level);
+	keep = PAGE_ALIGN(min(size, old));
+	if (cut && m->root) {
+		err = own_tables_for_shrink(m, keep);
 		if (err)
 			return err;
 	}
@@ -851,11 +880,10 @@ int morsel_set_size(struct morsel *m, loff_t size)
 	if (tail)
 		memzero_page(tail, offset_in_page(min(size, old)),
 			     PAGE_SIZE - offset_in_page(min(size, old)));
-	if (size < old)
-		unmap_mapping_range(m->vfs_inode.i_mapping, PAGE_ALIGN(size), 0,
-				    1);
-	if (size < old && m->root)
-		free_subtree(m, m->root, m->level, 0, PAGE_ALIGN(size));
+	if (cut)
+		unmap_mapping_range(m->vfs_inode.i_mapping, keep, 0, 1);
+	if (cut && m->root)
+		free_subtree(m, m->root, m->level, 0, keep);
 	if (level == MORSEL_LEVEL_NONE) {
 		free_root(m);
 		m->level = MORSEL_LEVEL_NONE;
@@ -867,8 +895,8 @@ int morsel_set_size(struct morsel *m, loff_t size)
 		if (err)
 			return err;
 	}
-	while (m->level < level) {
-		err = grow_root(m);
+	if (m->level < level) {
+		err = grow_root(m, level);
 		if (err)
 			return err;
 	}

@@ -36,11 +36,10 @@ declare -A INIT=(
 )
 
 # Calls (FUNCTION:CALLEE) that cannot fail for want of memory, or that no
-# path reaches (a fallback behind an invariant, with a WARN_ON_ONCE that
-# every test run would report if it were ever taken).
+# known path reaches (a fallback behind an invariant).
 declare -A NONE=(
 	[morsel_ro_pte_table:xa_store]="stores into the slot xa_reserve() reserved: allocates nothing"
-	[shrink_root:morsel_copy_table]="never taken: own_tables_for_shrink() owns every table a shrink makes the root before anything is freed; WARN_ON_ONCE if not"
+	[shrink_root:morsel_copy_table]="a fallback no known path takes: own_tables_for_shrink() owns every table a cut makes the root before anything is freed (a failed grow that once left a level behind no longer does: grow_root())"
 )
 
 for f in kmod/*.c; do

@@ -1,0 +1,202 @@
+#define _GNU_SOURCE
+/*
+ * A grow that fails for want of space changes nothing (session-9 review).
+ * Growing an object from 2 MiB or less to more than 1 GiB adds two root
+ * levels (PTE -> PMD -> PUD).  The module used to add them one by one, so
+ * on a full mount the first could go in and the second fail with ENOSPC:
+ * the object kept its old size under a root one level too high.  A later
+ * resize that stayed small then dropped that level as if growing, without
+ * the unmapping a shrink does, and freed a root table a process still
+ * linked (a use-after-free of a page table, from user space); in a
+ * copy-on-write child the same drop copied a table it borrowed.
+ * What this checks, as user 1000 on a mount of size=2M:
+ *  - a grow from 1 MiB to 2 GiB with one free page (the middle level's
+ *    table fits, the top one does not) and with none: ENOSPC, and size,
+ *    root level and table count are as before;
+ *  - the object then maps and links as before (2 GiB mapping, a 1 GiB
+ *    aligned one), grows to 1 MiB + 4 KiB while linked, and every byte
+ *    reads right through the mapping afterwards;
+ *  - a base left by such a failed grow, frozen and split: the child grows
+ *    a little and reads its base's bytes;
+ *  - with room, the same grow to 2 GiB works (PUD root) and shrinks back.
+ * The kernel log must stay clean (vm/run fails the run on any report).
+ */
+#include <stdint.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include "vm.h"
+
+#define MNT "/tmp/grow"
+#define USER 1000
+
+static long filled;	/* pages the filler holds */
+
+static long free_blocks(void)
+{
+	struct statfs sf;
+
+	tap_require(statfs(MNT, &sf) == 0, "statfs %s", MNT);
+	return (long)sf.f_bavail;
+}
+
+/* Store pages into @f until exactly @want pages of the mount are free. */
+static void fill_to(int f, long want)
+{
+	static char page[4096];
+
+	memset(page, 'f', sizeof(page));
+	while (free_blocks() > want) {
+		tap_require(pwrite(f, page, sizeof(page), filled * 4096) == 4096,
+			    "filler page %ld", filled);
+		filled++;
+	}
+	tap_require(free_blocks() == want, "%ld pages free, want %ld",
+		    free_blocks(), want);
+}
+
+static void empty_filler(int f)
+{
+	tap_require(ftruncate(f, 0) == 0 && ftruncate(f, 2 * MiB) == 0,
+		    "empty the filler");
+	filled = 0;
+}
+
+/* One failed grow of @fd (1 MiB, data at 0) with @room pages free. */
+static void grow_fails(int fd, int filler, long room, const char *what)
+{
+	struct morsel_stat before, after;
+	int r, e;
+
+	fill_to(filler, room);
+	before = mstat(fd);
+	r = ftruncate(fd, 2 * GiB);
+	e = errno;
+	after = mstat(fd);
+	tap_ok(r == -1 && e == ENOSPC, "%s: grow 1 MiB -> 2 GiB: ENOSPC (%s)",
+	       what, r ? strerror(e) : "it worked");
+	tap_ok(after.size == before.size && after.level == before.level &&
+	       after.table_pages == before.table_pages,
+	       "%s: size %llu, level %u, tables %llu as before (%llu, %u, %llu)",
+	       what, (unsigned long long)after.size, after.level,
+	       (unsigned long long)after.table_pages,
+	       (unsigned long long)before.size, before.level,
+	       (unsigned long long)before.table_pages);
+	empty_filler(filler);
+}
+
+/* Every byte of the first 64 KiB and of the page at 1 MiB - 4 KiB. */
+static int reads_right(const volatile char *p)
+{
+	for (unsigned long i = 0; i < 64 * 1024; i++)
+		if (p[i] != (char)('a' + i % 23))
+			return 0;
+	for (unsigned long i = MiB - 4096; i < MiB; i++)
+		if (p[i] != 'z')
+			return 0;
+	return 1;
+}
+
+static void put_data(int fd)
+{
+	static char buf[64 * 1024], z[4096];
+
+	for (unsigned long i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)('a' + i % 23);
+	memset(z, 'z', sizeof(z));
+	tap_require(pwrite(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+		    pwrite(fd, z, sizeof(z), MiB - 4096) == (ssize_t)sizeof(z),
+		    "data");
+}
+
+/* A 2 GiB shared mapping of @fd whose start is 1 GiB aligned. */
+static volatile char *map_aligned(int fd, int prot, void **base)
+{
+	char *p = mmap(NULL, 3 * GiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+		       MAP_NORESERVE, -1, 0);
+	char *a;
+
+	tap_require(p != MAP_FAILED, "reserve 3 GiB of address space");
+	a = (char *)(((uintptr_t)p + GiB - 1) & ~(uintptr_t)(GiB - 1));
+	tap_require(mmap(a, 2 * GiB, prot, MAP_SHARED | MAP_FIXED, fd, 0) == a,
+		    "mmap 2 GiB at %p", (void *)a);
+	*base = p;
+	return a;
+}
+
+static void as_user(void)
+{
+	struct morsel_stat st;
+	int filler, b, base, c, r;
+	unsigned int lvl;
+	volatile char *p;
+	void *res;
+
+	filler = mkobj(MNT "/filler", 2 * MiB);
+
+	/* A plain object: failed grows, then mapped, linked, grown. */
+	b = mkobj(MNT "/b", MiB);
+	put_data(b);
+	grow_fails(b, filler, 1, "plain, one page free");
+	grow_fails(b, filler, 0, "plain, no page free");
+	p = map_aligned(b, PROT_READ | PROT_WRITE, &res);
+	tap_ok(reads_right(p), "plain: the mapping reads the data");
+	st = mstat(b);
+	tap_diag("plain: level %u, %llu links", st.level,
+		 (unsigned long long)st.links);
+	tap_ok(ftruncate(b, MiB + 4096) == 0, "plain: grows to 1 MiB + 4 KiB while linked");
+	tap_ok(reads_right(p) && p[MiB] == 0 && p[MiB + 4095] == 0,
+	       "plain: every byte reads right through the mapping after the grow");
+	p[MiB + 1] = 'q';
+	lvl = mstat(b).level;
+	tap_ok(lvl == MORSEL_LEVEL_PTE, "plain: root level PTE (%u)", lvl);
+	munmap(res, 3 * GiB);
+
+	/* A base left by a failed grow, frozen and split. */
+	base = mkobj(MNT "/base", MiB);
+	put_data(base);
+	grow_fails(base, filler, 1, "base, one page free");
+	tap_ok(freeze(base) == 0, "base: frozen");
+	c = split(base);
+	tap_require(c >= 0, "split: %s", strerror(errno));
+	tap_ok(ftruncate(c, MiB + 4096) == 0, "child: grows to 1 MiB + 4 KiB");
+	p = map_aligned(c, PROT_READ, &res);
+	tap_ok(reads_right(p) && p[MiB] == 0, "child: reads its base's bytes, zeros past them");
+	munmap(res, 3 * GiB);
+	tap_ok(ftruncate(c, 8192) == 0 && mstat(c).level == MORSEL_LEVEL_PTE,
+	       "child: shrinks to 8 KiB");
+	close(c);
+
+	/* With room the same grow works, and shrinks back. */
+	r = ftruncate(b, 2 * GiB);
+	lvl = mstat(b).level;
+	tap_ok(r == 0 && lvl == MORSEL_LEVEL_PUD, "with room: grows to 2 GiB (level %u)", lvl);
+	p = map_aligned(b, PROT_READ | PROT_WRITE, &res);
+	tap_ok(reads_right(p) && p[MiB + 1] == 'q' && p[GiB + 5] == 0,
+	       "with room: the data reads right through a 1 GiB aligned mapping");
+	r = ftruncate(b, MiB);
+	lvl = mstat(b).level;
+	tap_ok(r == 0 && lvl == MORSEL_LEVEL_PTE,
+	       "with room: shrinks back to 1 MiB while mapped (level %u)", lvl);
+	tap_ok(reads_right(p), "with room: and still reads right");
+	munmap(res, 3 * GiB);
+
+	close(b);
+	close(base);
+	close(filler);
+	unlink(MNT "/b");
+	unlink(MNT "/base");
+	unlink(MNT "/filler");
+}
+
+int main(void)
+{
+	watchdog(240);
+	mkdir(MNT, 0755);
+	tap_require(mount("none", MNT, "morselfs", 0,
+			  "size=2M,uid=1000,gid=1000,mode=0777") == 0,
+		    "mount morselfs size=2M: %s", strerror(errno));
+	tap_run_as(USER, USER, as_user);
+	tap_ok(umount(MNT) == 0, "unmounted: nothing left behind");
+	rmdir(MNT);
+	return tap_done();
+}
