@@ -780,11 +780,12 @@ static int shrink_root(struct morsel *m)
 		 * The new root must be ours.  own_tables_for_shrink() made
 		 * it so before anything was freed; this copy is a fallback
 		 * no known path takes (a failed grow once left a level that
-		 * did: grow_root()).
+		 * did: grow_root()), and the warning a tripwire for the
+		 * tests (test_resize_enospc walks resizes on a full mount).
 		 */
-		if (lower && (m->level == MORSEL_LEVEL_PMD ?
-			      morsel_pte_table_borrowed(m, 0, lower) :
-			      morsel_pmd_table_borrowed(m, 0, lower))) {
+		if (lower && WARN_ON_ONCE(m->level == MORSEL_LEVEL_PMD ?
+					  morsel_pte_table_borrowed(m, 0, lower) :
+					  morsel_pmd_table_borrowed(m, 0, lower))) {
 			lower = morsel_copy_table(m, lower, m->level - 1);
 			if (IS_ERR(lower))
 				return PTR_ERR(lower);
