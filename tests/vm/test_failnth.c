@@ -612,17 +612,20 @@ static int op_cow_map(void)
 	return err;
 }
 
-/* MORSEL_IOC_FILL: two pages of a file into holes. */
-static int op_fill(void)
+/*
+ * MORSEL_IOC_FILL of two pages of the file @src (opened with @oflags) into
+ * holes of a new object; page @check must then read the source's 'F's.
+ */
+static int fill_two_pages(const char *src_path, int oflags, long check)
 {
 	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err;
 	uint64_t pages[2] = { 3, 700 };
 	struct morsel_fill f;
-	char buf[2 * 4096];
+	char buf[PG];
 
 	if (fd < 0)
 		return -errno;
-	src = open(SRC, O_RDONLY);
+	src = open(src_path, oflags);
 	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
 	if (!err) {
 		memset(&f, 0, sizeof(f));
@@ -631,7 +634,7 @@ static int op_fill(void)
 		f.pages = (uintptr_t)pages;
 		err = morsel_fill(fd, src, &f);
 	}
-	if (!err && (pread(fd, buf, PG, 700 * PG) != PG || buf[0] != 'F' ||
+	if (!err && (pread(fd, buf, PG, check * PG) != PG || buf[0] != 'F' ||
 		     buf[PG - 1] != 'F'))
 		err = -EILSEQ;
 	if (src >= 0)
@@ -639,6 +642,12 @@ static int op_fill(void)
 	close(fd);
 	unlink(OBJ);
 	return err;
+}
+
+/* MORSEL_IOC_FILL: two pages of a file in /tmp (page cache) into holes. */
+static int op_fill(void)
+{
+	return fill_two_pages(SRC, O_RDONLY, 700);
 }
 
 /*
@@ -658,30 +667,7 @@ static int disk_available(void)
 
 static int op_fill_disk(void)
 {
-	int fd = open(OBJ, O_RDWR | O_CREAT | O_TRUNC, 0600), src, err;
-	uint64_t pages[2] = { 3, 700 };
-	struct morsel_fill f;
-	char buf[PG];
-
-	if (fd < 0)
-		return -errno;
-	src = open(DISK_SRC, O_RDONLY | O_DIRECT);
-	err = src < 0 ? -errno : ERR(ftruncate(fd, 4 * MiB));
-	if (!err) {
-		memset(&f, 0, sizeof(f));
-		f.fd = src;
-		f.nr_pages = 2;
-		f.pages = (uintptr_t)pages;
-		err = morsel_fill(fd, src, &f);
-	}
-	if (!err && (pread(fd, buf, PG, 3 * PG) != PG || buf[0] != 'F' ||
-		     buf[PG - 1] != 'F'))
-		err = -EILSEQ;
-	if (src >= 0)
-		close(src);
-	close(fd);
-	unlink(OBJ);
-	return err;
+	return fill_two_pages(DISK_SRC, O_RDONLY | O_DIRECT, 3);
 }
 
 /* The pages of a plain object pinned (io_uring fixed buffer), then frozen. */
