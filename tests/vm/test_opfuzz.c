@@ -599,6 +599,20 @@ static long long k1_clip(struct slot *s, long long off, long long len)
 
 /* ------------------------------------------------------------- the ops */
 
+/*
+ * A store of @n bytes at @off that reached the object: apply it to the
+ * twin, count the pages written, and compare the object with the twin
+ * there.
+ */
+static int model_store(struct slot *s, const void *buf, long long off,
+		       long long n, const char *what)
+{
+	if (pwrite(s->tfd, buf, n, off) != n)
+		return fail("twin pwrite");
+	mark(s, off, n);
+	return cmp_range(s, off, n, what) ? -1 : 0;
+}
+
 static int op_create(struct op *o)
 {
 	int i = free_slot(o->r[0]), fd, tfd, em, et;
@@ -1319,10 +1333,7 @@ static int op_mapwrite(struct op *o)
 	if (sig)
 		return fail("store of %lld bytes at %lld through a mapping of slot %d: signal %d",
 			    cn, co, o->slot, sig);
-	if (pwrite(s->tfd, b3, cn, co) != cn)
-		return fail("twin pwrite");
-	mark(s, co, cn);
-	if (cmp_range(s, co, cn, "mapwrite (read back)"))
+	if (model_store(s, b3, co, cn, "mapwrite (read back)"))
 		return -1;
 	return map_check(s, m, co, cn, "mapwrite");
 }
@@ -1382,10 +1393,7 @@ static int op_remote(struct op *o)
 			    store ? "store" : "load", cn, co, o->slot,
 			    res((long)r, errno));
 	if (store) {
-		if (pwrite(s->tfd, b3, cn, co) != cn)
-			return fail("twin pwrite");
-		mark(s, co, cn);
-		if (cmp_range(s, co, cn, "remote store (read back)"))
+		if (model_store(s, b3, co, cn, "remote store (read back)"))
 			return -1;
 	} else {
 		if (full_pread(s->tfd, b2, cn, co) != cn)
@@ -1450,10 +1458,7 @@ static int op_fork(struct op *o)
 		return fail("fork child of slot %d: status %#x (10: mismatch, 11: store faulted)",
 			    o->slot, st);
 	if (wn > 0) {
-		if (pwrite(s->tfd, b3, wn, wo) != wn)
-			return fail("twin pwrite");
-		mark(s, wo, wn);
-		if (cmp_range(s, wo, wn, "fork (child's store)"))
+		if (model_store(s, b3, wo, wn, "fork (child's store)"))
 			return -1;
 		return map_check(s, w, wo, wn, "fork (child's store)");
 	}
@@ -2091,10 +2096,7 @@ static int op_odirect(struct op *o)
 	if (r != n)
 		return fail("O_DIRECT read of %lld bytes into a mapping of slot %d: %s",
 			    n, o->slot, res(r, errno));
-	if (pwrite(s->tfd, dmodel + doff, n, a) != n)
-		return fail("twin pwrite");
-	mark(s, a, n);
-	if (cmp_range(s, a, n, "O_DIRECT read"))
+	if (model_store(s, dmodel + doff, a, n, "O_DIRECT read"))
 		return -1;
 	return map_check(s, m, a, n, "O_DIRECT read");
 }
