@@ -272,9 +272,13 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		}
 		cond_resched();
 	}
-	/* Give back what a short write did not use. */
+	/*
+	 * Give back what a short write did not use: the size ends with the
+	 * last byte written, or stays as it was when none was (pos is then
+	 * still where the write began, which may lie past the old end).
+	 */
 	if (end > old_size && pos < end)
-		morsel_resize(m, max_t(loff_t, old_size, pos));
+		morsel_resize(m, done ? max_t(loff_t, old_size, pos) : old_size);
 	iocb->ki_pos = pos;
 	if (done)
 		ret = done;

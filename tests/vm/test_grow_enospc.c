@@ -18,7 +18,10 @@
  *    reads right through the mapping afterwards;
  *  - a base left by such a failed grow, frozen and split: the child grows
  *    a little and reads its base's bytes;
- *  - with room, the same grow to 2 GiB works (PUD root) and shrinks back.
+ *  - with room, the same grow to 2 GiB works (PUD root) and shrinks back;
+ *  - a write past the end with 0-6 pages free: failed before its first
+ *    byte, size, level and tables are as before; short, the file ends at
+ *    its last byte written.
  * The kernel log must stay clean (vm/run fails the run on any report).
  */
 #include <stdint.h>
@@ -84,6 +87,45 @@ static void grow_fails(int fd, int filler, long room, const char *what)
 	empty_filler(filler);
 }
 
+/*
+ * Writes of 4146 bytes past the end of @fd (1 MiB) with @room pages free,
+ * each needing one or two new root levels, a table and two frames: one
+ * that fails before its first byte leaves size, level and tables as they
+ * were; one that stops short ends the file at its last byte written.
+ * (The module used to leave the size at the offset the failed write
+ * began at.)
+ */
+static void writes_past_end(int fd, int filler, long room)
+{
+	static const long long offs[] = { 3 * MiB, 49 * MiB + 1050, GiB + 4096 };
+	static char buf[4146];
+
+	memset(buf, 'w', sizeof(buf));
+	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		struct morsel_stat before, after;
+		long long want;
+		ssize_t r;
+		int e;
+
+		fill_to(filler, room);
+		before = mstat(fd);
+		r = pwrite(fd, buf, sizeof(buf), offs[i]);
+		e = errno;
+		after = mstat(fd);
+		want = r > 0 ? offs[i] + r : (long long)before.size;
+		tap_ok((r > 0 || e == ENOSPC) && (long long)after.size == want &&
+		       (r > 0 || (after.level == before.level &&
+				  after.table_pages == before.table_pages)),
+		       "%ld pages free, write at %lld: %zd (%s), size %llu (want %lld), level %u, tables %llu (before %u, %llu)",
+		       room, offs[i], r, r < 0 ? strerror(e) : "-",
+		       (unsigned long long)after.size, want, after.level,
+		       (unsigned long long)after.table_pages, before.level,
+		       (unsigned long long)before.table_pages);
+		tap_require(ftruncate(fd, MiB) == 0, "back to 1 MiB");
+		empty_filler(filler);
+	}
+}
+
 /* Every byte of the first 64 KiB and of the page at 1 MiB - 4 KiB. */
 static int reads_right(const volatile char *p)
 {
@@ -138,6 +180,8 @@ static void as_user(void)
 	put_data(b);
 	grow_fails(b, filler, 1, "plain, one page free");
 	grow_fails(b, filler, 0, "plain, no page free");
+	for (long room = 0; room <= 6; room++)
+		writes_past_end(b, filler, room);
 	p = map_aligned(b, PROT_READ | PROT_WRITE, &res);
 	tap_ok(reads_right(p), "plain: the mapping reads the data");
 	st = mstat(b);
