@@ -27,7 +27,6 @@
  * mmu_notifier_get_locked(); each morsel VMA holds a reference.
  */
 struct morsel_mm {
-	struct mmu_notifier mn;
 	/*
 	 * @lock protects @links, @invalidating and @dead, and is held across
 	 * writing or clearing a link entry (outside the entry's own lock), so
@@ -37,6 +36,12 @@ struct morsel_mm {
 	struct rb_root links;		/* struct morsel_link, by @start */
 	int invalidating;		/* open invalidate_range_start()s */
 	bool dead;			/* ->release() ran: no new links */
+	/*
+	 * Not first: container_of() in morsel_mm_get() then has work to do
+	 * after mmu_notifier_get_locked(), so that call is no tail call and
+	 * its failures keep morsel_mm_get()'s frame (make failnth-sites).
+	 */
+	struct mmu_notifier mn;
 };
 
 struct morsel_link {
