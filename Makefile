@@ -67,6 +67,7 @@ $(B)/tests/vm/test_sqlite: VM_LIBS = -lsqlite3 -lm
 $(B)/tests/vm/test_lmdb: VM_LIBS = -llmdb
 $(B)/tests/vm/test_longterm_pin $(B)/tests/vm/test_freeze_enospc_pin: VM_LIBS = -luring
 $(B)/bench/bench_gup: VM_LIBS = -lsqlite3 -lm
+$(B)/tests/vm/test_opfuzz_tight: tests/vm/test_opfuzz.c
 
 $(B)/tests/vm/%: tests/vm/%.c tests/tap.h $(wildcard tests/vm/*.h) $(B)/libmorsel.a $(LIB_HDR)
 	@mkdir -p $(dir $@)

@@ -818,6 +818,27 @@ static int fault_in(struct vm_area_struct *vma, unsigned long addr)
 	return ret & VM_FAULT_ERROR ? vm_fault_to_errno(ret, 0) ?: -EFAULT : 0;
 }
 
+/*
+ * The first address after @addr, a hole, whose page holds data, or @limit
+ * if none below it does: absent tables are skipped whole.
+ */
+static unsigned long next_data_below(struct vm_area_struct *vma,
+				     struct morsel *m, unsigned long addr,
+				     unsigned long limit)
+{
+	loff_t off = vma_offset(vma, addr) + PAGE_SIZE, data;
+
+	addr += PAGE_SIZE;
+	if (addr >= limit)
+		return limit;
+	down_read(&m->lock);
+	data = morsel_seek_data(m, off, SEEK_DATA);
+	up_read(&m->lock);
+	if (data < 0 || data - off >= limit - addr)
+		return limit;
+	return addr + (data - off);
+}
+
 /* Link or map [@addr, @end) of one VMA; mmap_lock held for reading. */
 static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 			 unsigned long end, struct morsel_map *arg)
@@ -826,7 +847,7 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 	struct morsel *m = vma_morsel(vma);
 	loff_t size = i_size_read(&m->vfs_inode);
 	loff_t off = vma_offset(vma, addr);
-	unsigned long next;
+	unsigned long next, no_link = addr;	/* no linking tried below */
 	struct page *page;
 	int err;
 
@@ -847,15 +868,22 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 			addr = next;
 			continue;
 		}
-		if (address_links(vma, m, addr)) {
-			err = fault_in(vma, addr);
-			if (err)
-				return err;
-			if (morsel_linked_at(mmm, addr, &next)) {
+		if (addr >= no_link && address_links(vma, m, addr)) {
+			if (!fault_in(vma, addr) &&
+			    morsel_linked_at(mmm, addr, &next)) {
 				arg->linked++;
 				addr = next;
 				continue;
 			}
+			/*
+			 * Not linked: no room for a table or a read-only twin
+			 * (the fault then mapped the page alone, and a hole
+			 * there needed a frame: SIGBUS on a full mount).  The
+			 * rest of the range is mapped page by page below, as
+			 * faults would map it, without a fault per granule or
+			 * per hole; faults link it later, when there is room.
+			 */
+			no_link = end;
 		}
 		/* Map populated pages one by one; holes stay holes. */
 		page = morsel_get_frame_to_read(m, vma_offset(vma, addr) >>
@@ -866,6 +894,9 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 			if (err)
 				return err;
 			arg->pages++;
+		} else if (addr < no_link) {
+			addr = next_data_below(vma, m, addr, min(no_link, end));
+			continue;
 		}
 		addr += PAGE_SIZE;
 		cond_resched();

@@ -7,6 +7,7 @@
 #   FUZZ_OPS_PAGING=5     4 or 5
 #   FUZZ_OPS_SEED=N       seed (default: chosen and printed by the program)
 #   FUZZ_OPS_WORKERS=4
+#   FUZZ_OPS_TIGHT=1      --tight: each worker on a small mount it fills
 # Log: build/opfuzz/long-<date>.log (console) and .out (program output).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,7 @@ disk=build/opfuzz/disk-$stamp.img
 rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -F -q "$disk"
 args=(--secs "$secs" --workers "$workers" --progress 60)
 [ -z "${FUZZ_OPS_SEED:-}" ] || args+=(--seed "$FUZZ_OPS_SEED")
+[ "${FUZZ_OPS_TIGHT:-0}" = 0 ] || args+=(--tight)
 echo "== opfuzz: $secs s, $workers workers, $paging-level paging (log: $log)"
 t0=$(date +%s)
 ./vm/run --paging "$paging" --mem 4G --timeout $((secs + 900)) --disk "$disk" \

@@ -32,7 +32,7 @@
  *
  *   test_opfuzz [--seed S] [--secs 30] [--workers 4] [--epoch-ops 1500]
  *               [--min-secs 120] [--progress 60] [--kcov] [--trace]
- *               [--avoid-k1] [--no-selftest]
+ *               [--avoid-k1] [--no-selftest] [--tight]
  *   test_opfuzz --replay FILE      (lines "op KIND SLOT R0 R1 R2 R3")
  *   test_opfuzz --ops 'KIND SLOT R0 R1 R2 R3; ...'
  *   test_opfuzz --seed S --worker W --epoch E   (regenerate one epoch)
@@ -45,7 +45,8 @@
  * Module bug K1 (below) is fixed; --avoid-k1 keeps its ops out, to run
  * against an older module.
  *
- * make test runs it for 30 s in each paging mode (60 s in all);
+ * make test runs it for 30 s in each paging mode (60 s in all), and as
+ * test_opfuzz_tight (--tight, below) as long again;
  * `make fuzz-ops FUZZ_OPS_SECS=14400` is the long mode; with --kcov (the
  * debug kernel, scripts/opfuzz-kcov.sh) every worker traces its own
  * syscalls and the module PCs reached are printed as "KCOV-PC" lines.
@@ -56,6 +57,7 @@
 #include <linux/falloc.h>
 #include <linux/futex.h>
 #include <linux/kcov.h>
+#include <sys/mount.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -91,7 +93,8 @@
 	X(madvise, 4) X(mapread, 6) X(mapwrite, 8) X(fork, 3) X(exit, 2) \
 	X(iocmap, 3) X(freeze, 2) X(split, 3) X(scan, 3) X(fill, 3) \
 	X(save, 3) X(load, 2) X(futex, 2) X(odirect, 4) X(verify, 2) \
-	X(xattr, 2) X(seek, 2) X(remote, 4)
+	X(xattr, 2) X(seek, 2) X(remote, 4) \
+	X(squeeze, 4)
 
 #define AS_ENUM(n, w) K_##n,
 enum { KINDS(AS_ENUM) NK };
@@ -99,6 +102,7 @@ enum { KINDS(AS_ENUM) NK };
 static const char *const kname[NK] = { KINDS(AS_NAME) };
 #define AS_W(n, w) w,
 static const int kweight[NK] = { KINDS(AS_W) };
+static int kw[NK];		/* the weights of this run: set_weights() */
 
 struct op {
 	int kind, slot;
@@ -132,6 +136,7 @@ struct shared {
 	int diverged[MAXW], fail_epoch[MAXW], fail_index[MAXW];
 	int fail_kind[MAXW];
 	long long kcov_lost[MAXW];
+	long long nospace[MAXW];	/* --tight: calls that ran out of space */
 	int stop;		/* a worker diverged: everyone stops */
 	char msg[MAXW][768];
 };
@@ -164,6 +169,26 @@ static int trace;			/* --trace: print every op first */
  * child is never grown past its base's size (for an older module).
  */
 static int known_bugs = 1;
+/*
+ * --tight: each worker's objects live on a morselfs mount of its own with
+ * size=TIGHT_SIZE, and op squeeze fills it to 0-7 free pages or empties
+ * its filler, so growing ops meet ENOSPC, faults SIGBUS, writes stop
+ * short (semantics.md, "Mounts": size=).  What a call that ran out of
+ * space must leave is checked instead of the twin's result: nothing
+ * changed (truncate, fallocate, FILL, SPLIT, a write that failed), the
+ * bytes it reached (a short write), or per byte either the old or the
+ * new value (a store or punch stopped part way); a load through a
+ * mapping may raise SIGBUS only on a page that holds no frame.  Kinds
+ * whose model cannot say what a partial effect is are left out (fork,
+ * exit, futex, odirect, remote, save, load, madvise, xattr).
+ */
+#ifndef OPFUZZ_TIGHT
+#define OPFUZZ_TIGHT 0	/* test_opfuzz_tight.c: 1 */
+#endif
+static int tight = OPFUZZ_TIGHT;
+static int squeeze_fd = -1;	/* --tight: the worker's filler file */
+#define TIGHT_ROOT	"/tmp/opfuzz-tight"
+#define TIGHT_SIZE	"size=48m"
 /* Self-test: the model is corrupted on purpose after every pwrite. */
 static int inject;
 static int quick_selftest_off;	/* --no-selftest */
@@ -253,6 +278,30 @@ static int same(long rm, int em, long rt, int et)
 	if (rm != rt)
 		return 0;
 	return rm != -1 || em == et;
+}
+
+/* --tight: the object's call failed for want of space. */
+static void count_nospace(void)
+{
+	if (sh)
+		sh->nospace[me]++;
+}
+
+static int enospc(long r, int e)
+{
+	if (!(tight && r == -1 && e == ENOSPC))
+		return 0;
+	count_nospace();
+	return 1;
+}
+
+/* --tight: a write of @len the object took only part of, or none of. */
+static int write_stopped(long rm, int em, long long len)
+{
+	if (!(tight && rm < len && (rm >= 0 || em == ENOSPC)))
+		return 0;
+	count_nospace();
+	return 1;
 }
 
 static const char *res(long r, int e)
@@ -469,6 +518,88 @@ static int probe_copy(void *dst, const void *src, size_t n)
 	return probe_sig;
 }
 
+/* Does page @pg of @s's object hold a frame (its own or its base's)? */
+static int page_present(struct slot *s, long long pg)
+{
+	uint64_t bit = 0;
+
+	if (morsel_scan(s->fd, (uint64_t)pg * PG, PG, 0, 0, &bit, NULL, NULL, NULL))
+		return -1;
+	return bit & 1;
+}
+
+/*
+ * --tight: a load through a mapping raised SIGBUS: allowed only on a page
+ * without a frame, where the load needed one the mount could not give.
+ */
+static int sigbus_needed_frame(struct slot *s, long long at, const char *what)
+{
+	int pres = page_present(s, at / PG);
+
+	count_nospace();
+	if (pres)
+		return fail("%s: slot %d SIGBUS loading file offset %lld through a mapping: the page %s",
+			    what, (int)(s - S), at, pres < 0 ? "cannot be scanned" : "holds a frame");
+	return 0;
+}
+
+/*
+ * --tight: [o, o + n) through mapping @m page by page: each page reads
+ * as the twin's bytes, or raises SIGBUS where it has no frame.
+ */
+static int map_read_pages(struct slot *s, struct map *m, long long o, long long n,
+			  const char *what)
+{
+	for (long long a = o, e; a < o + n; a = e) {
+		int sig;
+
+		e = mn(o + n, (a / PG + 1) * PG);
+		sig = probe_copy(b1, m->addr + (a - m->off), e - a);
+		if (sig == SIGBUS) {
+			if (sigbus_needed_frame(s, a, what))
+				return -1;
+			continue;
+		}
+		if (sig)
+			return fail("%s: slot %d reading file offset %lld through a mapping: signal %d",
+				    what, (int)(s - S), a, sig);
+		if (full_pread(s->tfd, b2, e - a, a) != e - a)
+			return fail("%s: twin pread", what);
+		for (long long i = 0; i < e - a; i++)
+			if (b1[i] != b2[i])
+				return fail("%s: slot %d mapping byte %lld: morsel 0x%02x tmpfs 0x%02x",
+					    what, (int)(s - S), a + i, b1[i], b2[i]);
+	}
+	return 0;
+}
+
+/*
+ * --tight: a call that ran out of space part way stored some of @want
+ * (NULL: zeros) into [off, off + n) and not the rest: each byte of the
+ * object there (below the size) is the twin's or @want's.  The twin then
+ * takes the object's bytes, and the pages that changed count as written.
+ */
+static int absorb(struct slot *s, const unsigned char *want, long long off,
+		  long long n, const char *what)
+{
+	n = mn(mn(n, 4 * MiB), fsize(s->tfd) - off);
+	if (n <= 0)
+		return 0;
+	if (full_pread(s->fd, b1, n, off) != n || full_pread(s->tfd, b2, n, off) != n)
+		return fail("%s: pread to absorb a partial store", what);
+	for (long long i = 0; i < n; i++) {
+		if (b1[i] == b2[i])
+			continue;
+		if (b1[i] != (want ? want[i] : 0))
+			return fail("%s (stopped for want of space): slot %d byte %lld is 0x%02x, neither the old 0x%02x nor the new 0x%02x",
+				    what, (int)(s - S), off + i, b1[i], b2[i], want ? want[i] : 0);
+		mark(s, off + i, 1);
+	}
+	if (pwrite(s->tfd, b1, n, off) != n)
+		return fail("%s: twin pwrite", what);
+	return 0;
+}
+
 /*
  * Read [o, o + n) of the file through mapping @m and compare with the
  * twin; then the bytes past the size in the last page (zero: semantics.md,
@@ -486,7 +617,11 @@ static int map_check(struct slot *s, struct map *m, long long o, long long n,
 	n = mn(n, 4 * MiB);
 	if (n > 0) {
 		sig = probe_copy(b1, m->addr + (o - m->off), n);
-		if (sig)
+		if (sig == SIGBUS && tight) {
+			if (map_read_pages(s, m, o, n, what))
+				return -1;
+			n = 0;
+		} else if (sig)
 			return fail("%s: slot %d reading [%lld, +%lld) through a mapping at file %lld: signal %d",
 				    what, (int)(s - S), o, n, m->off, sig);
 		if (full_pread(s->tfd, b2, n, o) != n)
@@ -502,7 +637,11 @@ static int map_check(struct slot *s, struct map *m, long long o, long long n,
 		long long t = mn(roundup_pg(size), end) - size;
 
 		sig = probe_copy(b1, m->addr + (size - m->off), t);
-		if (sig)
+		if (sig == SIGBUS && tight) {
+			if (sigbus_needed_frame(s, size, what))
+				return -1;
+			t = 0;
+		} else if (sig)
 			return fail("%s: slot %d tail of the last page [%lld, +%lld) through a mapping: signal %d",
 				    what, (int)(s - S), size, t, sig);
 		for (long long i = 0; i < t; i++)
@@ -656,8 +795,11 @@ static int op_create(struct op *o)
 		slot_init(&S[i], fd, tfd, name);
 	}
 	o->slot = i;
-	if (ftruncate(fd, size) != 0 || ftruncate(tfd, size) != 0)
+	errno = 0;
+	if (ftruncate(fd, size) != 0 && !enospc(-1, errno))
 		return fail("create: ftruncate(%lld): %s", size, strerror(errno));
+	if (fsize(fd) == size && ftruncate(tfd, size) != 0)
+		return fail("create: twin ftruncate(%lld): %s", size, strerror(errno));
 	return cmp_size(&S[i], "create");
 }
 
@@ -764,11 +906,18 @@ static int op_open(struct op *o)
 			goto out;
 		}
 		errno = 0;
-		rt = write(ft, b3, len);
+		if (write_stopped(rm, em, len)) {
+			errno = ENOSPC;
+			rt = rm > 0 ? write(ft, b3, rm) : -1;
+		} else {
+			rt = write(ft, b3, len);
+		}
 		et = errno;
 		if (!same(rm, em, rt, et))
 			ret = fail("open(%#x)+write(at %lld, %lld): morsel %s, tmpfs %s",
 				   flags, off, len, res(rm, em), res(rt, et));
+		else if (rm < 0)
+			ret = cmp_size(s, "open+write (failed)");
 		else if (rm > 0) {
 			long long at = lseek(ft, 0, SEEK_CUR) - rm;
 
@@ -878,8 +1027,13 @@ static int op_truncate(struct op *o)
 	/* A frozen object's size never changes; the same size is no change. */
 	if (s->frozen && size != fsize(s->tfd))
 		return frozen_refuses(s, rm, em, "ftruncate");
-	rt = ftruncate(s->tfd, size);
-	et = errno;
+	if (enospc(rm, em)) {	/* --tight: nothing changed, checked below */
+		rt = rm;
+		et = em;
+	} else {
+		rt = ftruncate(s->tfd, size);
+		et = errno;
+	}
 	if (!same(rm, em, rt, et))
 		return fail("ftruncate(slot %d, %lld): morsel %s, tmpfs %s",
 			    o->slot, size, res(rm, em), res(rt, et));
@@ -908,6 +1062,18 @@ static int do_falloc(struct op *o, int mode, const char *what)
 	em = errno;
 	if (s->frozen)
 		return frozen_refuses(s, rm, em, what);
+	/*
+	 * --tight: the size stays; an allocation changed no byte, a punch or
+	 * zeroing that stopped part way zeroed some of the range.
+	 */
+	if (enospc(rm, em)) {
+		if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) &&
+		    absorb(s, NULL, off, mn(len, mx(0, size - off)), what))
+			return -1;
+		if (cmp_size(s, what))
+			return -1;
+		return cmp_range(s, mx(0, off - PG), mn(len + 2 * PG, 4 * MiB), what);
+	}
 	errno = 0;
 	if (mode & FALLOC_FL_ZERO_RANGE) {
 		/*
@@ -1013,7 +1179,12 @@ static int op_write(struct op *o)
 	if (s->frozen)
 		return frozen_refuses(s, rm, em, "pwrite");
 	errno = 0;
-	rt = pwrite(s->tfd, b3, len, off);
+	if (write_stopped(rm, em, len)) {	/* --tight: what it took */
+		errno = ENOSPC;
+		rt = rm > 0 ? pwrite(s->tfd, b3, rm, off) : -1;
+	} else {
+		rt = pwrite(s->tfd, b3, len, off);
+	}
 	et = errno;
 	if (!same(rm, em, rt, et))
 		return fail("pwrite(slot %d, %lld, %lld): morsel %s, tmpfs %s",
@@ -1330,6 +1501,12 @@ static int op_mapwrite(struct op *o)
 				    s->frozen ? "frozen object's" : "read-only", sig);
 		return map_check(s, m, co, cn, "mapwrite (refused)");
 	}
+	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
+		count_nospace();
+		if (absorb(s, b3, co, cn, "mapwrite"))
+			return -1;
+		return map_check(s, m, co, cn, "mapwrite (SIGBUS)");
+	}
 	if (sig)
 		return fail("store of %lld bytes at %lld through a mapping of slot %d: signal %d",
 			    cn, co, o->slot, sig);
@@ -1544,8 +1721,9 @@ static int op_iocmap(struct op *o)
 	mm.addr = (uintptr_t)(m->addr + (a - m->off));
 	mm.length = n;
 	mm.flags = (o->r[2] & 1) ? MORSEL_MAP_POPULATE : 0;
+	errno = 0;
 	r = ioctl(s->fd, MORSEL_IOC_MAP, &mm);
-	if (r)
+	if (r && !enospc(r, errno))
 		return fail("MORSEL_IOC_MAP(slot %d, [%lld, +%lld), flags %u, %s): %s",
 			    o->slot, a, n, mm.flags,
 			    m->prot & PROT_WRITE ? "rw" : "ro", strerror(errno));
@@ -1578,6 +1756,7 @@ static int plain_mapped(struct slot *s)
 static int op_freeze(struct op *o)
 {
 	struct slot *s = used_slot(o->slot);
+	int r;
 
 	if (!s)
 		return SKIP;
@@ -1592,12 +1771,26 @@ static int op_freeze(struct op *o)
 			return fail("a FREEZE that failed with EBUSY left the object frozen");
 		return cmp_all(s, "freeze (EBUSY)");
 	}
-	if (freeze(s->fd))
+	errno = 0;
+	r = freeze(s->fd);
+	if (r && enospc(-1, errno)) {
+		if (mstat(s->fd).state & MORSEL_STATE_FROZEN)
+			return fail("a FREEZE that failed with ENOSPC left the object frozen");
+		return cmp_all(s, "freeze (ENOSPC)");
+	}
+	if (r)
 		return fail("MORSEL_IOC_FREEZE(slot %d): %s", o->slot, strerror(errno));
 	if (!(mstat(s->fd).state & MORSEL_STATE_FROZEN))
 		return fail("frozen object's STAT state lacks FROZEN");
 	s->frozen = 1;		/* "Freezing is permanent" */
 	return cmp_all(s, "freeze");
+}
+
+static int same_fs(int fd, const char *dir)
+{
+	struct stat a, b;
+
+	return !fstat(fd, &a) && !stat(dir, &b) && a.st_dev == b.st_dev;
 }
 
 /*
@@ -1628,6 +1821,8 @@ static int op_split(struct op *o)
 			return fail("SPLIT of an unfrozen object: %s, want EINVAL", strerror(errno));
 		return 0;
 	}
+	if (cfd < 0 && !use_shared && enospc(-1, errno))
+		return cmp_all(s, "SPLIT (ENOSPC)");
 	if (cfd < 0)
 		return fail("SPLIT(%s): %s", use_shared ? "shared base" : "slot", strerror(errno));
 	snprintf(name, sizeof(name), "n%d", name_seq++);
@@ -1638,7 +1833,12 @@ static int op_split(struct op *o)
 		return -1;
 	}
 	c = &S[i];
-	if (o->r[2] % 4) {		/* named with linkat */
+	/*
+	 * Named with linkat, if the child lives in this worker's directory's
+	 * file system (--tight: a child of the shared base, or of a child of
+	 * it, lives in /dev/morsel's).
+	 */
+	if (o->r[2] % 4 && same_fs(cfd, mdir)) {
 		char fdp[64];
 
 		snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", cfd);
@@ -1813,6 +2013,9 @@ static int op_fill(struct op *o)
 	else if (bad_crc)
 		want = EBADMSG;
 	r = morsel_fill(s->fd, fsrc, &f);
+	/* --tight: the charge comes before the read (status.md, open item 4). */
+	if ((want == ENODATA || want == EBADMSG) && enospc(-1, -r))
+		want = ENOSPC;
 	if (want) {
 		if (r != -want)
 			return fail("FILL(slot %d%s%s%s%s): %s, want %s", o->slot,
@@ -1822,6 +2025,8 @@ static int op_fill(struct op *o)
 				    strerrorname_np(want));
 		return cmp_all(s, "FILL (refused)");
 	}
+	if (r && enospc(-1, -r))	/* charged up front: nothing installed */
+		return cmp_all(s, "FILL (ENOSPC)");
 	if (r)
 		return fail("FILL(slot %d, %u pages from %lld): %s", o->slot, nr,
 			    src_off, strerror(-r));
@@ -2261,6 +2466,57 @@ static int acct_check(struct slot *s, const char *what)
 	return 0;
 }
 
+/*
+ * --tight: fill the worker's mount until at most 0-7 pages are free, or
+ * (one time in two) empty the filler.  The filler is no slot: nothing
+ * reads its bytes.  Not --tight: never drawn (weight 0).
+ */
+static int op_squeeze(struct op *o)
+{
+	long want = (long)(o->r[1] % 8);
+	struct statfs sf;
+	char p[160];
+
+	if (!tight)
+		return SKIP;
+	if (squeeze_fd < 0) {
+		mpath(p, sizeof(p), "squeeze");
+		squeeze_fd = open(p, O_RDWR | O_CREAT, 0600);
+		if (squeeze_fd < 0)
+			return fail("squeeze: open %s: %s", p, strerror(errno));
+	}
+	if (o->r[0] % 2 == 0)
+		return ftruncate(squeeze_fd, 0) ? fail("squeeze: empty: %s", strerror(errno)) : 0;
+	for (int tries = 0; tries < 64; tries++) {
+		long long n;
+
+		if (fstatfs(squeeze_fd, &sf))
+			return fail("squeeze: statfs: %s", strerror(errno));
+		if ((long)sf.f_bavail <= want)
+			break;
+		n = mn(((long long)sf.f_bavail - want) * PG, 4 * MiB);
+		memset(b3, 0x5a, n);
+		if (pwrite(squeeze_fd, b3, n, roundup_pg(fsize(squeeze_fd))) <= 0)
+			break;	/* the tables took the rest */
+	}
+	return 0;
+}
+
+/* The weights: --tight draws squeeze and leaves out what it cannot model. */
+static void set_weights(void)
+{
+	static const int untight[] = { K_fork, K_exit, K_futex, K_odirect,
+		K_remote, K_save, K_load, K_madvise, K_xattr };
+
+	memcpy(kw, kweight, sizeof(kw));
+	if (!tight) {
+		kw[K_squeeze] = 0;
+		return;
+	}
+	for (unsigned i = 0; i < sizeof(untight) / sizeof(untight[0]); i++)
+		kw[untight[i]] = 0;
+}
+
 typedef int (*op_fn)(struct op *);
 #define AS_FN(n, w) op_##n,
 static const op_fn ops[NK] = { KINDS(AS_FN) };
@@ -2276,10 +2532,10 @@ static struct op gen_op(uint64_t *rng)
 
 	if (!wsum)
 		for (int k = 0; k < NK; k++)
-			wsum += kweight[k];
+			wsum += kw[k];
 	v = sm64(rng) % (uint64_t)wsum;
-	for (o.kind = 0; v >= (uint64_t)kweight[o.kind]; o.kind++)
-		v -= kweight[o.kind];
+	for (o.kind = 0; v >= (uint64_t)kw[o.kind]; o.kind++)
+		v -= kw[o.kind];
 	for (int k = 0; k < NSLOT; k++)
 		nused += S[k].used;
 	if (!nused)
@@ -2327,12 +2583,17 @@ static void worker_setup(const char *tag)
 {
 	char p[160];
 
-	snprintf(mdir, sizeof(mdir), MDIR "/%s", tag);
+	snprintf(mdir, sizeof(mdir), "%s/%s", tight ? TIGHT_ROOT : MDIR, tag);
 	snprintf(tdir, sizeof(tdir), TDIR "/%s", tag);
+	if (tight)
+		umount(mdir);
 	rm_rf(mdir);
 	rm_rf(tdir);
 	if (mkdir(mdir, 0700) || mkdir(tdir, 0700))
 		tap_fatal("mkdir %s, %s", mdir, tdir);
+	if (tight && mount("none", mdir, "morselfs", 0, TIGHT_SIZE ",mode=0700"))
+		tap_fatal("mount morselfs %s on %s: %s", TIGHT_SIZE, mdir, strerror(errno));
+	squeeze_fd = -1;
 	memset(S, 0, sizeof(S));
 	name_seq = 0;
 	snprintf(p, sizeof(p), "%s/fillsrc", tdir);
@@ -2362,7 +2623,12 @@ static void worker_teardown(const char *tag)
 		snprintf(p, sizeof(p), DISK "/opfuzz-%s.dat", tag);
 		unlink(p);
 	}
-	rm_rf(mdir);
+	if (squeeze_fd >= 0)
+		close(squeeze_fd);
+	squeeze_fd = -1;
+	rm_rf(mdir);	/* a mount point: its files, then the mount */
+	if (tight && (umount(mdir) || rmdir(mdir)))
+		tap_fatal("umount %s: %s", mdir, strerror(errno));
 	rm_rf(tdir);
 }
 
@@ -2812,7 +3078,7 @@ static void print_ops_arg(const struct op *l, long n)
 {
 	char b[160];
 
-	printf("# replay with: test_opfuzz --ops '");
+	printf("# replay with: test_opfuzz%s --ops '", tight ? " --tight" : "");
 	for (long i = 0; i < n; i++) {
 		op_str(&l[i], b, sizeof(b));
 		printf("%s%s", i ? "; " : "", b);
@@ -2971,7 +3237,7 @@ static void usage(void)
 {
 	printf("usage: test_opfuzz [--seed S] [--secs N] [--workers N] [--epoch-ops N]\n"
 	       "                   [--min-secs N] [--progress N] [--kcov] [--trace] [--avoid-k1]\n"
-	       "                   [--no-selftest]\n"
+	       "                   [--no-selftest] [--tight]\n"
 	       "       test_opfuzz --replay FILE | --ops 'KIND SLOT R0 R1 R2 R3; ...'\n"
 	       "       test_opfuzz --seed S --worker W --epoch E\n");
 	exit(2);
@@ -3029,6 +3295,10 @@ int main(int argc, char **argv)
 			trace = 1;
 			continue;
 		}
+		if (!strcmp(a, "--tight")) {
+			tight = 1;
+			continue;
+		}
 		if (!v)
 			usage();
 		i++;
@@ -3066,6 +3336,13 @@ int main(int argc, char **argv)
 	rm_rf(MDIR);
 	rm_rf(TDIR);
 	tap_require(mkdir(MDIR, 0755) == 0 && mkdir(TDIR, 0755) == 0);
+	set_weights();
+	if (tight) {
+		rm_rf(TIGHT_ROOT);
+		tap_require(mkdir(TIGHT_ROOT, 0755) == 0, "mkdir %s", TIGHT_ROOT);
+		printf("# --tight: each worker on a morselfs mount of %s, op squeeze fills it\n",
+		       TIGHT_SIZE);
+	}
 	make_shared();
 	open_shared();
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
@@ -3165,6 +3442,13 @@ int main(int argc, char **argv)
 	}
 	printf("# ran %.0f s\n", now() - t0);
 	print_counts(workers);
+	if (tight) {
+		long long n = 0;
+
+		for (int w = 0; w < workers; w++)
+			n += sh->nospace[w];
+		printf("# --tight: %lld out-of-space outcomes (failed calls, short writes, stores and page loads that raised SIGBUS)\n", n);
+	}
 
 	for (int w = 0; w < workers; w++) {
 		tap_ok(!sh->diverged[w],
@@ -3188,7 +3472,7 @@ int main(int argc, char **argv)
 
 			for (int w = 0; w < workers; w++)
 				c += sh->count[w][k];
-			if (!c && !(k == K_odirect && !have_disk)) {
+			if (!c && kw[k] && !(k == K_odirect && !have_disk)) {
 				printf("# op kind %s never ran\n", kname[k]);
 				missing++;
 			}
@@ -3249,6 +3533,8 @@ int main(int argc, char **argv)
 	close(shared_tfd);
 	rm_rf(MDIR);
 	rm_rf(TDIR);
+	if (tight)
+		rmdir(TIGHT_ROOT);
 	tap_ok(totals_back(base), "module totals back to where they were");
 	return tap_done();
 }
