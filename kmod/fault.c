@@ -820,7 +820,8 @@ static int fault_in(struct vm_area_struct *vma, unsigned long addr)
 
 /*
  * The first address after @addr, a hole, whose page holds data, or @limit
- * if none below it does: absent tables are skipped whole.
+ * if none below it does: absent tables are skipped whole, and the search
+ * stops at @limit.
  */
 static unsigned long next_data_below(struct vm_area_struct *vma,
 				     struct morsel *m, unsigned long addr,
@@ -832,7 +833,7 @@ static unsigned long next_data_below(struct vm_area_struct *vma,
 	if (addr >= limit)
 		return limit;
 	down_read(&m->lock);
-	data = morsel_seek_data(m, off, SEEK_DATA);
+	data = morsel_next_data(m, off, off + (limit - addr));
 	up_read(&m->lock);
 	if (data < 0 || data - off >= limit - addr)
 		return limit;
@@ -847,7 +848,7 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 	struct morsel *m = vma_morsel(vma);
 	loff_t size = i_size_read(&m->vfs_inode);
 	loff_t off = vma_offset(vma, addr);
-	unsigned long next, no_link = addr;	/* no linking tried below */
+	unsigned long next, no_link = addr;	/* linking not tried below */
 	struct page *page;
 	int err;
 
@@ -893,6 +894,12 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 			err = fault_in(vma, addr);
 			if (err)
 				return err;
+			/* Where its table exists the fault links after all. */
+			if (morsel_linked_at(mmm, addr, &next)) {
+				arg->linked++;
+				addr = next;
+				continue;
+			}
 			arg->pages++;
 		} else if (addr < no_link) {
 			addr = next_data_below(vma, m, addr, min(no_link, end));

@@ -42,6 +42,23 @@ int morsel_resize(struct morsel *m, loff_t size)
 	return err;
 }
 
+/*
+ * Grow from @old to @size so that morsel_resize() back to @old cannot fail
+ * (write() and fallocate() give back what they could not use, and a
+ * failed call must leave the size as it was): a child first owns the
+ * tables a cut at @old would copy (morsel_own_for_undo()).
+ */
+static int morsel_grow_undoable(struct morsel *m, loff_t old, loff_t size)
+{
+	int err;
+
+	lockdep_assert_held_write(&m->vfs_inode.i_rwsem);
+	down_write(&m->lock);
+	err = m->frozen ? -EPERM : morsel_own_for_undo(m, old);
+	up_write(&m->lock);
+	return err ?: morsel_resize(m, size);
+}
+
 static int morsel_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
 			  struct iattr *attr)
 {
@@ -235,7 +252,7 @@ static ssize_t morsel_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	end = pos + iov_iter_count(from);
 	old_size = i_size_read(inode);
 	if (end > old_size) {
-		ret = morsel_resize(m, end);
+		ret = morsel_grow_undoable(m, old_size, end);
 		if (ret)
 			goto out;
 	}
@@ -369,7 +386,7 @@ static long morsel_fallocate(struct file *file, int mode, loff_t offset,
 		loff_t old_size = size;
 
 		if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-			err = morsel_resize(m, end);
+			err = morsel_grow_undoable(m, old_size, end);
 			size = i_size_read(inode);
 		}
 		/* Zero range: a hole, then allocated again like mode 0. */

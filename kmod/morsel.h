@@ -278,6 +278,7 @@ pte_t *morsel_hole_table(void);
 void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end,
 			      bool unlinked);
 int morsel_set_size(struct morsel *m, loff_t size);
+int morsel_own_for_undo(struct morsel *m, loff_t size);
 void morsel_destroy(struct morsel *m);
 
 /* leaf.c: frames and leaf entries */
@@ -332,6 +333,7 @@ long morsel_ioctl_split(struct file *file, struct morsel_split *arg,
 /* scan.c: layout from the leaves */
 unsigned long morsel_visible_pages(struct morsel *m);
 loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence);
+loff_t morsel_next_data(struct morsel *m, loff_t off, loff_t end);
 void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		 struct morsel_scan_batch *b);
 long morsel_ioctl_scan(struct file *file, struct morsel_scan *arg,

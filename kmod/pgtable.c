@@ -797,41 +797,65 @@ static int shrink_root(struct morsel *m)
 	return 0;
 }
 
+/* In a child, a copy of the PTE (PMD) table covering @off if it borrows it. */
+static int own_pte_table_if_borrowed(struct morsel *m, loff_t off)
+{
+	void *table = morsel_pte_table(m, off, false);
+
+	if (!table || !morsel_pte_table_borrowed(m, off, table))
+		return 0;
+	return PTR_ERR_OR_ZERO(morsel_pte_table(m, off, true));
+}
+
+static int own_pmd_table_if_borrowed(struct morsel *m, loff_t off)
+{
+	void *table = morsel_pmd_table(m, off, false);
+
+	if (!table || !morsel_pmd_table_borrowed(m, off, table))
+		return 0;
+	return PTR_ERR_OR_ZERO(morsel_pmd_table(m, off, true));
+}
+
 /*
  * In a child, copy the borrowed tables that a shrink to @size changes
- * (those straddling @size) or makes the root (those at offset 0), before
- * it frees anything: then a truncate that fails for want of space
- * (ENOSPC) has changed nothing, and one that starts cannot fail halfway.
+ * (those straddling @size) or makes the root on the way down (at offset
+ * 0: the PMD table when the root drops from PUD, the PTE table only when
+ * it drops to PTE), before it frees anything: then a truncate that fails
+ * for want of space (ENOSPC) has changed nothing, and one that starts
+ * cannot fail halfway.  A shrink to 0 keeps no table: it copies nothing.
  */
 static int own_tables_for_shrink(struct morsel *m, loff_t size)
 {
 	int level = morsel_level_for_size(size);
-	void *table;
-	int i;
+	int err = 0;
 
-	if (!m->parent || !m->root)
+	if (!m->parent || !m->root || level == MORSEL_LEVEL_NONE)
 		return 0;
-	for (i = 0; i < 2; i++) {
-		loff_t off = i ? 0 : size;
+	if (!IS_ALIGNED(size, PMD_SIZE))
+		err = own_pte_table_if_borrowed(m, size);
+	if (!err && !IS_ALIGNED(size, PUD_SIZE))
+		err = own_pmd_table_if_borrowed(m, size);
+	if (err || level >= m->level)
+		return err;
+	err = own_pmd_table_if_borrowed(m, 0);
+	if (!err && level == MORSEL_LEVEL_PTE)
+		err = own_pte_table_if_borrowed(m, 0);
+	return err;
+}
 
-		if (i && level >= m->level)
-			break;
-		table = morsel_pte_table(m, off, false);
-		if (table && morsel_pte_table_borrowed(m, off, table) &&
-		    (i || !IS_ALIGNED(size, PMD_SIZE))) {
-			table = morsel_pte_table(m, off, true);
-			if (IS_ERR(table))
-				return PTR_ERR(table);
-		}
-		table = morsel_pmd_table(m, off, false);
-		if (table && morsel_pmd_table_borrowed(m, off, table) &&
-		    (i || !IS_ALIGNED(size, PUD_SIZE))) {
-			table = morsel_pmd_table(m, off, true);
-			if (IS_ERR(table))
-				return PTR_ERR(table);
-		}
-	}
-	return 0;
+/*
+ * Before a grow from @size that may be undone (write() and fallocate()
+ * give back what they could not use): own now what a cut back to @size
+ * would copy, the tables of a child that straddle its end, so the undo
+ * cannot fail for want of space.  The grow keeps the tables at offset 0
+ * the child's own (the old root goes under the new one), and it owns the
+ * page of the last byte (morsel_frame_for_tail()).  Caller holds m->lock
+ * exclusively.
+ */
+int morsel_own_for_undo(struct morsel *m, loff_t size)
+{
+	lockdep_assert_held_write(&m->lock);
+	return own_tables_for_shrink(m, PAGE_ALIGN(size));
 }
 
 /*

@@ -40,16 +40,19 @@ unsigned long morsel_visible_pages(struct morsel *m)
 	return pages;
 }
 
-static loff_t seek_leaves(struct morsel *m, loff_t off, int whence)
+/* The search of morsel_seek_data(); a SEEK_DATA ends at @end too. */
+static loff_t seek_leaves(struct morsel *m, loff_t off, loff_t end,
+			  int whence)
 {
 	loff_t size = i_size_read(&m->vfs_inode);
 	bool want_data = whence == SEEK_DATA;
+	loff_t stop = want_data ? min(size, end) : size;
 	pte_t *table;
 	loff_t next;
 
 	if (off < 0 || off >= size)
 		return -ENXIO;
-	while (off < size) {
+	while (off < stop) {
 		if (m->level == MORSEL_LEVEL_PUD &&
 		    !morsel_pmd_table(m, off, false)) {
 			next = ALIGN_DOWN(off, PUD_SIZE) + PUD_SIZE;
@@ -66,7 +69,7 @@ static loff_t seek_leaves(struct morsel *m, loff_t off, int whence)
 			off = next;
 			continue;
 		}
-		for (; off < next && off < size;
+		for (; off < next && off < stop;
 		     off = ALIGN_DOWN(off, PAGE_SIZE) + PAGE_SIZE) {
 			bool data = morsel_leaf_has_data(ptep_get(table +
 						MORSEL_PTE_INDEX(off)));
@@ -87,7 +90,20 @@ loff_t morsel_seek_data(struct morsel *m, loff_t off, int whence)
 {
 	lockdep_assert_held(&m->lock);
 	morsel_replacements_read_lock(m);	/* a leaf being replaced has data */
-	off = seek_leaves(m, off, whence);
+	off = seek_leaves(m, off, LLONG_MAX, whence);
+	morsel_replacements_read_unlock(m);
+	return off;
+}
+
+/*
+ * The first populated page in [@off, @end), or -ENXIO: SEEK_DATA that
+ * looks no further than @end.  Caller holds m->lock shared.
+ */
+loff_t morsel_next_data(struct morsel *m, loff_t off, loff_t end)
+{
+	lockdep_assert_held(&m->lock);
+	morsel_replacements_read_lock(m);
+	off = seek_leaves(m, off, end, SEEK_DATA);
 	morsel_replacements_read_unlock(m);
 	return off;
 }

@@ -23,7 +23,12 @@
  *    byte, size, level and tables are as before; short, the file ends at
  *    its last byte written;
  *  - with no page free, MORSEL_IOC_MAP of a read-only mapping (linking
- *    needs read-only twins) succeeds and maps the data page by page.
+ *    needs read-only twins) succeeds and maps the data page by page, and
+ *    of a writable one links the granules that have tables and counts
+ *    them as links;
+ *  - the same write and a growing fallocate on a copy-on-write child
+ *    (whose undo needs copies of the base's tables): a failure leaves
+ *    size and level as before; a truncate to 0 works on a full mount.
  * The kernel log must stay clean (vm/run fails the run on any report).
  */
 #include <stdint.h>
@@ -126,6 +131,100 @@ static void writes_past_end(int fd, int filler, long room)
 		tap_require(ftruncate(fd, MiB) == 0, "back to 1 MiB");
 		empty_filler(filler);
 	}
+}
+
+/*
+ * A copy-on-write child (of a 3 MiB base with data at 0 and 2 MiB) with
+ * 0-4 pages free: a write past its end (good buffer, or one that faults:
+ * EFAULT) or a growing fallocate that fails leaves the size, level and
+ * (for the write) nothing else changed, also across a new root level;
+ * the undo of the grow cannot fail (session 10 review: giving back the
+ * grow needed copies of the base's tables, ENOSPC, and the child kept
+ * the grown size).  Then, still full, a truncate of the child to 0
+ * works: it keeps no table, so it copies none.
+ */
+static void child_undo(int filler)
+{
+	static const long long offs[] = { 3 * MiB + 8192, GiB + 4096 };
+	static char buf[4096];
+
+	memset(buf, 'w', sizeof(buf));
+	for (long room = 0; room <= 4; room++)
+		for (int k = 0; k < 6; k++) {
+			long long off = offs[k % 2];
+			struct morsel_stat before, after;
+			int base, c, e;
+			long r;
+
+			base = mkobj(MNT "/cbase", 3 * MiB);
+			tap_require(pwrite(base, "data", 4, 0) == 4 &&
+				    pwrite(base, "data", 4, 2 * MiB) == 4 &&
+				    freeze(base) == 0 && (c = split(base)) >= 0,
+				    "base, frozen, a child");
+			fill_to(filler, room);
+			before = mstat(c);
+			errno = 0;
+			if (k >= 4)
+				r = fallocate(c, 0, off, 8192);
+			else
+				r = pwrite(c, k >= 2 ? (const void *)16 : buf, sizeof(buf), off);
+			e = errno;
+			after = mstat(c);
+			tap_ok(r > 0 ? (long long)after.size == off + r :
+			       r == 0 ? (long long)after.size == off + 8192 :
+			       after.size == before.size && after.level == before.level,
+			       "child, %ld free, %s at %lld: %ld (%s), size %llu -> %llu, level %u -> %u",
+			       room, k >= 4 ? "fallocate" : k >= 2 ? "write from a bad buffer" : "write",
+			       off, r, r < 0 ? strerror(e) : "-",
+			       (unsigned long long)before.size, (unsigned long long)after.size,
+			       before.level, after.level);
+			if (room == 0 && k == 0) {
+				r = ftruncate(c, 0);
+				tap_ok(r == 0 && mstat(c).size == 0,
+				       "child, no page free: truncate to 0 (%s)", r ? strerror(errno) : "ok");
+			}
+			close(c);
+			close(base);
+			unlink(MNT "/cbase");
+			empty_filler(filler);
+		}
+}
+
+/*
+ * MORSEL_IOC_MAP of a writable mapping with no page free whose first
+ * granule is a hole without a table (linking it needs one): MAP links
+ * the three granules that have tables all the same, and says so
+ * (linked 3, pages 0; session 10 review: counted as pages).
+ */
+static void map_counts_when_full(int filler)
+{
+	struct morsel_map mm;
+	volatile unsigned char *p;
+	char *res;
+	int fd, r;
+
+	fd = mkobj(MNT "/gran", 8 * MiB);
+	for (long g = 1; g < 4; g++)
+		tap_require(pwrite(fd, "data", 4, g * 2 * MiB + 4096) == 4, "data");
+	res = mmap(NULL, 10 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	tap_require(res != MAP_FAILED, "reserve");
+	p = (void *)(((uintptr_t)res + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
+	tap_require(mmap((void *)p, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			 fd, 0) == (void *)p, "mmap 8 MiB");
+	fill_to(filler, 0);
+	memset(&mm, 0, sizeof(mm));
+	mm.argsz = sizeof(mm);
+	mm.addr = (uintptr_t)p;
+	mm.length = 8 * MiB;
+	r = ioctl(fd, MORSEL_IOC_MAP, &mm);
+	tap_ok(r == 0 && mm.linked == 3 && mm.pages == 0 && links(fd) == 3,
+	       "no page free, granule 0 without a table: MAP %s, linked %llu, pages %llu, links %lu",
+	       r ? strerror(errno) : "ok", (unsigned long long)mm.linked,
+	       (unsigned long long)mm.pages, links(fd));
+	munmap(res, 10 * MiB);
+	close(fd);
+	unlink(MNT "/gran");
+	empty_filler(filler);
 }
 
 /*
@@ -233,6 +332,8 @@ static void as_user(void)
 	for (long room = 0; room <= 6; room++)
 		writes_past_end(b, filler, room);
 	map_when_full(filler);
+	map_counts_when_full(filler);
+	child_undo(filler);
 	p = map_aligned(b, PROT_READ | PROT_WRITE, &res);
 	tap_ok(reads_right(p), "plain: the mapping reads the data");
 	st = mstat(b);
