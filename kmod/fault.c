@@ -901,8 +901,16 @@ static int map_vma_range(struct vm_area_struct *vma, unsigned long addr,
 				continue;
 			}
 			arg->pages++;
-		} else if (addr < no_link) {
-			addr = next_data_below(vma, m, addr, min(no_link, end));
+		} else {
+			/*
+			 * A hole: on to the next page with data, within the
+			 * rest of the range if linking failed there, else
+			 * within this 2 MiB (the next may link).
+			 */
+			addr = next_data_below(vma, m, addr, addr < no_link ?
+					       min(no_link, end) :
+					       min(end, ALIGN_DOWN(addr, PMD_SIZE) +
+							PMD_SIZE));
 			continue;
 		}
 		addr += PAGE_SIZE;
