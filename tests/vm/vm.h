@@ -42,6 +42,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/utsname.h>
@@ -449,7 +450,7 @@ static inline void tap_run_as(uid_t uid, gid_t gid, void (*fn)(void))
 {
 	int pfd[2], r[3], status;
 	ssize_t n;
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	tap_require(pipe(pfd) == 0, "pipe");
 	fflush(stdout);
@@ -459,6 +460,12 @@ static inline void tap_run_as(uid_t uid, gid_t gid, void (*fn)(void))
 		close(pfd[0]);
 		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
 			tap_fatal("cannot become %d:%d", (int)uid, (int)gid);
+		/*
+		 * Die with the test (its watchdog ends only the parent):
+		 * set after setuid(), which clears it.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+			_exit(2);
 		fn();
 		r[0] = tap_run;
 		r[1] = tap_failed;
