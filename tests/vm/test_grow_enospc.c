@@ -191,6 +191,26 @@ static void child_undo(int filler)
 }
 
 /*
+ * "data" at 4 KiB into each 2 MiB granule of @fd (@len bytes) from
+ * granule @first on, @fd mapped @prot at a 2 MiB boundary, the mount
+ * filled, then MORSEL_IOC_MAP of it all: the mapping; *@r 0 or the
+ * errno, the counts in *@mm.
+ */
+static volatile unsigned char *map_full(int fd, long first, long len, int prot,
+					int filler, struct morsel_map *mm, int *r)
+{
+	unsigned char *p = free_range(len, 2 * MiB);
+
+	for (long g = first; g < len / (2 * MiB); g++)
+		tap_require(pwrite(fd, "data", 4, g * 2 * MiB + 4096) == 4, "data");
+	tap_require(mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fd, 0) == p,
+		    "mmap %ld MiB", len >> 20);
+	fill_to(filler, 0);
+	*r = link_counted(fd, p, len, mm) ? errno : 0;
+	return p;
+}
+
+/*
  * MORSEL_IOC_MAP of a writable mapping with no page free whose first
  * granule is a hole without a table (linking it needs one): MAP links
  * the three granules that have tables all the same, and says so
@@ -200,28 +220,15 @@ static void map_counts_when_full(int filler)
 {
 	struct morsel_map mm;
 	volatile unsigned char *p;
-	char *res;
 	int fd, r;
 
 	fd = mkobj(MNT "/gran", 8 * MiB);
-	for (long g = 1; g < 4; g++)
-		tap_require(pwrite(fd, "data", 4, g * 2 * MiB + 4096) == 4, "data");
-	res = mmap(NULL, 10 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(res != MAP_FAILED, "reserve");
-	p = (void *)(((uintptr_t)res + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
-	tap_require(mmap((void *)p, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			 fd, 0) == (void *)p, "mmap 8 MiB");
-	fill_to(filler, 0);
-	memset(&mm, 0, sizeof(mm));
-	mm.argsz = sizeof(mm);
-	mm.addr = (uintptr_t)p;
-	mm.length = 8 * MiB;
-	r = ioctl(fd, MORSEL_IOC_MAP, &mm);
+	p = map_full(fd, 1, 8 * MiB, PROT_READ | PROT_WRITE, filler, &mm, &r);
 	tap_ok(r == 0 && mm.linked == 3 && mm.pages == 0 && links(fd) == 3,
 	       "no page free, granule 0 without a table: MAP %s, linked %llu, pages %llu, links %lu",
-	       r ? strerror(errno) : "ok", (unsigned long long)mm.linked,
+	       r ? strerror(r) : "ok", (unsigned long long)mm.linked,
 	       (unsigned long long)mm.pages, links(fd));
-	munmap(res, 10 * MiB);
+	munmap((void *)p, 8 * MiB);
 	close(fd);
 	unlink(MNT "/gran");
 	empty_filler(filler);
@@ -240,26 +247,12 @@ static void map_when_full(int filler)
 	struct morsel_map mm;
 	unsigned char v = 0xff;
 	volatile unsigned char *p;
-	char *res;
-	int fd, r, e, sig, ok = 1;
+	int fd, r, sig, ok = 1;
 
 	fd = mkobj(MNT "/holes", 4 * MiB);
-	for (long g = 0; g < 2; g++)
-		tap_require(pwrite(fd, "data", 4, g * 2 * MiB + 4096) == 4, "data");
-	res = mmap(NULL, 6 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	tap_require(res != MAP_FAILED, "reserve");
-	p = (void *)(((uintptr_t)res + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
-	tap_require(mmap((void *)p, 4 * MiB, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
-		    (void *)p, "mmap 4 MiB read-only");
-	fill_to(filler, 0);
-	memset(&mm, 0, sizeof(mm));
-	mm.argsz = sizeof(mm);
-	mm.addr = (uintptr_t)p;
-	mm.length = 4 * MiB;
-	r = ioctl(fd, MORSEL_IOC_MAP, &mm);
-	e = errno;
+	p = map_full(fd, 0, 4 * MiB, PROT_READ, filler, &mm, &r);
 	tap_ok(r == 0, "no page free: MAP of a read-only mapping whose granules begin with a hole: %s (linked %llu, pages %llu)",
-	       r ? strerror(e) : "ok", (unsigned long long)mm.linked,
+	       r ? strerror(r) : "ok", (unsigned long long)mm.linked,
 	       (unsigned long long)mm.pages);
 	for (long g = 0; g < 2; g++)
 		ok &= !memcmp((const void *)(p + g * 2 * MiB + 4096), "data", 4);
@@ -268,7 +261,7 @@ static void map_when_full(int filler)
 	tap_ok(sig == SIGBUS || (sig == 0 && v == 0),
 	       "no page free: a load of the hole raises SIGBUS or reads zero (signal %d, 0x%02x)",
 	       sig, v);
-	munmap(res, 6 * MiB);
+	munmap((void *)p, 4 * MiB);
 	close(fd);
 	unlink(MNT "/holes");
 	empty_filler(filler);

@@ -9,7 +9,7 @@
  *   ioctls     stat_of() (MORSEL_IOC_STAT, the ioctl's result), mstat()
  *              (the same, bails out on failure), links(), size_of(),
  *              data_of(), tables_of() (-1 on error), freeze(), split(),
- *              split_flags(), link_all() (MORSEL_IOC_MAP)
+ *              split_flags(), link_all(), link_counted() (MORSEL_IOC_MAP)
  *   totals     total(name) from /sys/kernel/morsel (-1 if unreadable),
  *              struct totals / totals() for all five, totals_back()
  *   debugfs    read_objects(), object_figures(), ino(), replacements()
@@ -132,16 +132,23 @@ static inline int split(int fd)
 	return split_flags(fd, MORSEL_SPLIT_CLOEXEC);
 }
 
+/* MORSEL_IOC_MAP of [@p, @p + @len), a mapping of @fd; counts in *@m. */
+static inline int link_counted(int fd, void *p, unsigned long len,
+			       struct morsel_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->argsz = sizeof(*m);
+	m->addr = (uintptr_t)p;
+	m->length = len;
+	return ioctl(fd, MORSEL_IOC_MAP, m);
+}
+
 /* MORSEL_IOC_MAP: link all of [@p, @p + @len), a mapping of @fd. */
 static inline int link_all(int fd, void *p, unsigned long len)
 {
 	struct morsel_map m;
 
-	memset(&m, 0, sizeof(m));
-	m.argsz = sizeof(m);
-	m.addr = (uintptr_t)p;
-	m.length = len;
-	return ioctl(fd, MORSEL_IOC_MAP, &m);
+	return link_counted(fd, p, len, &m);
 }
 
 /* ------------------------------------------------------- module totals */
