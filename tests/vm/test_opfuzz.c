@@ -126,6 +126,7 @@ struct slot {
 	struct map m[NMAP];
 	int nm;
 	int chain_n, chain_delta, chain_stale;	/* save chain */
+	int chain_maybe_stale;	/* --tight: a save failed, maybe after its clean */
 	uint64_t written[TRACK / PG / 64];	/* pages stored since a clean */
 };
 
@@ -137,6 +138,7 @@ struct shared {
 	int fail_kind[MAXW];
 	long long kcov_lost[MAXW];
 	long long nospace[MAXW];	/* --tight: calls that ran out of space */
+	long long nospace_ops[MAXW][NK];	/* --tight: ops that met it */
 	int stop;		/* a worker diverged: everyone stops */
 	char msg[MAXW][768];
 };
@@ -178,10 +180,14 @@ static int known_bugs = 1;
  * changed (truncate, fallocate, FILL, SPLIT, a write that failed), the
  * bytes it reached (a short write), or per byte either the old or the
  * new value (a store or punch stopped part way); a load through a
- * mapping may raise SIGBUS only on a page that holds no frame.  Kinds
- * whose model cannot say what a partial effect is are left out (fork,
- * exit, futex, odirect, save, load; xattrs have a limit of their own,
- * not the mount's).
+ * mapping may raise SIGBUS only on a page that holds no frame.  The
+ * processes of fork, exit and futex report a store that raised SIGBUS by
+ * their exit status, and the parent takes what the store left (per byte
+ * old or new); O_DIRECT that stopped short took exactly the bytes it
+ * reports and per byte old or new after them, on the disk as in the
+ * object; a save that ran out of space may have cleaned (the next
+ * increment may fail with ESTALE); a load that did leaves no object.
+ * xattrs have a limit of their own, not the mount's.
  */
 #ifndef OPFUZZ_TIGHT
 #define OPFUZZ_TIGHT 0	/* test_opfuzz_tight.c: 1 */
@@ -282,8 +288,11 @@ static int same(long rm, int em, long rt, int et)
 }
 
 /* --tight: the object's call failed for want of space. */
+static int op_nospace;		/* the current op did, at least once */
+
 static void count_nospace(void)
 {
+	op_nospace = 1;
 	if (sh)
 		sh->nospace[me]++;
 }
@@ -691,6 +700,7 @@ static void chain_drop(struct slot *s)
 	unlink(p);
 	s->chain_n = 0;
 	s->chain_stale = 0;
+	s->chain_maybe_stale = 0;
 }
 
 static void slot_close(struct slot *s)
@@ -1617,6 +1627,19 @@ static int op_remote(struct op *o)
  * checks a range through one against the twin, stores through another
  * and exits without munmap; the parent applies the store to the twin.
  */
+/*
+ * --tight: a child process's store through a mapping raised SIGBUS (a
+ * page the mount had no frame for) and it exited with status 12: it
+ * stored part of its bytes.
+ */
+static int child_stored_part(int st)
+{
+	if (!(tight && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 12))
+		return 0;
+	count_nospace();
+	return 1;
+}
+
 static int op_fork(struct op *o)
 {
 	struct slot *s = used_slot(o->slot);
@@ -1652,12 +1675,23 @@ static int op_fork(struct op *o)
 			printf("# child: %s\n", msgbuf);
 			_exit(10);
 		}
-		if (wn > 0 && probe_copy(w->addr + (wo - w->off), b3, wn))
-			_exit(11);
+		if (wn > 0) {
+			int sig = probe_copy(w->addr + (wo - w->off), b3, wn);
+
+			if (sig == SIGBUS && tight)
+				_exit(12);	/* a page it had no frame for */
+			if (sig)
+				_exit(11);
+		}
 		_exit(0);
 	}
 	st = wait_status(pid);
 	cur_child = 0;
+	if (child_stored_part(st)) {
+		if (absorb(s, b3, wo, wn, "fork (child's store, SIGBUS)"))
+			return -1;
+		return map_check(s, w, wo, wn, "fork (child's store, SIGBUS)");
+	}
 	if (!CHILD_OK(st))
 		return fail("fork child of slot %d: status %#x (10: mismatch, 11: store faulted)",
 			    o->slot, st);
@@ -1703,15 +1737,31 @@ static int op_exit(struct op *o)
 		mm.length = len;
 		mm.flags = (o->r[2] & 1) ? MORSEL_MAP_POPULATE : 0;
 		if ((o->r[2] & 2) && ioctl(s->fd, MORSEL_IOC_MAP, &mm))
-			_exit(11);
-		if (wn > 0 && probe_copy(p + wo, b3, wn))
-			_exit(12);
+			_exit(tight && errno == ENOSPC ? 13 : 11);
+		if (wn > 0) {
+			int sig = probe_copy(p + wo, b3, wn);
+
+			if (sig == SIGBUS && tight)
+				_exit(12);	/* a page it had no frame for */
+			if (sig)
+				_exit(14);
+		}
 		_exit(0);		/* no munmap: exit removes the links */
 	}
 	st = wait_status(pid);
 	cur_child = 0;
+	if (child_stored_part(st)) {
+		if (absorb(s, b3, wo, wn, "exit (child's store, SIGBUS)"))
+			return -1;
+		return cmp_range(s, wo, wn, "exit (child's store, SIGBUS)");
+	}
+	if (tight && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 13) {
+		/* MAP_POPULATE ran out of space: it stored nothing */
+		count_nospace();
+		return cmp_range(s, wo, wn, "exit (MAP: ENOSPC)");
+	}
 	if (!CHILD_OK(st))
-		return fail("exit child of slot %d: status %#x (10 mmap, 11 MAP, 12 store)",
+		return fail("exit child of slot %d: status %#x (10 mmap, 11 MAP, 12/14 store: SIGBUS/other signal)",
 			    o->slot, st);
 	if (wn > 0) {
 		if (pwrite(s->tfd, b3, wn, wo) != wn)
@@ -2113,6 +2163,20 @@ static int op_save(struct op *o)
 		chain_drop(s);
 		return 0;
 	}
+	if (incr && s->chain_maybe_stale && r == -ESTALE) {
+		chain_drop(s);	/* the failed save had cleaned */
+		return 0;
+	}
+	if (r == -ENOSPC && tight) {
+		/*
+		 * The images are not on this mount: what ran out is the
+		 * object's side.  The chain is as it was, but the save may
+		 * have cleaned first.
+		 */
+		count_nospace();
+		s->chain_maybe_stale = 1;
+		return 0;
+	}
 	if (r)
 		return fail("morsel_save(slot %d, %s%s): %s: %s", o->slot,
 			    incr ? "incremental" : "full",
@@ -2120,6 +2184,7 @@ static int op_save(struct op *o)
 	if (!incr)
 		s->chain_delta = so.flags != 0;
 	s->chain_n++;
+	s->chain_maybe_stale = 0;
 	memset(s->written, 0, sizeof(s->written));
 	snap_path(sp, sizeof(sp), s);
 	unlink(sp);
@@ -2154,8 +2219,18 @@ static int op_load(struct op *o)
 	tpath(q, sizeof(q), name);
 	memset(&lo, 0, sizeof(lo));
 	lo.base_fd = s->chain_delta ? s->basefd : -1;
+	/* --tight: a delta's base may live on another mount (op_split) */
+	if (lo.base_fd >= 0 && !same_fs(lo.base_fd, mdir))
+		return SKIP;
 	memset(&err, 0, sizeof(err));
 	fd = morsel_load(pp, s->chain_n, p, &lo, NULL, &err);
+	if (fd < 0 && enospc(-1, -fd)) {
+		/* persistence.md: a new object is removed on any error */
+		if (!access(p, F_OK) || errno != ENOENT)
+			return fail("morsel_load ran out of space and left %s behind",
+				    p);
+		return 0;
+	}
 	if (fd < 0)
 		return fail("morsel_load(slot %d's chain of %d%s): %s: %s", o->slot,
 			    s->chain_n, s->chain_delta ? ", delta" : "",
@@ -2203,7 +2278,7 @@ static int op_futex(struct op *o)
 	struct map *m = NULL;
 	long long lo, hi, at, poff;
 	uint32_t *w, zero = 0, one = 1;
-	int woke = 0, st, cprot;
+	int woke = 0, st, cprot, sig;
 	pid_t pid;
 
 	if (!s || s->frozen)
@@ -2224,8 +2299,16 @@ static int op_futex(struct op *o)
 	if (at + 4 > hi)
 		return SKIP;
 	w = (uint32_t *)(m->addr + (at - m->off));
-	if (probe_copy(w, &zero, 4))
-		return fail("futex word store faulted");
+	sig = probe_copy(w, &zero, 4);
+	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
+		count_nospace();
+		if (absorb(s, NULL, at, 4, "futex word store (SIGBUS)"))
+			return -1;
+		return map_check(s, m, at, 4, "futex word store (SIGBUS)");
+	}
+	if (sig)
+		return fail("futex word store at file offset %lld of slot %d: signal %d",
+			    at, o->slot, sig);
 	if (pwrite(s->tfd, &zero, 4, at) != 4)
 		return fail("twin pwrite");
 	mark(s, at, 4);
@@ -2261,12 +2344,16 @@ static int op_futex(struct op *o)
 		if (!woke)
 			usleep(10000);
 	}
-	*w = 1;
+	/* The page holds our frame now: this store cannot need one. */
+	sig = probe_copy(w, &one, 4);
 	futex(w, FUTEX_WAKE, 1, NULL);
-	if (!woke)
+	if (!woke || sig)
 		kill(pid, SIGKILL);
 	st = wait_status(pid);
 	cur_child = 0;
+	if (sig)
+		return fail("futex: the second store to the word at file offset %lld of slot %d: signal %d",
+			    at, o->slot, sig);
 	if (pwrite(s->tfd, &one, 4, at) != 4)
 		return fail("twin pwrite");
 	if (!woke)
@@ -2285,6 +2372,43 @@ static int op_futex(struct op *o)
  * pages first) puts the disk's bytes into the object.  Whole pages inside
  * the size only.
  */
+/*
+ * --tight: I/O through a mapping stopped at a page it could not have a
+ * frame for (a hole to fill, a page to copy: GUP fails with EFAULT where
+ * the fault would raise SIGBUS): a short count, or EFAULT before the
+ * first byte.
+ */
+static int gup_stopped(long r, int e)
+{
+	if (!(tight && (r >= 0 || e == EFAULT)))
+		return 0;
+	count_nospace();
+	return 1;
+}
+
+/*
+ * --tight: an O_DIRECT write from mapping [a, a + n) of @s to the disk at
+ * @doff stopped after @r bytes (-1: before the first): the disk has the
+ * object's bytes there, and after it per byte the old or the object's.
+ * Reading left the object as it was.
+ */
+static int odirect_write_stopped(struct slot *s, struct map *m, long long a,
+				 long long n, long long doff, long r)
+{
+	if (full_pread(s->tfd, b2, n, a) != n)
+		return fail("twin pread");
+	if (full_pread(dfd_direct, b1, n, doff) != n)
+		return fail("O_DIRECT read back: %s", strerror(errno));
+	for (long long i = 0; i < n; i++) {
+		if (b1[i] == b2[i] || (i >= r && b1[i] == dmodel[doff + i]))
+			continue;
+		return fail("O_DIRECT write from slot %d's mapping (file %lld) stopped after %ld bytes: disk byte %lld is 0x%02x, object's 0x%02x, before 0x%02x",
+			    (int)(s - S), a, r, doff + i, b1[i], b2[i], dmodel[doff + i]);
+	}
+	memcpy(dmodel + doff, b1, n);
+	return map_check(s, m, a, n, "O_DIRECT write (stopped)");
+}
+
 static int op_odirect(struct op *o)
 {
 	struct slot *s = used_slot(o->slot);
@@ -2303,6 +2427,8 @@ static int op_odirect(struct op *o)
 	doff = PG * (long long)(o->r[2] % (uint64_t)((DFILE - n) / PG + 1));
 	if (o->r[3] & 1) {		/* mapping -> disk */
 		r = pwrite(dfd_direct, m->addr + (a - m->off), n, doff);
+		if (r != n && gup_stopped(r, errno))
+			return odirect_write_stopped(s, m, a, n, doff, r);
 		if (r != n)
 			return fail("O_DIRECT write of %lld bytes from a mapping of slot %d: %s",
 				    n, o->slot, res(r, errno));
@@ -2325,6 +2451,17 @@ static int op_odirect(struct op *o)
 		return map_check(s, m, a, n, "O_DIRECT read (refused)");
 	}
 	r = pread(dfd_direct, m->addr + (a - m->off), n, doff);
+	if (r != n && gup_stopped(r, errno)) {
+		/* exactly the bytes it reports, then per byte old or new */
+		if (r > 0 && model_store(s, dmodel + doff, a, r,
+					 "O_DIRECT read (stopped short)"))
+			return -1;
+		r = mx(r, 0);
+		if (absorb(s, dmodel + doff + r, a + r, n - r,
+			   "O_DIRECT read (stopped)"))
+			return -1;
+		return map_check(s, m, a, n, "O_DIRECT read (stopped)");
+	}
 	if (r != n)
 		return fail("O_DIRECT read of %lld bytes into a mapping of slot %d: %s",
 			    n, o->slot, res(r, errno));
@@ -2529,19 +2666,12 @@ static int op_squeeze(struct op *o)
 	return 0;
 }
 
-/* The weights: --tight draws squeeze and leaves out what it cannot model. */
+/* The weights: squeeze only with --tight. */
 static void set_weights(void)
 {
-	static const int untight[] = { K_fork, K_exit, K_futex, K_odirect,
-		K_save, K_load };
-
 	memcpy(kw, kweight, sizeof(kw));
-	if (!tight) {
+	if (!tight)
 		kw[K_squeeze] = 0;
-		return;
-	}
-	for (unsigned i = 0; i < sizeof(untight) / sizeof(untight[0]); i++)
-		kw[untight[i]] = 0;
 }
 
 typedef int (*op_fn)(struct op *);
@@ -2823,12 +2953,15 @@ static __attribute__((noinline)) int run_one(void)
 		return op_hung();
 	}
 	op_armed = 1;
+	op_nospace = 0;
 	alarm(OP_TIMEOUT);
 	{
 		int r = ops[cur_op.kind](&cur_op);
 
 		alarm(0);
 		op_armed = 0;
+		if (op_nospace && sh)
+			sh->nospace_ops[me][cur_op.kind]++;
 		return r;
 	}
 }
@@ -3185,21 +3318,30 @@ static void make_shared(void)
 
 static void print_counts(int workers)
 {
-	long long tot = 0, sk = 0;
+	long long tot = 0, sk = 0, ns = 0;
 
-	printf("# op counts (run / not applicable) per kind:\n");
+	printf("# op counts (run / not applicable%s) per kind:\n",
+	       tight ? " / ran out of space" : "");
 	for (int k = 0; k < NK; k++) {
-		long long c = 0, s = 0;
+		long long c = 0, s = 0, n = 0;
 
 		for (int w = 0; w < workers; w++) {
 			c += sh->count[w][k];
 			s += sh->skip[w][k];
+			n += sh->nospace_ops[w][k];
 		}
 		tot += c;
 		sk += s;
-		printf("#   %-9s %9lld %7lld\n", kname[k], c, s);
+		ns += n;
+		if (tight)
+			printf("#   %-9s %9lld %7lld %7lld\n", kname[k], c, s, n);
+		else
+			printf("#   %-9s %9lld %7lld\n", kname[k], c, s);
 	}
-	printf("#   %-9s %9lld %7lld\n", "total", tot, sk);
+	if (tight)
+		printf("#   %-9s %9lld %7lld %7lld\n", "total", tot, sk, ns);
+	else
+		printf("#   %-9s %9lld %7lld\n", "total", tot, sk);
 }
 
 /*
