@@ -38,7 +38,12 @@
  *                  first store right after the same store to another
  *                  child (the fault path warm), against the same fork
  *                  figure: under TCG most of a lone first store is the
- *                  emulator's cold code and TLB (docs/gup.md, session 9)
+ *                  emulator's cold code and TLB (docs/gup.md, session 9);
+ *                  and a second one with both sides equally cold: a 20 ms
+ *                  sleep right before the timed store, in the fork child
+ *                  as after the morsel child's map (docs/gup.md, session
+ *                  11: a fork child's first store comes right after its
+ *                  parent took the same copy-on-write path)
  *
  * Objects are filled (not timed) with fallocate plus one byte per 4 KiB
  * page; each object is freed before the next is created.  Every figure is
@@ -708,16 +713,22 @@ static void bench_split(uint64_t size)
 struct cow_arg {
 	char *mem;		/* the parent's private memory */
 	uint64_t pages;
+	unsigned int sleep_us;	/* before the timed stores */
 };
+
+#define COLD_SLEEP_US	20000
 
 /* In a fork child: time the first store to @pages pages of @mem. */
 static void cow_fork_child(void *arg, double *out, int n)
 {
 	struct cow_arg *a = arg;
 	volatile char *p = a->mem;
-	double t0 = now_us();
+	double t0;
 
 	(void)n;
+	if (a->sleep_us)
+		usleep(a->sleep_us);
+	t0 = now_us();
 	for (uint64_t i = 0; i < a->pages; i++)
 		p[i * PAGE + 8] = (char)(i | 1);
 	out[0] = now_us() - t0;
@@ -758,6 +769,25 @@ static double cow_store_warm(int fd)
 }
 
 /*
+ * The first store to one page of a new child after a sleep of
+ * COLD_SLEEP_US: as cold as a fork child's store after the same sleep.
+ */
+static double cow_store_cold(int fd)
+{
+	void *a;
+	int ca = cow_child(fd, &a);
+	double t0, t;
+
+	usleep(COLD_SLEEP_US);
+	t0 = now_us();
+	((volatile char *)a)[8] = 1;
+	t = now_us() - t0;
+	morsel_unmap(a, COW_BASE);
+	close(ca);
+	return t;
+}
+
+/*
  * The 1-page figure is a single fault, the noisiest of the three: it gets
  * three times the samples.  Each side runs its samples back to back (a
  * fork sample sleeps in waitpid(), which would leave the next morsel
@@ -767,6 +797,7 @@ static void bench_cow_write(void)
 {
 	static const uint64_t counts[] = { 1, 64, 4096 };
 	double m[MAX_REPS], f[MAX_REPS], w[MAX_REPS], fill;
+	double cm[MAX_REPS], cf[MAX_REPS];
 	int fd;
 	char full[4096], label[64];
 	char *anon;
@@ -779,7 +810,7 @@ static void bench_cow_write(void)
 	       (unsigned long long)(COW_BASE >> 20), fill / 1e6);
 	for (unsigned k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
 		uint64_t pages = counts[k];
-		struct cow_arg ca = { anon, pages };
+		struct cow_arg ca = { anon, pages, 0 };
 		int n = pages == 1 ? 3 * reps_fast : reps_fast;
 
 		if (n > MAX_REPS)
@@ -807,9 +838,17 @@ static void bench_cow_write(void)
 			morsel_unmap(v, COW_BASE);
 			close(c);
 		}
-		if (pages == 1)
+		if (pages == 1) {
+			struct cow_arg cold = { anon, 1, COLD_SLEEP_US };
+
 			for (int i = 0; i < n; i++)
 				w[i] = cow_store_warm(fd);
+			for (int i = 0; i < reps_fast; i++)
+				cm[i] = cow_store_cold(fd);
+			for (int i = 0; i < reps_fast; i++)
+				in_child(cow_fork_child, &cold, &cf[i], 1,
+					 "cow_write fork (cold)");
+		}
 		for (int i = 0; i < n; i++)
 			in_child(cow_fork_child, &ca, &f[i], 1, "cow_write fork");
 		snprintf(label, sizeof(label), "cow_write morsel %llu pages",
@@ -823,6 +862,13 @@ static void bench_cow_write(void)
 			printf("# cow_write pages=1 warm (the same store to another child just before): morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
 			       median(w, n), median(f, n),
 			       median(f, n) / (median(w, n) > 0 ? median(w, n) : 0.1));
+			print_samples("cow_write morsel 1 page, after a sleep", cm, reps_fast);
+			print_samples("cow_write fork 1 page, after a sleep", cf, reps_fast);
+			printf("# cow_write pages=1 equally cold (both after a %d ms sleep): morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
+			       COLD_SLEEP_US / 1000, median(cm, reps_fast),
+			       median(cf, reps_fast),
+			       median(cf, reps_fast) /
+			       (median(cm, reps_fast) > 0 ? median(cm, reps_fast) : 0.1));
 		}
 		printf("BENCH cow_write pages=%llu size=%llu morsel_us=%.1f fork_us=%.1f ratio=%.2f\n",
 		       (unsigned long long)pages, (unsigned long long)(pages * PAGE),
