@@ -173,7 +173,8 @@ static int trace;			/* --trace: print every op first */
 static int known_bugs = 1;
 /*
  * --tight: each worker's objects live on a morselfs mount of its own with
- * size=TIGHT_SIZE, and op squeeze fills it to 0-7 free pages or empties
+ * TIGHT_SIZE (pages and objects), and op squeeze fills it to 0-7 free
+ * pages or empties
  * its filler, so growing ops meet ENOSPC, faults SIGBUS, writes stop
  * short (semantics.md, "Mounts": size=).  What a call that ran out of
  * space must leave is checked instead of the twin's result: nothing
@@ -195,7 +196,12 @@ static int known_bugs = 1;
 static int tight = OPFUZZ_TIGHT;
 static int squeeze_fd = -1;	/* --tight: the worker's filler file */
 #define TIGHT_ROOT	"/tmp/opfuzz-tight"
-#define TIGHT_SIZE	"size=48m"
+/*
+ * Space and objects: NSLOT slots and the filler would make 9 objects, and
+ * bases kept alive by their children more, so creating one meets
+ * nr_morsels's ENOSPC too.
+ */
+#define TIGHT_SIZE	"size=48m,nr_morsels=8"
 /* Self-test: the model is corrupted on purpose after every pwrite. */
 static int inject;
 static int quick_selftest_off;	/* --no-selftest */
@@ -778,6 +784,10 @@ static int op_create(struct op *o)
 		em = errno;
 		tfd = open(tdir, O_TMPFILE | O_RDWR, 0600);
 		et = errno;
+		if (fd < 0 && tfd >= 0 && enospc(fd, em)) {	/* nr_morsels */
+			close(tfd);
+			return 0;
+		}
 		if (fd < 0 || tfd < 0) {
 			if (fd >= 0)
 				close(fd);
@@ -795,6 +805,14 @@ static int op_create(struct op *o)
 		em = errno;
 		tfd = open(q, O_RDWR | O_CREAT | O_EXCL, 0600);
 		et = errno;
+		if (fd < 0 && tfd >= 0 && enospc(fd, em)) {	/* nr_morsels */
+			close(tfd);
+			unlink(q);
+			if (!access(p, F_OK) || errno != ENOENT)
+				return fail("create %s failed with ENOSPC and left it behind",
+					    name);
+			return 0;
+		}
 		if (fd < 0 || tfd < 0) {
 			if (fd >= 0)
 				close(fd);
@@ -2646,6 +2664,8 @@ static int op_squeeze(struct op *o)
 	if (squeeze_fd < 0) {
 		mpath(p, sizeof(p), "squeeze");
 		squeeze_fd = open(p, O_RDWR | O_CREAT, 0600);
+		if (squeeze_fd < 0 && enospc(-1, errno))
+			return 0;	/* nr_morsels: no filler for now */
 		if (squeeze_fd < 0)
 			return fail("squeeze: open %s: %s", p, strerror(errno));
 	}
@@ -3509,7 +3529,7 @@ int main(int argc, char **argv)
 	if (tight) {
 		rm_rf(TIGHT_ROOT);
 		tap_require(mkdir(TIGHT_ROOT, 0755) == 0, "mkdir %s", TIGHT_ROOT);
-		printf("# --tight: each worker on a morselfs mount of %s, op squeeze fills it\n",
+		printf("# --tight: each worker on a morselfs mount of %s, op squeeze fills it with pages\n",
 		       TIGHT_SIZE);
 	}
 	make_shared();
