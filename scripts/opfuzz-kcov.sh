@@ -14,8 +14,11 @@
 # instrumented site: each call of __sanitizer_cov_trace_pc in morsel.ko
 # (its return address is the PC KCOV records), mapped to file:line with
 # addr2line.  Writes docs/fuzz-coverage.md (FUZZ_KCOV_DOC=path to write
-# elsewhere) and build/opfuzz-kcov/.
-#   FUZZ_KCOV_SECS=600          seconds of fuzzing
+# elsewhere) and build/opfuzz-kcov/.  One boot per mode; the lines
+# reached are the union.
+#   FUZZ_KCOV_SECS=600          seconds of fuzzing per mode
+#   FUZZ_KCOV_MODES="plain tight"  the fuzzer's modes (tight: --tight,
+#                               each worker on a full mount of its own)
 #   FUZZ_KCOV_PAGING=5
 #   MORSEL_DEBUG_KERNEL_DIR=... the debug kernel's cache (default build/debug-kernel)
 set -uo pipefail
@@ -23,6 +26,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 exec 2>&1
 secs=${FUZZ_KCOV_SECS:-600}
+modes=${FUZZ_KCOV_MODES:-plain tight}
 paging=${FUZZ_KCOV_PAGING:-5}
 doc=${FUZZ_KCOV_DOC:-docs/fuzz-coverage.md}
 OUT=build/opfuzz-kcov
@@ -53,43 +57,56 @@ sites=$(objdump -dr "$KO" | grep -c '__sanitizer_cov_trace_pc')
 echo "== $sites instrumented sites"
 
 disk=$OUT/disk.img
-rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -F -q "$disk"
-echo "== fuzzing $secs s on the debug kernel, $paging-level paging (log: $OUT/vm.log)"
-./vm/run --kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" \
-	--append "kfence.sample_interval=10 nokaslr watchdog_thresh=60" --module "$KO" --mem 3G \
-	--paging "$paging" --timeout $((secs + 1800)) --disk "$disk" \
-	--keep-log "$OUT/vm.log" -- build/tests/vm/test_opfuzz --kcov \
-	--secs "$secs" --progress 120 --no-selftest > "$OUT/vm.out" 2>&1
-rc=$?
-grep -vE '^KCOV-(PC|SECTION) ' "$OUT/vm.out" | grep -vE '^# (log|min) op ' | tail -n 60
-grep -E '^KCOV-(PC|SECTION) ' "$OUT/vm.out" | tr -d '\r' > "$OUT/pcs.txt"
-echo "== vm/run exit $rc; $(grep -c '^KCOV-PC' "$OUT/pcs.txt") module PCs"
-[ -s "$OUT/pcs.txt" ] || { echo "opfuzz-kcov: no PCs"; exit 1; }
-
-/usr/bin/python3 - "$KO" "$OUT/pcs.txt" "$doc" "$secs" "$paging" "$rc" "$OUT/vm.out" <<'PY'
+rc=0
+runs=()
+for mode in $modes; do
+	case "$mode" in
+	plain) flag= ;;
+	tight) flag=--tight ;;
+	*) echo "opfuzz-kcov: unknown mode '$mode' (plain, tight)"; exit 2 ;;
+	esac
+	rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -F -q "$disk"
+	echo "== fuzzing $secs s ($mode) on the debug kernel, $paging-level paging (log: $OUT/vm-$mode.log)"
+	./vm/run --kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" \
+		--append "kfence.sample_interval=10 nokaslr watchdog_thresh=60" --module "$KO" --mem 3G \
+		--paging "$paging" --timeout $((secs + 1800)) --disk "$disk" \
+		--keep-log "$OUT/vm-$mode.log" -- build/tests/vm/test_opfuzz --kcov $flag \
+		--secs "$secs" --progress 120 --no-selftest > "$OUT/vm-$mode.out" 2>&1
+	r=$?
+	[ "$r" = 0 ] || rc=$r
+	grep -vE '^KCOV-(PC|SECTION) ' "$OUT/vm-$mode.out" | grep -vE '^# (log|min) op ' | tail -n 60
+	grep -E '^KCOV-(PC|SECTION) ' "$OUT/vm-$mode.out" | tr -d '\r' > "$OUT/pcs-$mode.txt"
+	echo "== $mode: vm/run exit $r; $(grep -c '^KCOV-PC' "$OUT/pcs-$mode.txt") module PCs"
+	[ -s "$OUT/pcs-$mode.txt" ] || { echo "opfuzz-kcov: no PCs ($mode)"; exit 1; }
+	runs+=("$mode:$OUT/pcs-$mode.txt:$OUT/vm-$mode.out")
+done
+/usr/bin/python3 - "$KO" "$doc" "$secs" "$paging" "$rc" "${runs[@]}" <<'PY'
 import collections, re, subprocess, sys, datetime, os
-ko, pcfile, doc, secs, paging, rc, vmout = sys.argv[1:8]
+ko, doc, secs, paging, rc = sys.argv[1:6]
+runs = [a.split(':', 2) for a in sys.argv[6:]]   # mode, PC file, program output
 # Executable sections of the .ko and their sizes.
 secsz = {}
 for l in subprocess.run(["readelf", "-SW", ko], capture_output=True, text=True).stdout.splitlines():
     m = re.match(r'\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\S+\s+(\S*X\S*)\s', l)
     if m:
         secsz[m.group(1)] = int(m.group(2), 16)
-base, pcs = {}, set()
-for l in open(pcfile):
-    f = l.split()
-    if f[0] == 'KCOV-SECTION' and f[1] in secsz:
-        base[f[1]] = int(f[2], 16)
-    elif f[0] == 'KCOV-PC':
-        pcs.add(int(f[1], 16))
-hit = set()          # (section, return-address offset)
-outside = 0
-for pc in pcs:
-    for s, a in base.items():
-        if a <= pc < a + secsz[s]:
-            hit.add((s, pc - a)); break
-    else:
-        outside += 1
+hit = set()          # (section, return-address offset), over all runs
+outside = npcs = 0
+for mode, pcfile, vmout in runs:
+    base, pcs = {}, set()   # this boot's section addresses, its PCs
+    for l in open(pcfile):
+        f = l.split()
+        if f[0] == 'KCOV-SECTION' and f[1] in secsz:
+            base[f[1]] = int(f[2], 16)
+        elif f[0] == 'KCOV-PC':
+            pcs.add(int(f[1], 16))
+    npcs += len(pcs)
+    for pc in pcs:
+        for s, a in base.items():
+            if a <= pc < a + secsz[s]:
+                hit.add((s, pc - a)); break
+        else:
+            outside += 1
 # Sites: relocations against __sanitizer_cov_trace_pc in each section.
 sites = []           # (section, call offset, return offset)
 cur = None
@@ -144,23 +161,30 @@ for (f, ln), (n, h) in lines.items():
     perfile[f][1] += h > 0
 tot = sum(v[0] for v in perfile.values()); reached = sum(v[1] for v in perfile.values())
 nsh = sum(1 for s in sites if (s[0], s[2]) in hit)
-ops = re.search(r'#\s+total\s+(\d+)\s+(\d+)', open(vmout, errors='replace').read())
+nops = []
+for mode, pcfile, vmout in runs:
+    ops = re.search(r'#\s+total\s+(\d+)\s+(\d+)', open(vmout, errors='replace').read())
+    nops.append("%s (%s)" % (ops.group(1) if ops else "?", mode))
+modes = " and ".join("plain" if m == "plain" else "`--%s`" % m for m, _, _ in runs)
 w = []
 w.append("# Module coverage of the operation fuzzer (KCOV)\n")
 w.append("Generated by `scripts/opfuzz-kcov.sh` (`make fuzz-ops-kcov`) on %s UTC: "
-         "`tests/vm/test_opfuzz --kcov --secs %s` on the debug kernel "
-         "(docs/debug-kernel.md), %s-level paging, module built with "
-         "`KCOV_INSTRUMENT=y`; vm/run exit status %s; %s ops.  A line is an "
-         "instrumented source line of the module (a line holding at least one "
-         "call of `__sanitizer_cov_trace_pc`, one per basic block); it is "
-         "reached if the PC after one of its calls was recorded in a worker's "
-         "own syscalls (forked children and the library's helper threads are "
-         "not traced, nor work the kernel does later in RCU callbacks or "
-         "other tasks).\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
-         secs, paging, rc, ops.group(1) if ops else "?"))
+         "`tests/vm/test_opfuzz --kcov --secs %s`, %s (one boot each; "
+         "`--tight` puts each worker on a full mount of its own), on the "
+         "debug kernel (docs/debug-kernel.md), %s-level paging, module built "
+         "with `KCOV_INSTRUMENT=y`; vm/run exit status %s; ops: %s.  A line "
+         "is an instrumented source line of the module (a line holding at "
+         "least one call of `__sanitizer_cov_trace_pc`, one per basic block); "
+         "it is reached if the PC after one of its calls was recorded in a "
+         "worker's own syscalls in any run (forked children and the "
+         "library's helper threads are not traced, nor work the kernel does "
+         "later in RCU callbacks or other tasks, nor a process's exit: KCOV "
+         "stops tracing a task before its address space goes).\n" % (
+         datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), secs, modes,
+         paging, rc, ", ".join(nops)))
 w.append("**%d of %d lines reached (%.1f %%)**; %d of %d instrumented sites "
          "(basic blocks); %d module PCs recorded%s.\n" % (reached, tot,
-         100.0 * reached / max(tot, 1), nsh, len(sites), len(pcs),
+         100.0 * reached / max(tot, 1), nsh, len(sites), npcs,
          ", %d outside the module's executable sections" % outside if outside else ""))
 w.append("| file | lines reached | lines | % |\n| --- | ---: | ---: | ---: |")
 for f in sorted(perfile):
