@@ -22,7 +22,8 @@
 #
 # scripts/test-debug.sh --selftest checks the detectors and vm/run's log
 # check instead: a stand-in "morsel" module (generated below) commits one
-# bug per boot (KASAN, KFENCE, lockdep, sleep in atomic, RCU, list, kmemleak)
+# bug per boot (KASAN, KFENCE, lockdep, sleep in atomic, RCU, list, kmemleak;
+# and a kmemleak that switched itself off)
 # and each boot must fail with the expected report; one clean boot must pass.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -268,14 +269,19 @@ EOF
 		"rcu|WARNING: suspicious RCU usage"
 		"list|list_add double add"
 		"kmemleak|MORSEL-HARNESS: kmemleak: 1 objects leaked (before rmmod)"
+		"kmemleak_off|MORSEL-HARNESS: kmemleak: detector disabled"
 	)
 	pass=0; fail=0; failed=()
 	for c in "${cases[@]}"; do
 		name=${c%%|*} want=${c#*|}
-		printf '#!/bin/sh\necho %s > /sys/kernel/morsel/trigger\n' "$name" > "$ST/prog/trigger-$name"
+		if [ "$name" = kmemleak_off ]; then	# kmemleak switches itself off
+			printf '#!/bin/sh\necho off > /sys/kernel/debug/kmemleak\n' > "$ST/prog/trigger-$name"
+		else
+			printf '#!/bin/sh\necho %s > /sys/kernel/morsel/trigger\n' "$name" > "$ST/prog/trigger-$name"
+		fi
 		chmod 0755 "$ST/prog/trigger-$name"
 		append="kfence.sample_interval=10"
-		[ "$name" != kmemleak ] || append="$append kmemleak=on"
+		[ "${name%_off}" != kmemleak ] || append="$append kmemleak=on"
 		out=$(./vm/run --kernel "$DK_IMAGE" --modules-dir "$DK_MODULES" --append "$append" \
 			--module "$ST/kmod/morsel.ko" --mem "$MEM" --timeout 1200 \
 			--keep-log "$ST/$name.log" -- "$ST/prog/trigger-$name" 2>&1 >/dev/null)
