@@ -126,7 +126,6 @@ struct slot {
 	struct map m[NMAP];
 	int nm;
 	int chain_n, chain_delta, chain_stale;	/* save chain */
-	int chain_maybe_stale;	/* --tight: a save failed, maybe after its clean */
 	uint64_t written[TRACK / PG / 64];	/* pages stored since a clean */
 };
 
@@ -295,6 +294,8 @@ static int same(long rm, int em, long rt, int et)
 
 /* --tight: the object's call failed for want of space. */
 static int op_nospace;		/* the current op did, at least once */
+static int same_fs(int fd, const char *dir);
+static int page_present(struct slot *s, long long pg);
 
 static void count_nospace(void)
 {
@@ -303,21 +304,66 @@ static void count_nospace(void)
 		sh->nospace[me]++;
 }
 
-static int enospc(long r, int e)
+/*
+ * --tight and @s (NULL: an object being made here) lives on the worker's
+ * full mount.  Children of the shared base live on /dev/morsel, which
+ * never fills: running out of space there is a bug like any other.
+ */
+static int slot_tight(struct slot *s)
 {
-	if (!(tight && r == -1 && e == ENOSPC))
+	return tight && (!s || same_fs(s->fd, mdir));
+}
+
+static int enospc(struct slot *s, long r, int e)
+{
+	if (!(r == -1 && e == ENOSPC && slot_tight(s)))
 		return 0;
 	count_nospace();
 	return 1;
 }
 
 /* --tight: a write of @len the object took only part of, or none of. */
-static int write_stopped(long rm, int em, long long len)
+static int write_stopped(struct slot *s, long rm, int em, long long len)
 {
-	if (!(tight && rm < len && (rm >= 0 || em == ENOSPC)))
+	if (!(rm < len && (rm >= 0 || em == ENOSPC) && slot_tight(s)))
 		return 0;
 	count_nospace();
 	return 1;
+}
+
+/*
+ * --tight: an access to [off, off + n) of @s (below its size) stopped
+ * for want of space: some page there still has no frame of its own.  A
+ * store needs a frame of the object's own (a child copies a borrowed
+ * one); a load only a hole: a plain object fills it with a frame, a
+ * child puts the zero page into a table of its own, which it may have
+ * to copy or make (semantics.md, "Mounts"); a frozen object's tables are
+ * final and it reads holes as the zero page without either.  0 if so,
+ * else a divergence.
+ */
+static int stop_needed_frame(struct slot *s, long long off, long long n,
+			     int store, const char *what)
+{
+	long long end = mn(off + n, fsize(s->tfd));
+
+	if (!slot_tight(s))
+		return fail("%s: slot %d ran out of space on a mount without a limit",
+			    what, (int)(s - S));
+	if (!store && s->frozen)
+		return fail("%s: slot %d (frozen) stopped for want of space on a load",
+			    what, (int)(s - S));
+	for (long long pg = off / PG; pg * PG < end; pg++) {
+		uint64_t pres = 0, own = 0;
+
+		if (morsel_scan(s->fd, (uint64_t)pg * PG, PG, 0, 0, &pres, &own,
+				NULL, NULL))
+			return fail("%s: SCAN of slot %d: %s", what, (int)(s - S),
+				    strerror(errno));
+		if (!((store && s->child ? own : pres) & 1))
+			return 0;
+	}
+	return fail("%s: slot %d stopped for want of space, but every page of [%lld, %lld) holds a frame of its own",
+		    what, (int)(s - S), off, end);
 }
 
 static const char *res(long r, int e)
@@ -553,6 +599,11 @@ static int sigbus_needed_frame(struct slot *s, long long at, const char *what)
 	int pres = page_present(s, at / PG);
 
 	count_nospace();
+	if (!slot_tight(s) || s->frozen)
+		return fail("%s: slot %d SIGBUS loading file offset %lld through a mapping (%s)",
+			    what, (int)(s - S), at,
+			    !slot_tight(s) ? "a mount without a limit" :
+			    "a frozen object reads holes as the zero page");
 	if (pres)
 		return fail("%s: slot %d SIGBUS loading file offset %lld through a mapping: the page %s",
 			    what, (int)(s - S), at, pres < 0 ? "cannot be scanned" : "holds a frame");
@@ -706,7 +757,6 @@ static void chain_drop(struct slot *s)
 	unlink(p);
 	s->chain_n = 0;
 	s->chain_stale = 0;
-	s->chain_maybe_stale = 0;
 }
 
 static void slot_close(struct slot *s)
@@ -769,6 +819,29 @@ static int model_store(struct slot *s, const void *buf, long long off,
 	return cmp_range(s, off, n, what) ? -1 : 0;
 }
 
+/*
+ * --tight: an ENOSPC of a call that makes an object is right only with no
+ * object left (nr_morsels=) or fewer than @pages pages free (size=).
+ */
+static int out_of_room(long long pages, const char *what)
+{
+	struct statfs sf;
+
+	if (statfs(mdir, &sf))
+		return fail("%s: statfs %s: %s", what, mdir, strerror(errno));
+	if (sf.f_ffree && (long long)sf.f_bavail >= pages)
+		return fail("%s: ENOSPC while statfs shows %llu of %llu objects and %llu pages free (it needs at most %lld)",
+			    what, (unsigned long long)sf.f_ffree,
+			    (unsigned long long)sf.f_files,
+			    (unsigned long long)sf.f_bavail, pages);
+	return 0;
+}
+
+static int objects_exhausted(const char *what)
+{
+	return out_of_room(0, what);
+}
+
 static int op_create(struct op *o)
 {
 	int i = free_slot(o->r[0]), fd, tfd, em, et;
@@ -784,9 +857,9 @@ static int op_create(struct op *o)
 		em = errno;
 		tfd = open(tdir, O_TMPFILE | O_RDWR, 0600);
 		et = errno;
-		if (fd < 0 && tfd >= 0 && enospc(fd, em)) {	/* nr_morsels */
+		if (fd < 0 && tfd >= 0 && enospc(NULL, fd, em)) {	/* nr_morsels */
 			close(tfd);
-			return 0;
+			return objects_exhausted("create (O_TMPFILE)");
 		}
 		if (fd < 0 || tfd < 0) {
 			if (fd >= 0)
@@ -805,13 +878,13 @@ static int op_create(struct op *o)
 		em = errno;
 		tfd = open(q, O_RDWR | O_CREAT | O_EXCL, 0600);
 		et = errno;
-		if (fd < 0 && tfd >= 0 && enospc(fd, em)) {	/* nr_morsels */
+		if (fd < 0 && tfd >= 0 && enospc(NULL, fd, em)) {	/* nr_morsels */
 			close(tfd);
 			unlink(q);
 			if (!access(p, F_OK) || errno != ENOENT)
 				return fail("create %s failed with ENOSPC and left it behind",
 					    name);
-			return 0;
+			return objects_exhausted("create");
 		}
 		if (fd < 0 || tfd < 0) {
 			if (fd >= 0)
@@ -825,7 +898,7 @@ static int op_create(struct op *o)
 	}
 	o->slot = i;
 	errno = 0;
-	if (ftruncate(fd, size) != 0 && !enospc(-1, errno))
+	if (ftruncate(fd, size) != 0 && !enospc(&S[i], -1, errno))
 		return fail("create: ftruncate(%lld): %s", size, strerror(errno));
 	if (fsize(fd) == size && ftruncate(tfd, size) != 0)
 		return fail("create: twin ftruncate(%lld): %s", size, strerror(errno));
@@ -935,7 +1008,7 @@ static int op_open(struct op *o)
 			goto out;
 		}
 		errno = 0;
-		if (write_stopped(rm, em, len)) {
+		if (write_stopped(s, rm, em, len)) {
 			errno = ENOSPC;
 			rt = rm > 0 ? write(ft, b3, rm) : -1;
 		} else {
@@ -1056,7 +1129,7 @@ static int op_truncate(struct op *o)
 	/* A frozen object's size never changes; the same size is no change. */
 	if (s->frozen && size != fsize(s->tfd))
 		return frozen_refuses(s, rm, em, "ftruncate");
-	if (enospc(rm, em)) {	/* --tight: nothing changed, checked below */
+	if (enospc(s, rm, em)) {	/* --tight: nothing changed, checked below */
 		rt = rm;
 		et = em;
 	} else {
@@ -1095,7 +1168,7 @@ static int do_falloc(struct op *o, int mode, const char *what)
 	 * --tight: the size stays; an allocation changed no byte, a punch or
 	 * zeroing that stopped part way zeroed some of the range.
 	 */
-	if (enospc(rm, em)) {
+	if (enospc(s, rm, em)) {
 		if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) &&
 		    absorb(s, NULL, off, mn(len, mx(0, size - off)), what))
 			return -1;
@@ -1208,7 +1281,7 @@ static int op_write(struct op *o)
 	if (s->frozen)
 		return frozen_refuses(s, rm, em, "pwrite");
 	errno = 0;
-	if (write_stopped(rm, em, len)) {	/* --tight: what it took */
+	if (write_stopped(s, rm, em, len)) {	/* --tight: what it took */
 		errno = ENOSPC;
 		rt = rm > 0 ? pwrite(s->tfd, b3, rm, off) : -1;
 	} else {
@@ -1466,7 +1539,7 @@ static int op_madvise(struct op *o)
 		 * frozen object refuses: EPERM from fallocate, or EACCES for
 		 * a mapping made after the freeze (no VM_MAYWRITE).
 		 */
-		if (!s->frozen && enospc(r, e)) {	/* a child's copy */
+		if (!s->frozen && enospc(s, r, e)) {	/* a child's copy */
 			if (absorb(s, NULL, a, mn(a + n, fsize(s->tfd)) - a, "madvise(REMOVE)"))
 				return -1;
 		} else if (s->frozen ? (r != -1 || (e != EPERM && e != EACCES)) : r != 0)
@@ -1486,6 +1559,9 @@ static int op_madvise(struct op *o)
 	} else if (r && tight && e == EFAULT &&
 		   (advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE)) {
 		count_nospace();	/* a frame it could not have: no byte changes */
+		if (stop_needed_frame(s, a, n, advice == MADV_POPULATE_WRITE,
+				      "madvise(POPULATE)"))
+			return -1;
 	} else if (r) {
 		return fail("madvise(%d) of slot %d [%lld, +%lld): %s", advice,
 			    o->slot, a, n, strerror(e));
@@ -1538,6 +1614,8 @@ static int op_mapwrite(struct op *o)
 	}
 	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
 		count_nospace();
+		if (stop_needed_frame(s, co, cn, 1, "mapwrite (SIGBUS)"))
+			return -1;
 		if (absorb(s, b3, co, cn, "mapwrite"))
 			return -1;
 		return map_check(s, m, co, cn, "mapwrite (SIGBUS)");
@@ -1608,6 +1686,9 @@ static int op_remote(struct op *o)
 		long long got = r > 0 ? r : 0;
 
 		count_nospace();
+		if (stop_needed_frame(s, co + got, cn - got, store,
+				      store ? "remote store (stopped)" : "remote load (stopped)"))
+			return -1;
 		if (store)
 			return absorb(s, b3, co, cn, "remote store") ? -1 :
 			       map_check(s, m, co, cn, "remote store (stopped)");
@@ -1706,6 +1787,8 @@ static int op_fork(struct op *o)
 	st = wait_status(pid);
 	cur_child = 0;
 	if (child_stored_part(st)) {
+		if (stop_needed_frame(s, wo, wn, 1, "fork (child's store, SIGBUS)"))
+			return -1;
 		if (absorb(s, b3, wo, wn, "fork (child's store, SIGBUS)"))
 			return -1;
 		return map_check(s, w, wo, wn, "fork (child's store, SIGBUS)");
@@ -1755,7 +1838,8 @@ static int op_exit(struct op *o)
 		mm.length = len;
 		mm.flags = (o->r[2] & 1) ? MORSEL_MAP_POPULATE : 0;
 		if ((o->r[2] & 2) && ioctl(s->fd, MORSEL_IOC_MAP, &mm))
-			_exit(tight && errno == ENOSPC ? 13 : 11);
+			_exit(tight && errno == ENOSPC &&
+			      (mm.flags & MORSEL_MAP_POPULATE) ? 13 : 11);
 		if (wn > 0) {
 			int sig = probe_copy(p + wo, b3, wn);
 
@@ -1769,12 +1853,17 @@ static int op_exit(struct op *o)
 	st = wait_status(pid);
 	cur_child = 0;
 	if (child_stored_part(st)) {
+		if (stop_needed_frame(s, wo, wn, 1, "exit (child's store, SIGBUS)"))
+			return -1;
 		if (absorb(s, b3, wo, wn, "exit (child's store, SIGBUS)"))
 			return -1;
 		return cmp_range(s, wo, wn, "exit (child's store, SIGBUS)");
 	}
 	if (tight && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 13) {
 		/* MAP_POPULATE ran out of space: it stored nothing */
+		if (!slot_tight(s))
+			return fail("exit: MAP_POPULATE of slot %d failed with ENOSPC on a mount without a limit",
+				    o->slot);
 		count_nospace();
 		return cmp_range(s, wo, wn, "exit (MAP: ENOSPC)");
 	}
@@ -1818,7 +1907,9 @@ static int op_iocmap(struct op *o)
 	mm.flags = (o->r[2] & 1) ? MORSEL_MAP_POPULATE : 0;
 	errno = 0;
 	r = ioctl(s->fd, MORSEL_IOC_MAP, &mm);
-	if (r && !enospc(r, errno))
+	/* semantics.md, "Mounts": only POPULATE may run out of space */
+	if (r && !((mm.flags & MORSEL_MAP_POPULATE) && !s->frozen &&
+		   enospc(s, r, errno)))
 		return fail("MORSEL_IOC_MAP(slot %d, [%lld, +%lld), flags %u, %s): %s",
 			    o->slot, a, n, mm.flags,
 			    m->prot & PROT_WRITE ? "rw" : "ro", strerror(errno));
@@ -1868,7 +1959,7 @@ static int op_freeze(struct op *o)
 	}
 	errno = 0;
 	r = freeze(s->fd);
-	if (r && enospc(-1, errno)) {
+	if (r && enospc(s, -1, errno)) {
 		if (mstat(s->fd).state & MORSEL_STATE_FROZEN)
 			return fail("a FREEZE that failed with ENOSPC left the object frozen");
 		return cmp_all(s, "freeze (ENOSPC)");
@@ -1916,8 +2007,12 @@ static int op_split(struct op *o)
 			return fail("SPLIT of an unfrozen object: %s, want EINVAL", strerror(errno));
 		return 0;
 	}
-	if (cfd < 0 && !use_shared && enospc(-1, errno))
+	if (cfd < 0 && !use_shared && enospc(s, -1, errno)) {
+		/* a child takes an object and a copy of its base's root */
+		if (out_of_room(2, "SPLIT"))
+			return -1;
 		return cmp_all(s, "SPLIT (ENOSPC)");
+	}
 	if (cfd < 0)
 		return fail("SPLIT(%s): %s", use_shared ? "shared base" : "slot", strerror(errno));
 	snprintf(name, sizeof(name), "n%d", name_seq++);
@@ -2109,7 +2204,7 @@ static int op_fill(struct op *o)
 		want = EBADMSG;
 	r = morsel_fill(s->fd, fsrc, &f);
 	/* --tight: the charge comes before the read (status.md, open item 4). */
-	if ((want == ENODATA || want == EBADMSG) && enospc(-1, -r))
+	if ((want == ENODATA || want == EBADMSG) && enospc(s, -1, -r))
 		want = ENOSPC;
 	if (want) {
 		if (r != -want)
@@ -2120,7 +2215,7 @@ static int op_fill(struct op *o)
 				    strerrorname_np(want));
 		return cmp_all(s, "FILL (refused)");
 	}
-	if (r && enospc(-1, -r))	/* charged up front: nothing installed */
+	if (r && enospc(s, -1, -r))	/* charged up front: nothing installed */
 		return cmp_all(s, "FILL (ENOSPC)");
 	if (r)
 		return fail("FILL(slot %d, %u pages from %lld): %s", o->slot, nr,
@@ -2181,20 +2276,6 @@ static int op_save(struct op *o)
 		chain_drop(s);
 		return 0;
 	}
-	if (incr && s->chain_maybe_stale && r == -ESTALE) {
-		chain_drop(s);	/* the failed save had cleaned */
-		return 0;
-	}
-	if (r == -ENOSPC && tight) {
-		/*
-		 * The images are not on this mount: what ran out is the
-		 * object's side.  The chain is as it was, but the save may
-		 * have cleaned first.
-		 */
-		count_nospace();
-		s->chain_maybe_stale = 1;
-		return 0;
-	}
 	if (r)
 		return fail("morsel_save(slot %d, %s%s): %s: %s", o->slot,
 			    incr ? "incremental" : "full",
@@ -2202,7 +2283,6 @@ static int op_save(struct op *o)
 	if (!incr)
 		s->chain_delta = so.flags != 0;
 	s->chain_n++;
-	s->chain_maybe_stale = 0;
 	memset(s->written, 0, sizeof(s->written));
 	snap_path(sp, sizeof(sp), s);
 	unlink(sp);
@@ -2242,12 +2322,20 @@ static int op_load(struct op *o)
 		return SKIP;
 	memset(&err, 0, sizeof(err));
 	fd = morsel_load(pp, s->chain_n, p, &lo, NULL, &err);
-	if (fd < 0 && enospc(-1, -fd)) {
+	if (fd < 0 && enospc(NULL, -1, -fd)) {
+		struct stat sb;
+		long long size;
+
+		snap_path(sp, sizeof(sp), s);	/* the twin at the last save */
+		size = stat(sp, &sb) ? fsize(s->tfd) : (long long)sb.st_size;
+
 		/* persistence.md: a new object is removed on any error */
 		if (!access(p, F_OK) || errno != ENOENT)
 			return fail("morsel_load ran out of space and left %s behind",
 				    p);
-		return 0;
+		/* its frames, a table per 2 MiB, the tables above */
+		return out_of_room(roundup_pg(size) / PG + size / (2 * MiB) + 4,
+				   "morsel_load");
 	}
 	if (fd < 0)
 		return fail("morsel_load(slot %d's chain of %d%s): %s: %s", o->slot,
@@ -2320,6 +2408,8 @@ static int op_futex(struct op *o)
 	sig = probe_copy(w, &zero, 4);
 	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
 		count_nospace();
+		if (stop_needed_frame(s, at, 4, 1, "futex word store (SIGBUS)"))
+			return -1;
 		if (absorb(s, NULL, at, 4, "futex word store (SIGBUS)"))
 			return -1;
 		return map_check(s, m, at, 4, "futex word store (SIGBUS)");
@@ -2446,7 +2536,9 @@ static int op_odirect(struct op *o)
 	if (o->r[3] & 1) {		/* mapping -> disk */
 		r = pwrite(dfd_direct, m->addr + (a - m->off), n, doff);
 		if (r != n && gup_stopped(r, errno))
-			return odirect_write_stopped(s, m, a, n, doff, r);
+			return stop_needed_frame(s, a + mx(r, 0), n - mx(r, 0), 0,
+						 "O_DIRECT write from a mapping (stopped)") ? -1 :
+			       odirect_write_stopped(s, m, a, n, doff, r);
 		if (r != n)
 			return fail("O_DIRECT write of %lld bytes from a mapping of slot %d: %s",
 				    n, o->slot, res(r, errno));
@@ -2471,6 +2563,9 @@ static int op_odirect(struct op *o)
 	r = pread(dfd_direct, m->addr + (a - m->off), n, doff);
 	if (r != n && gup_stopped(r, errno)) {
 		/* exactly the bytes it reports, then per byte old or new */
+		if (stop_needed_frame(s, a + mx(r, 0), n - mx(r, 0), 1,
+				      "O_DIRECT read into a mapping (stopped)"))
+			return -1;
 		if (r > 0 && model_store(s, dmodel + doff, a, r,
 					 "O_DIRECT read (stopped short)"))
 			return -1;
@@ -2664,7 +2759,7 @@ static int op_squeeze(struct op *o)
 	if (squeeze_fd < 0) {
 		mpath(p, sizeof(p), "squeeze");
 		squeeze_fd = open(p, O_RDWR | O_CREAT, 0600);
-		if (squeeze_fd < 0 && enospc(-1, errno))
+		if (squeeze_fd < 0 && enospc(NULL, -1, errno))
 			return 0;	/* nr_morsels: no filler for now */
 		if (squeeze_fd < 0)
 			return fail("squeeze: open %s: %s", p, strerror(errno));
@@ -2788,9 +2883,33 @@ static void worker_setup(const char *tag)
 	}
 }
 
-static void worker_teardown(const char *tag)
+/*
+ * --tight: with every object of the worker's mount gone, its statfs shows
+ * every object and every page free again: no call that failed for want
+ * of space kept a reservation (nr_morsels=) or a charge (size=).  Frees
+ * are synchronous (tables too are uncharged when unhooked); a short retry
+ * covers a final fput still on its way.  0, or -1 with msgbuf set.
+ */
+static int mount_empty_again(void)
+{
+	struct statfs sf;
+
+	for (int tries = 0; tries < 20; tries++) {
+		if (statfs(mdir, &sf))
+			return fail("teardown: statfs %s: %s", mdir, strerror(errno));
+		if (sf.f_ffree == sf.f_files && sf.f_bavail == sf.f_blocks)
+			return 0;
+		usleep(100000);
+	}
+	return fail("teardown: the emptied mount %s still holds %llu objects and %llu pages (statfs)",
+		    mdir, (unsigned long long)(sf.f_files - sf.f_ffree),
+		    (unsigned long long)(sf.f_blocks - sf.f_bavail));
+}
+
+static int worker_teardown(const char *tag)
 {
 	char p[160];
+	int ret = 0;
 
 	close_all();
 	close(fsrc);
@@ -2804,9 +2923,12 @@ static void worker_teardown(const char *tag)
 		close(squeeze_fd);
 	squeeze_fd = -1;
 	rm_rf(mdir);	/* a mount point: its files, then the mount */
+	if (tight && !hung_op)
+		ret = mount_empty_again();
 	if (tight && (umount(mdir) || rmdir(mdir)))
 		tap_fatal("umount %s: %s", mdir, strerror(errno));
 	rm_rf(tdir);
+	return ret;
 }
 
 /* End of an epoch: everything compared whole, through every mapping. */
@@ -3116,7 +3238,15 @@ static void worker(int w, uint64_t seed, double deadline, long epoch_ops,
 				worker_teardown(tag);
 			break;
 		}
-		worker_teardown(tag);
+		if (worker_teardown(tag)) {	/* --tight: something kept */
+			printf("# worker %d, epoch %lld, after its %ld ops: %s (not minimised)\n",
+			       w, e, nlog, msgbuf);
+			save_log(TDIR "/fail-teardown.ops", wlog, nlog);
+			sh->stop = 1;
+			sh->diverged[w] = 2;
+			snprintf(sh->msg[w], sizeof(sh->msg[w]), "%s", msgbuf);
+			break;
+		}
 	}
 	kcov_finish();
 	_exit(sh->diverged[w] ? 3 : 0);
