@@ -185,9 +185,15 @@ static int known_bugs = 1;
  * their exit status, and the parent takes what the store left (per byte
  * old or new); O_DIRECT that stopped short took exactly the bytes it
  * reports and per byte old or new after them, on the disk as in the
- * object; a save that ran out of space may have cleaned (the next
- * increment may fail with ESTALE); a load that did leaves no object.
- * xattrs have a limit of their own, not the mount's.
+ * object; a load that ran out of space leaves no object.  Every such
+ * acceptance also checks that it could happen: the object lives on the
+ * full mount (children of the shared base do not), a stopped store or
+ * load left a page there without a frame of its own (a hole, or a
+ * child's borrowed page; never on a frozen object's load), MAP failed
+ * only with POPULATE, a create, split or load failed only with no object
+ * or too few pages free; and at the end of each epoch the emptied mount
+ * must show every object and page free again.  Saves never run out
+ * (they write elsewhere).  xattrs have a limit of their own.
  */
 #ifndef OPFUZZ_TIGHT
 #define OPFUZZ_TIGHT 0	/* test_opfuzz_tight.c: 1 */
