@@ -301,7 +301,6 @@ static int same(long rm, int em, long rt, int et)
 /* --tight: the object's call failed for want of space. */
 static int op_nospace;		/* the current op did, at least once */
 static int same_fs(int fd, const char *dir);
-static int page_present(struct slot *s, long long pg);
 
 static void count_nospace(void)
 {
@@ -602,18 +601,8 @@ static int page_present(struct slot *s, long long pg)
  */
 static int sigbus_needed_frame(struct slot *s, long long at, const char *what)
 {
-	int pres = page_present(s, at / PG);
-
 	count_nospace();
-	if (!slot_tight(s) || s->frozen)
-		return fail("%s: slot %d SIGBUS loading file offset %lld through a mapping (%s)",
-			    what, (int)(s - S), at,
-			    !slot_tight(s) ? "a mount without a limit" :
-			    "a frozen object reads holes as the zero page");
-	if (pres)
-		return fail("%s: slot %d SIGBUS loading file offset %lld through a mapping: the page %s",
-			    what, (int)(s - S), at, pres < 0 ? "cannot be scanned" : "holds a frame");
-	return 0;
+	return stop_needed_frame(s, at, 1, 0, what);
 }
 
 /*
@@ -671,6 +660,19 @@ static int absorb(struct slot *s, const unsigned char *want, long long off,
 	if (pwrite(s->tfd, b1, n, off) != n)
 		return fail("%s: twin pwrite", what);
 	return 0;
+}
+
+/*
+ * --tight: a store of @want into [off, off + n) stopped for want of space
+ * (SIGBUS, or I/O that stopped short): it could (stop_needed_frame()),
+ * and what it left is per byte old or new (absorb()).
+ */
+static int store_stopped(struct slot *s, const unsigned char *want,
+			 long long off, long long n, const char *what)
+{
+	if (stop_needed_frame(s, off, n, 1, what))
+		return -1;
+	return absorb(s, want, off, n, what);
 }
 
 /*
@@ -1620,9 +1622,7 @@ static int op_mapwrite(struct op *o)
 	}
 	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
 		count_nospace();
-		if (stop_needed_frame(s, co, cn, 1, "mapwrite (SIGBUS)"))
-			return -1;
-		if (absorb(s, b3, co, cn, "mapwrite"))
+		if (store_stopped(s, b3, co, cn, "mapwrite (SIGBUS)"))
 			return -1;
 		return map_check(s, m, co, cn, "mapwrite (SIGBUS)");
 	}
@@ -1745,6 +1745,21 @@ static int child_stored_part(int st)
 	return 1;
 }
 
+/*
+ * In a child process: store @n bytes of @src at @dst; exit with 12 if it
+ * raised SIGBUS under --tight (child_stored_part()), @code on any other
+ * signal.
+ */
+static void child_store(void *dst, const void *src, long long n, int code)
+{
+	int sig = probe_copy(dst, src, n);
+
+	if (sig == SIGBUS && tight)
+		_exit(12);	/* a page it had no frame for */
+	if (sig)
+		_exit(code);
+}
+
 static int op_fork(struct op *o)
 {
 	struct slot *s = used_slot(o->slot);
@@ -1780,22 +1795,14 @@ static int op_fork(struct op *o)
 			printf("# child: %s\n", msgbuf);
 			_exit(10);
 		}
-		if (wn > 0) {
-			int sig = probe_copy(w->addr + (wo - w->off), b3, wn);
-
-			if (sig == SIGBUS && tight)
-				_exit(12);	/* a page it had no frame for */
-			if (sig)
-				_exit(11);
-		}
+		if (wn > 0)	/* w is NULL without a writable mapping */
+			child_store(w->addr + (wo - w->off), b3, wn, 11);
 		_exit(0);
 	}
 	st = wait_status(pid);
 	cur_child = 0;
 	if (child_stored_part(st)) {
-		if (stop_needed_frame(s, wo, wn, 1, "fork (child's store, SIGBUS)"))
-			return -1;
-		if (absorb(s, b3, wo, wn, "fork (child's store, SIGBUS)"))
+		if (store_stopped(s, b3, wo, wn, "fork (child's store, SIGBUS)"))
 			return -1;
 		return map_check(s, w, wo, wn, "fork (child's store, SIGBUS)");
 	}
@@ -1846,22 +1853,14 @@ static int op_exit(struct op *o)
 		if ((o->r[2] & 2) && ioctl(s->fd, MORSEL_IOC_MAP, &mm))
 			_exit(tight && errno == ENOSPC &&
 			      (mm.flags & MORSEL_MAP_POPULATE) ? 13 : 11);
-		if (wn > 0) {
-			int sig = probe_copy(p + wo, b3, wn);
-
-			if (sig == SIGBUS && tight)
-				_exit(12);	/* a page it had no frame for */
-			if (sig)
-				_exit(14);
-		}
+		if (wn > 0)
+			child_store(p + wo, b3, wn, 14);
 		_exit(0);		/* no munmap: exit removes the links */
 	}
 	st = wait_status(pid);
 	cur_child = 0;
 	if (child_stored_part(st)) {
-		if (stop_needed_frame(s, wo, wn, 1, "exit (child's store, SIGBUS)"))
-			return -1;
-		if (absorb(s, b3, wo, wn, "exit (child's store, SIGBUS)"))
+		if (store_stopped(s, b3, wo, wn, "exit (child's store, SIGBUS)"))
 			return -1;
 		return cmp_range(s, wo, wn, "exit (child's store, SIGBUS)");
 	}
@@ -2414,9 +2413,7 @@ static int op_futex(struct op *o)
 	sig = probe_copy(w, &zero, 4);
 	if (sig == SIGBUS && tight) {	/* a page it had no frame for */
 		count_nospace();
-		if (stop_needed_frame(s, at, 4, 1, "futex word store (SIGBUS)"))
-			return -1;
-		if (absorb(s, NULL, at, 4, "futex word store (SIGBUS)"))
+		if (store_stopped(s, NULL, at, 4, "futex word store (SIGBUS)"))
 			return -1;
 		return map_check(s, m, at, 4, "futex word store (SIGBUS)");
 	}
@@ -2569,15 +2566,12 @@ static int op_odirect(struct op *o)
 	r = pread(dfd_direct, m->addr + (a - m->off), n, doff);
 	if (r != n && gup_stopped(r, errno)) {
 		/* exactly the bytes it reports, then per byte old or new */
-		if (stop_needed_frame(s, a + mx(r, 0), n - mx(r, 0), 1,
-				      "O_DIRECT read into a mapping (stopped)"))
-			return -1;
 		if (r > 0 && model_store(s, dmodel + doff, a, r,
 					 "O_DIRECT read (stopped short)"))
 			return -1;
 		r = mx(r, 0);
-		if (absorb(s, dmodel + doff + r, a + r, n - r,
-			   "O_DIRECT read (stopped)"))
+		if (store_stopped(s, dmodel + doff + r, a + r, n - r,
+				  "O_DIRECT read into a mapping (stopped)"))
 			return -1;
 		return map_check(s, m, a, n, "O_DIRECT read (stopped)");
 	}
