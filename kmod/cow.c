@@ -59,6 +59,24 @@ bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table)
 	return p && morsel_pte_table(p, off, false) == table;
 }
 
+/*
+ * The parent's PTE table of @off's chunk, or NULL, for a walk over a
+ * table of ours that compares each leaf with the parent's (one lookup per
+ * table, not per leaf).  *@their_end, if asked for, is the first page
+ * past the parent's size: only leaves below it can be borrowed
+ * (morsel_leaf_borrowed()).
+ */
+pte_t *morsel_parent_pte_table(struct morsel *m, loff_t off,
+			       pgoff_t *their_end)
+{
+	struct morsel *p = morsel_parent_covering_table(m, off, PMD_SIZE);
+
+	if (their_end)
+		*their_end = p ? DIV_ROUND_UP(i_size_read(&p->vfs_inode),
+					      PAGE_SIZE) : 0;
+	return p ? morsel_pte_table(p, off, false) : NULL;
+}
+
 /* Is @pte, our leaf at @off, the parent's frame? */
 bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte)
 {

@@ -148,6 +148,24 @@ static enum leaf_kind leaf_kind(struct morsel *m, loff_t off, pte_t pte)
 	return morsel_leaf_borrowed(m, off, pte) ? LEAF_BORROWED : LEAF_OWNED;
 }
 
+/*
+ * leaf_kind() == LEAF_OWNED for a present leaf @pte of page @index, given
+ * the parent's table of its chunk and the end of the parent's pages
+ * (morsel_parent_pte_table()): what a walk over a whole table asks.
+ */
+static bool leaf_owned_beside(pte_t pte, pgoff_t index, pte_t *theirs,
+			      pgoff_t their_end)
+{
+	pte_t their_pte;
+
+	if (is_zero_pfn(pte_pfn(pte)))
+		return false;
+	if (!theirs || index >= their_end)
+		return true;
+	their_pte = ptep_get(theirs + (index & (PTRS_PER_PTE - 1)));
+	return !pte_present(their_pte) || pte_pfn(their_pte) != pte_pfn(pte);
+}
+
 /* Does a leaf of kind @k do for @intent as it is? */
 static bool leaf_serves(enum leaf_kind k, enum morsel_intent intent)
 {
@@ -535,6 +553,9 @@ unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
 {
 	spinlock_t *ptl = morsel_table_lock(table);
 	unsigned long cleared = 0;
+	pgoff_t their_end;
+	pte_t *theirs = morsel_parent_pte_table(m, (loff_t)first << PAGE_SHIFT,
+						&their_end);
 	pgoff_t i;
 	pte_t *twin;
 	pte_t pte;
@@ -549,7 +570,7 @@ unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
 		cleared++;
 		if (twin)
 			morsel_mirror_leaf(table, twin, i, __pte(0));
-		if (leaf_kind(m, (loff_t)i << PAGE_SHIFT, pte) == LEAF_OWNED)
+		if (leaf_owned_beside(pte, i, theirs, their_end))
 			list_add(&pte_page(pte)->lru, frames);
 	}
 	spin_unlock(ptl);

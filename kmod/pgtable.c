@@ -641,6 +641,18 @@ void morsel_free_empty_tables(struct morsel *m, pgoff_t first, pgoff_t end,
 }
 
 /*
+ * Does @m still own a frame?  Frames are counted where they are installed
+ * and released (leaf.c), so once the count is zero every leaf left is
+ * borrowed, the zero page or none, and a PTE table that goes whole needs
+ * no look at its leaves: destroying a child that wrote one page of a
+ * large base clears one table, not every leaf of every table.
+ */
+static bool frames_left(struct morsel *m)
+{
+	return atomic_long_read(&m->data_pages) != 0;
+}
+
+/*
  * Free every frame at offset >= @from below @table (level @level, first
  * offset @base) and every table that lies entirely at or beyond @from.
  * Only once nothing translates the range any more: the object is gone, or
@@ -683,7 +695,8 @@ static void free_subtree(struct morsel *m, void *table, int level,
 				if (IS_ERR_OR_NULL(lower))
 					continue;
 			}
-			free_subtree(m, lower, level - 1, child, from);
+			if (child < from || frames_left(m))
+				free_subtree(m, lower, level - 1, child, from);
 			if (child >= from) {
 				pmd_clear(pmdp);
 				free_pte_table(m, lower, child >> PMD_SHIFT);

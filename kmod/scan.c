@@ -219,7 +219,6 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 {
 	pgoff_t size = DIV_ROUND_UP(i_size_read(&m->vfs_inode), PAGE_SIZE);
 	pgoff_t index, next;
-	struct morsel *p;
 	pte_t *table, *theirs;
 	loff_t off;
 
@@ -240,8 +239,7 @@ void morsel_scan(struct morsel *m, pgoff_t first, pgoff_t end, bool clean,
 		table = morsel_pte_table(m, off, false);
 		if (!table)
 			continue;
-		p = morsel_parent_covering_table(m, off, PMD_SIZE);
-		theirs = p ? morsel_pte_table(p, off, false) : NULL;
+		theirs = morsel_parent_pte_table(m, off, NULL);
 		scan_leaves(table, theirs, index, next, first, clean, b);
 		cond_resched();
 	}
