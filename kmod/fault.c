@@ -446,8 +446,6 @@ static vm_fault_t morsel_mkwrite(struct vm_fault *vmf)
 	vm_fault_t ret;
 	bool linked;
 
-	if (fault_beyond_eof(vmf, off))
-		return VM_FAULT_SIGBUS;
 	/*
 	 * Shared for the whole store: a freeze (exclusive) is then either
 	 * over, and we refuse, or not begun, and cannot begin before our
@@ -461,6 +459,16 @@ static vm_fault_t morsel_mkwrite(struct vm_fault *vmf)
 	down_read(&m->lock);
 	if (fault_table_gone(vmf)) {
 		ret = VM_FAULT_NOPAGE;
+		goto out;
+	}
+	/*
+	 * The size under the lock: a shrink that held it while we waited
+	 * may have cut the page off (session-12 review: a store that
+	 * checked before the lock reached past the new size, where a
+	 * smaller root's slot belongs to another chunk).
+	 */
+	if (fault_beyond_eof(vmf, off)) {
+		ret = VM_FAULT_SIGBUS;
 		goto out;
 	}
 	if (READ_ONCE(m->frozen)) {

@@ -543,6 +543,19 @@ int morsel_populate(struct morsel *m, pgoff_t first, pgoff_t end)
 }
 
 /*
+ * A frame that the tables say we own carries our ->mapping
+ * (morsel_name_frame()) until we release it.  Anything else would be a
+ * frame of another object taken for ours, which we must not free: warn
+ * and leave it (the leak counters then fail the run) rather than free a
+ * base's frame or count data_pages down for a frame we never counted.
+ */
+static bool frame_is_ours(struct morsel *m, struct page *page)
+{
+	return !WARN_ON_ONCE(READ_ONCE(page->mapping) !=
+			     m->vfs_inode.i_mapping);
+}
+
+/*
  * Clear the leaves of pages [@first, @end) of one PTE table we own, and of
  * its twin.  Owned frames go on @frames; borrowed ones stay the base's.
  * Returns the number of leaves cleared.
@@ -570,7 +583,8 @@ unsigned long morsel_clear_leaves(struct morsel *m, pte_t *table,
 		cleared++;
 		if (twin)
 			morsel_mirror_leaf(table, twin, i, __pte(0));
-		if (leaf_owned_beside(pte, i, theirs, their_end))
+		if (leaf_owned_beside(pte, i, theirs, their_end) &&
+		    frame_is_ours(m, pte_page(pte)))
 			list_add(&pte_page(pte)->lru, frames);
 	}
 	spin_unlock(ptl);

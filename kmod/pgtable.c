@@ -339,6 +339,24 @@ static pte_t *own_pte_table(struct morsel *m, pmd_t *pmdp, pte_t *old)
 }
 
 /*
+ * Does a PTE or PMD root cover @off?  It spans 2 MiB or 1 GiB, and the
+ * table index of @off at the root's level is taken modulo 512, so an
+ * offset past the span would name another chunk's slot.  Callers check
+ * the size first; this keeps one that missed (a size that shrank while it
+ * waited for m->lock) from reaching another chunk's tables and frames.
+ * Past the span there is no table: NULL, or ERR_PTR(-ENXIO) to @alloc.
+ */
+static bool root_covers(struct morsel *m, loff_t off)
+{
+	return off < (m->level == MORSEL_LEVEL_PTE ? PMD_SIZE : PUD_SIZE);
+}
+
+static void *past_root(bool alloc)
+{
+	return alloc ? ERR_PTR(-ENXIO) : NULL;
+}
+
+/*
  * The PMD table covering the 1 GiB chunk of @off.  Without @alloc: the
  * table, or NULL when absent (or the object is PTE-rooted).  With @alloc
  * the table is made, or copied from the base, so that it is one we own
@@ -351,7 +369,8 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 	pmd_t *table;
 
 	if (m->level == MORSEL_LEVEL_PMD)
-		return get_root(m, alloc);
+		return root_covers(m, off) ? get_root(m, alloc) :
+					     past_root(alloc);
 	if (m->level != MORSEL_LEVEL_PUD)
 		return NULL;
 	pudp = get_root(m, alloc);
@@ -398,7 +417,8 @@ pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 	pte_t *table;
 
 	if (m->level == MORSEL_LEVEL_PTE)
-		return get_root(m, alloc);
+		return root_covers(m, off) ? get_root(m, alloc) :
+					     past_root(alloc);
 	pmdp = morsel_pmd_table(m, off, alloc);
 	if (IS_ERR_OR_NULL(pmdp))
 		return (pte_t *)pmdp;
