@@ -360,8 +360,9 @@ static void *past_root(bool alloc)
  * The PMD table covering the 1 GiB chunk of @off.  Without @alloc: the
  * table, or NULL when absent (or the object is PTE-rooted).  With @alloc
  * the table is made, or copied from the base, so that it is one we own
- * and may change: ERR_PTR(-ENOSPC or -ENOMEM) if that fails; NULL still
- * for a PTE-rooted object.
+ * and may change: ERR_PTR(-ENOSPC or -ENOMEM) if that fails, or -ENXIO
+ * past a PMD root's span (root_covers()); NULL still for a PTE-rooted
+ * object.
  */
 pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 {
@@ -407,8 +408,9 @@ pmd_t *morsel_pmd_table(struct morsel *m, loff_t off, bool alloc)
 /*
  * The PTE table covering the 2 MiB chunk of @off.  Without @alloc: the
  * table or NULL.  With @alloc the table (and the PMD table above it) is
- * one we own: the caller may change it; ERR_PTR if it could not be had,
- * NULL only for an object of size 0.
+ * one we own: the caller may change it; ERR_PTR if it could not be had
+ * (-ENXIO past the root's span, root_covers()), NULL only for an object
+ * of size 0.
  */
 pte_t *morsel_pte_table(struct morsel *m, loff_t off, bool alloc)
 {
