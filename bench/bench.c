@@ -43,7 +43,11 @@
  *                  sleep right before the timed store, in the fork child
  *                  as after the morsel child's map (docs/gup.md, session
  *                  11: a fork child's first store comes right after its
- *                  parent took the same copy-on-write path)
+ *                  parent took the same copy-on-write path).  Each
+ *                  series of samples (morsel, fork) starts after a 3 s
+ *                  pause (settle(): the first series after a large
+ *                  benchmark otherwise paid for the host's work left
+ *                  from it)
  *
  * Objects are filled (not timed) with fallocate plus one byte per 4 KiB
  * page; each object is freed before the next is created.  Every figure is
@@ -788,6 +792,22 @@ static double cow_store_cold(int fd)
 }
 
 /*
+ * Wait before a series of single-fault samples for what earlier work left
+ * running outside the guest.  Right after a benchmark that touched
+ * gigabytes, with the guest idle (/proc/stat), both sides' first stores
+ * ran about twice as slow for a few seconds, so whichever series came
+ * first paid for the one before: cow_write right after map_populated of
+ * 1 GiB gave morsel 126 us and fork 73 us, after a 3 s pause 49 and 39 us
+ * (session 12, docs/gup.md).  Each series now starts after the same pause.
+ */
+#define SETTLE_S	3
+
+static void settle(void)
+{
+	sleep(SETTLE_S);
+}
+
+/*
  * The 1-page figure is a single fault, the noisiest of the three: it gets
  * three times the samples.  Each side runs its samples back to back (a
  * fork sample sleeps in waitpid(), which would leave the next morsel
@@ -815,6 +835,7 @@ static void bench_cow_write(void)
 
 		if (n > MAX_REPS)
 			n = MAX_REPS;
+		settle();
 		for (int i = 0; i < n; i++) {
 			struct morsel_stat st;
 			volatile char *p;
@@ -849,6 +870,7 @@ static void bench_cow_write(void)
 				in_child(cow_fork_child, &cold, &cf[i], 1,
 					 "cow_write fork (cold)");
 		}
+		settle();
 		for (int i = 0; i < n; i++)
 			in_child(cow_fork_child, &ca, &f[i], 1, "cow_write fork");
 		snprintf(label, sizeof(label), "cow_write morsel %llu pages",
