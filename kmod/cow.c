@@ -77,20 +77,33 @@ pte_t *morsel_parent_pte_table(struct morsel *m, loff_t off,
 	return p ? morsel_pte_table(p, off, false) : NULL;
 }
 
-/* Is @pte, our leaf at @off, the parent's frame? */
+/*
+ * Is @pte, a present leaf of ours at page @index, the parent's frame?
+ * @theirs and @their_end are what morsel_parent_pte_table() gave for
+ * @index's chunk: a walk over a whole table looks them up once.
+ */
+bool morsel_leaf_in_parent(pte_t pte, pgoff_t index, pte_t *theirs,
+			   pgoff_t their_end)
+{
+	pte_t their_pte;
+
+	if (!theirs || index >= their_end)
+		return false;
+	their_pte = ptep_get(theirs + (index & (PTRS_PER_PTE - 1)));
+	return pte_present(their_pte) && pte_pfn(their_pte) == pte_pfn(pte);
+}
+
+/* Is @pte, our leaf at the page-aligned @off, the parent's frame? */
 bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte)
 {
-	struct morsel *p = morsel_parent_covering(m, off);
-	pte_t *table;
-	pte_t theirs;
+	pgoff_t their_end;
+	pte_t *theirs;
 
-	if (!p || !pte_present(pte))
+	if (!m->parent || !pte_present(pte))
 		return false;
-	table = morsel_pte_table(p, off, false);
-	if (!table)
-		return false;
-	theirs = ptep_get(table + MORSEL_PTE_INDEX(off));
-	return pte_present(theirs) && pte_pfn(theirs) == pte_pfn(pte);
+	theirs = morsel_parent_pte_table(m, off, &their_end);
+	return morsel_leaf_in_parent(pte, off >> PAGE_SHIFT, theirs,
+				     their_end);
 }
 
 /*

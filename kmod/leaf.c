@@ -156,14 +156,8 @@ static enum leaf_kind leaf_kind(struct morsel *m, loff_t off, pte_t pte)
 static bool leaf_owned_beside(pte_t pte, pgoff_t index, pte_t *theirs,
 			      pgoff_t their_end)
 {
-	pte_t their_pte;
-
-	if (is_zero_pfn(pte_pfn(pte)))
-		return false;
-	if (!theirs || index >= their_end)
-		return true;
-	their_pte = ptep_get(theirs + (index & (PTRS_PER_PTE - 1)));
-	return !pte_present(their_pte) || pte_pfn(their_pte) != pte_pfn(pte);
+	return !is_zero_pfn(pte_pfn(pte)) &&
+	       !morsel_leaf_in_parent(pte, index, theirs, their_end);
 }
 
 /* Does a leaf of kind @k do for @intent as it is? */

@@ -318,6 +318,8 @@ bool morsel_pmd_table_borrowed(struct morsel *m, loff_t off, pmd_t *table);
 bool morsel_pte_table_borrowed(struct morsel *m, loff_t off, pte_t *table);
 pte_t *morsel_parent_pte_table(struct morsel *m, loff_t off,
 			       pgoff_t *their_end);
+bool morsel_leaf_in_parent(pte_t pte, pgoff_t index, pte_t *theirs,
+			   pgoff_t their_end);
 bool morsel_leaf_borrowed(struct morsel *m, loff_t off, pte_t pte);
 void morsel_replacements_read_lock(struct morsel *m);
 void morsel_replacements_read_unlock(struct morsel *m);
