@@ -111,19 +111,6 @@ static pte_t zero_leaf(void)
 	return pte_mkspecial(pfn_pte(my_zero_pfn(0), PAGE_READONLY));
 }
 
-/* A leaf that holds data: a hole read through a mapping does not. */
-bool morsel_leaf_has_data(pte_t pte)
-{
-	return pte_present(pte) && !is_zero_pfn(pte_pfn(pte));
-}
-
-bool morsel_same_frame(pte_t a, pte_t b)
-{
-	if (!pte_present(a) || !pte_present(b))
-		return pte_present(a) == pte_present(b);
-	return pte_pfn(a) == pte_pfn(b);
-}
-
 /* What a caller of frame_for() means to do with the frame. */
 enum morsel_intent {
 	MORSEL_LOOKUP,		/* read: a hole stays a hole */
@@ -181,23 +168,6 @@ static bool leaf_serves(enum leaf_kind k, enum morsel_intent intent)
 static bool hole_reads_zero_page(struct morsel *m, enum morsel_intent intent)
 {
 	return intent == MORSEL_FAULT && (READ_ONCE(m->frozen) || m->parent);
-}
-
-/*
- * Dirty tracking, for incremental saves.  An owned leaf is dirty while it
- * is writable or has D set.  Cleaning (morsel_scan()) clears both, so the
- * next store by any writer (the CPU through a link, a page mapped one by
- * one, write(), ptrace, a secondary MMU such as KVM, which all come through
- * morsel_writable_frame()) first makes the leaf writable and dirty
- * again.  Through a mapping without write notification (fault.c,
- * morsel_plain_vm_ops) the core does it instead (do_wp_page(), which
- * also sets PG_dirty), and a page such a mapping maps alone is counted
- * written when mapped.  Borrowed leaves are the base's: never dirty,
- * never cleaned.
- */
-bool morsel_leaf_dirty(pte_t pte)
-{
-	return pte_write(pte) || pte_dirty(pte);
 }
 
 /* Make the owned leaf *@ptep, still @pte, writable and dirty again. */

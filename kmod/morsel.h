@@ -281,6 +281,41 @@ int morsel_set_size(struct morsel *m, loff_t size);
 int morsel_own_for_undo(struct morsel *m, loff_t size);
 void morsel_destroy(struct morsel *m);
 
+/*
+ * Leaf tests, inline: a scan asks them of every leaf of the object, and
+ * under emulation a call and return per leaf cost more than the test.
+ */
+
+/* A leaf that holds data: a hole read through a mapping does not. */
+static inline bool morsel_leaf_has_data(pte_t pte)
+{
+	return pte_present(pte) && !is_zero_pfn(pte_pfn(pte));
+}
+
+static inline bool morsel_same_frame(pte_t a, pte_t b)
+{
+	if (!pte_present(a) || !pte_present(b))
+		return pte_present(a) == pte_present(b);
+	return pte_pfn(a) == pte_pfn(b);
+}
+
+/*
+ * Dirty tracking, for incremental saves.  An owned leaf is dirty while it
+ * is writable or has D set.  Cleaning (morsel_scan()) clears both, so the
+ * next store by any writer (the CPU through a link, a page mapped one by
+ * one, write(), ptrace, a secondary MMU such as KVM, which all come through
+ * morsel_writable_frame()) first makes the leaf writable and dirty
+ * again.  Through a mapping without write notification (fault.c,
+ * morsel_plain_vm_ops) the core does it instead (do_wp_page(), which
+ * also sets PG_dirty), and a page such a mapping maps alone is counted
+ * written when mapped.  Borrowed leaves are the base's: never dirty,
+ * never cleaned.
+ */
+static inline bool morsel_leaf_dirty(pte_t pte)
+{
+	return pte_write(pte) || pte_dirty(pte);
+}
+
 /* leaf.c: frames and leaf entries */
 struct page *morsel_alloc_frame(struct morsel *m, bool zero);
 void morsel_name_frame(struct morsel *m, struct page *page, pgoff_t index);
@@ -288,9 +323,6 @@ void morsel_discard_frame(struct morsel *m, struct page *page);
 void morsel_release_frame(struct morsel *m, struct page *page);
 void morsel_free_frames(struct morsel *m, struct list_head *frames);
 pte_t morsel_read_only_leaf(pte_t pte);
-bool morsel_leaf_has_data(pte_t pte);
-bool morsel_same_frame(pte_t a, pte_t b);
-bool morsel_leaf_dirty(pte_t pte);
 bool morsel_clean_leaf(pte_t *ptep);
 bool morsel_install_leaf(struct morsel *m, pte_t *ptep, pgoff_t index,
 			 pte_t old, struct page *page);

@@ -143,8 +143,22 @@ static bool frame_written(pte_t *ptep, pte_t pte, bool clean)
 		return true;
 	if (!clean)
 		return morsel_leaf_dirty(pte) || folio_test_dirty(folio);
-	written = morsel_clean_leaf(ptep);
-	written |= folio_test_clear_dirty(folio);
+	/* A leaf neither writable nor D stays so: we hold its table's lock. */
+	written = morsel_leaf_dirty(pte) && morsel_clean_leaf(ptep);
+	/*
+	 * Test PG_dirty before clearing it: an increment scans every leaf,
+	 * and under emulation an atomic on each frame of a GiB was most of
+	 * the scan.  A PG_dirty set after the test stays for the next scan.
+	 */
+	if (folio_test_dirty(folio))
+		written |= folio_test_clear_dirty(folio);
+	/*
+	 * Nothing cleared, nothing lost: a pin to write needs a writable
+	 * leaf (GUP-fast), or a fault that makes ours dirty under the table
+	 * lock we hold, so a pin that comes now shows in the next scan.
+	 */
+	if (!written)
+		return false;
 	/*
 	 * A pin taken meanwhile: GUP's slow path through a page mapped one
 	 * by one pins under the process's PTE lock, not ours, then sets
