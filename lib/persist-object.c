@@ -19,22 +19,43 @@
 #include <unistd.h>
 
 /*
- * Copy @len bytes at @src of our own mapping into @dst without touching
- * the mapping ourselves: the object may shrink under it (a mapped object
- * can, as a tmpfs file can), and a load past the end would be SIGBUS in
- * the caller's process.  process_vm_readv() goes through GUP, which
- * stops there instead.  The bytes read, or -errno.
+ * The runs of @stored in span @span, copied from our own mapping into
+ * @dst without touching the mapping ourselves: the object may shrink
+ * under it (a mapped object can, as a tmpfs file can), and a load past
+ * the end would be SIGBUS in the caller's process.  process_vm_readv()
+ * goes through GUP, which stops there instead.  One call per span, not
+ * per run: an increment's pages are scattered (1 % of a GiB: 2600 runs
+ * in 512 spans, a tenth of the copy's time under QEMU).  Past a shrink
+ * the rest reads 0: the runs go up, so every later one is past the end.
  */
-static ssize_t copy_from_mapping(uint8_t *dst, const uint8_t *src,
-				 uint64_t len)
+static int fetch_from_mapping(const struct source *src, uint64_t span,
+			      const uint64_t *stored, uint8_t *dst)
 {
-	struct iovec local = { .iov_base = dst, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)src, .iov_len = len };
-	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	struct iovec remote[SPAN_PAGES / 2 + 1];
+	struct iovec local = { .iov_base = dst, .iov_len = 0 };
+	unsigned int i, j, n = 0;
+	uint64_t pg;
+	ssize_t got;
 
-	if (n < 0)
-		return errno == EFAULT ? 0 : -errno;
-	return n;
+	for (i = mp_next_bit(stored, 0, true); i < SPAN_PAGES;
+	     i = mp_next_bit(stored, j, true)) {
+		j = mp_next_bit(stored, i, false);
+		pg = span * SPAN_PAGES + i;
+		remote[n].iov_base = (void *)(src->map + (pg - src->first) * PAGE);
+		remote[n].iov_len = (size_t)(j - i) * PAGE;
+		local.iov_len += remote[n].iov_len;
+		n++;
+	}
+	if (!n)
+		return 0;
+	got = process_vm_readv(getpid(), &local, 1, remote, n, 0);
+	if (got < 0) {
+		if (errno != EFAULT)
+			return -errno;
+		got = 0;
+	}
+	memset(dst + got, 0, local.iov_len - (size_t)got);
+	return 0;
 }
 
 int mp_fetch_pages(const struct source *src, uint64_t span,
@@ -44,16 +65,14 @@ int mp_fetch_pages(const struct source *src, uint64_t span,
 	uint64_t pg, len;
 	ssize_t n;
 
+	if (src->map)
+		return fetch_from_mapping(src, span, stored, dst);
 	for (i = mp_next_bit(stored, 0, true); i < SPAN_PAGES;
 	     i = mp_next_bit(stored, j, true)) {
 		j = mp_next_bit(stored, i, false);
 		pg = span * SPAN_PAGES + i;
 		len = (uint64_t)(j - i) * PAGE;
-		if (src->map)
-			n = copy_from_mapping(dst, src->map +
-					      (pg - src->first) * PAGE, len);
-		else
-			n = mp_pread_full(src->fd, dst, len, pg * PAGE);
+		n = mp_pread_full(src->fd, dst, len, pg * PAGE);
 		if (n < 0)
 			return (int)n;
 		/* shrank: the rest reads 0 */
@@ -142,7 +161,7 @@ int mp_scan_range(int fd, uint64_t start, uint64_t length,
  * when the object may be mapped so (not frozen, not a child, fd opened
  * read-write; it links the object's own tables as pages are touched, and
  * nothing is written through it), else pread().  The object may still
- * shrink: reads stop at its end either way (copy_from_mapping()).
+ * shrink: reads stop at its end either way (fetch_from_mapping()).
  */
 int mp_source_open(struct source *src, int fd,
 		   const struct morsel_stat *st, uint64_t start,
