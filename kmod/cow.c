@@ -396,9 +396,13 @@ static int copy_pinned_frames(struct morsel *m, pte_t *table, loff_t off,
 		old = pte_page(pte);
 		copy_highpage(copy, old);
 		index = (off >> PAGE_SHIFT) + i;
-		leaf = pfn_pte(page_to_pfn(copy), PAGE_READONLY);
-		if (pte_dirty(pte))
-			leaf = pte_mkdirty(leaf);
+		/*
+		 * Dirty whatever the old leaf said: a frame that may be pinned
+		 * counts as written (scan.c, frame_written()), and its PG_dirty
+		 * stays with the old frame, so only D can carry that to the
+		 * next scan (session-13 review).
+		 */
+		leaf = pte_mkdirty(pfn_pte(page_to_pfn(copy), PAGE_READONLY));
 		spin_lock(ptl);
 		done = morsel_same_frame(ptep_get(table + i), pte);
 		if (done) {
