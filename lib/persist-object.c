@@ -19,6 +19,26 @@
 #include <unistd.h>
 
 /*
+ * Did the object shrink below the page where a read of the runs @remote
+ * stopped, @got bytes in?  Only then may the rest read as zeros.
+ */
+static bool shrank_before(const struct source *src,
+			  const struct iovec *remote, size_t got)
+{
+	const uint8_t *at;
+	struct morsel_stat now;
+
+	while (got >= remote->iov_len) {
+		got -= remote->iov_len;
+		remote++;
+	}
+	at = (const uint8_t *)remote->iov_base + got / PAGE * PAGE;
+	return !morsel_stat(src->fd, &now) &&
+	       (uint64_t)(at - src->map) / PAGE + src->first >=
+	       (now.size + PAGE - 1) / PAGE;
+}
+
+/*
  * The runs of @stored in span @span, copied from our own mapping into
  * @dst without touching the mapping ourselves: the object may shrink
  * under it (a mapped object can, as a tmpfs file can), and a load past
@@ -54,6 +74,11 @@ static int fetch_from_mapping(const struct source *src, uint64_t span,
 			return -errno;
 		got = 0;
 	}
+	if ((size_t)got == local.iov_len)
+		return 0;
+	/* GUP says EFAULT for any failure (no memory too): did it shrink? */
+	if (!shrank_before(src, remote, (size_t)got))
+		return -EIO;
 	memset(dst + got, 0, local.iov_len - (size_t)got);
 	return 0;
 }
